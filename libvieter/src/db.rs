@@ -1,0 +1,434 @@
+//! Repository databases (`REPO.db.tar.gz`, `REPO.files.tar.gz`), byte-compatible with `repo-add`.
+//!
+//! A [`DbEntry`] is the `desc` (and `files`) text of one package, rendered from a [`Package`] exactly as
+//! Debian's `repo-add` writes it (see `DbFormat`). A [`StoredEntry`] adds the entry's two gzip members,
+//! compressed once when the package is added; [`Database`] writes an archive by concatenating the stored
+//! members (pacman reads concatenated gzip members as one stream), so adding or removing one package
+//! never re-reads or recompresses the others.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+
+use base64::Engine as _;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use crate::name::{NameError, PkgName};
+use crate::package::Package;
+use crate::version::{Version, VersionError};
+
+/// Which `desc` layout to write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbFormat {
+    /// pacman >= 6.1: no `%MD5SUM%`.
+    #[default]
+    Current,
+    /// pacman <= 6.0 (Debian's `repo-add`): adds `%MD5SUM%`; the package must be read with MD5.
+    WithMd5,
+}
+
+/// Why a database entry could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the MD5 of the package is needed for this database format but was not computed")]
+    MissingMd5,
+    #[error("file name {0:?} must be a plain file name")]
+    InvalidFilename(String),
+    #[error("desc entry has no %{0}% section")]
+    MissingField(&'static str),
+    #[error("desc entry is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("desc entry: {0}")]
+    InvalidName(#[from] NameError),
+    #[error("desc entry: {0}")]
+    InvalidVersion(#[from] VersionError),
+    #[error("database entry {dir:?} has no desc file")]
+    MissingDesc { dir: String },
+    #[error("database archive is damaged: {0}")]
+    Corrupt(#[source] io::Error),
+    #[error("database entry {0:?} is larger than the limit")]
+    TooLarge(String),
+    #[error("writing the database failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The `desc` and `files` text of one package in a repository database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbEntry {
+    pub name: PkgName,
+    pub version: Version,
+    /// `%FILENAME%`: the package file's name in the repository.
+    pub filename: String,
+    /// The `desc` file.
+    pub desc: String,
+    /// The `files` file (`%FILES%` list); `None` for an entry read from a db without file lists.
+    pub files: Option<String>,
+}
+
+/// repo-add's value normalisation: runs of whitespace become one space, ends are trimmed.
+fn normalize(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for word in value.split([' ', '\t', '\n', '\x0b', '\x0c', '\r']) {
+        if word.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+fn section(out: &mut String, key: &str, values: &[String]) {
+    if values.is_empty() {
+        return;
+    }
+    out.push('%');
+    out.push_str(key);
+    out.push_str("%\n");
+    for v in values {
+        out.push_str(v);
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+impl DbEntry {
+    /// Renders the entry for `package`, stored in the repository as `filename`.
+    ///
+    /// `signature` is the package's detached binary PGP signature, written as `%PGPSIG%`.
+    pub fn new(
+        package: &Package,
+        filename: &str,
+        format: DbFormat,
+        signature: Option<&[u8]>,
+    ) -> Result<Self, DbError> {
+        if filename.is_empty() || filename.contains(['/', '\0', '\n']) || filename.starts_with('.')
+        {
+            return Err(DbError::InvalidFilename(filename.to_owned()));
+        }
+        // repo-add reads .PKGINFO line by line: scalars keep their last value, lists every value.
+        let info = &package.pkginfo;
+        let one = |key: &str| info.get(key).map(normalize).filter(|v| !v.is_empty());
+        let all = |key: &str| {
+            info.get_all(key)
+                .map(normalize)
+                .filter(|v| !v.is_empty())
+                .collect::<Vec<_>>()
+        };
+        let opt = |v: Option<String>| v.into_iter().collect::<Vec<_>>();
+        let md5 = match format {
+            DbFormat::Current => None,
+            DbFormat::WithMd5 => Some(package.md5.clone().ok_or(DbError::MissingMd5)?),
+        };
+        let mut desc = String::with_capacity(1024);
+        section(&mut desc, "FILENAME", &[filename.to_owned()]);
+        section(&mut desc, "NAME", &opt(one("pkgname")));
+        section(&mut desc, "BASE", &opt(one("pkgbase")));
+        section(&mut desc, "VERSION", &opt(one("pkgver")));
+        section(&mut desc, "DESC", &opt(one("pkgdesc")));
+        section(&mut desc, "GROUPS", &all("group"));
+        section(&mut desc, "CSIZE", &[package.csize.to_string()]);
+        section(&mut desc, "ISIZE", &opt(one("size")));
+        section(&mut desc, "MD5SUM", &opt(md5));
+        section(
+            &mut desc,
+            "SHA256SUM",
+            std::slice::from_ref(&package.sha256),
+        );
+        let pgpsig = signature.map(|s| base64::engine::general_purpose::STANDARD.encode(s));
+        section(&mut desc, "PGPSIG", &opt(pgpsig));
+        section(&mut desc, "URL", &opt(one("url")));
+        section(&mut desc, "LICENSE", &all("license"));
+        section(&mut desc, "ARCH", &opt(one("arch")));
+        section(&mut desc, "BUILDDATE", &opt(one("builddate")));
+        section(&mut desc, "PACKAGER", &opt(one("packager")));
+        section(&mut desc, "REPLACES", &all("replaces"));
+        section(&mut desc, "CONFLICTS", &all("conflict"));
+        section(&mut desc, "PROVIDES", &all("provides"));
+        section(&mut desc, "DEPENDS", &all("depend"));
+        section(&mut desc, "OPTDEPENDS", &all("optdepend"));
+        section(&mut desc, "MAKEDEPENDS", &all("makedepend"));
+        section(&mut desc, "CHECKDEPENDS", &all("checkdepend"));
+
+        let mut files =
+            String::with_capacity(8 + package.files.iter().map(|f| f.len() + 1).sum::<usize>());
+        files.push_str("%FILES%\n");
+        for f in &package.files {
+            files.push_str(f);
+            files.push('\n');
+        }
+        Ok(DbEntry {
+            name: package.info.name.clone(),
+            version: package.info.version.clone(),
+            filename: filename.to_owned(),
+            desc,
+            files: Some(files),
+        })
+    }
+
+    /// Reads an entry back from the text of its `desc` (and `files`) file.
+    pub fn from_parts(desc: String, files: Option<String>) -> Result<Self, DbError> {
+        let field = |key: &'static str| -> Result<String, DbError> {
+            let header = format!("%{key}%");
+            let mut lines = desc.lines();
+            while let Some(line) = lines.next() {
+                if line == header {
+                    return lines
+                        .next()
+                        .map(str::to_owned)
+                        .ok_or(DbError::MissingField(key));
+                }
+            }
+            Err(DbError::MissingField(key))
+        };
+        Ok(DbEntry {
+            name: PkgName::new(field("NAME")?)?,
+            version: Version::parse(&field("VERSION")?)?,
+            filename: field("FILENAME")?,
+            desc,
+            files,
+        })
+    }
+
+    /// The entry's directory in the database archives: `{name}-{version}`.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.name, self.version)
+    }
+
+    /// Compresses the entry's two archive members; `mtime` is written into the tar headers.
+    pub fn compress(self, mtime: u64) -> io::Result<StoredEntry> {
+        let dir = self.dir_name();
+        let mut db = TarMember::new(mtime);
+        db.dir(&dir)?;
+        db.file(&format!("{dir}/desc"), self.desc.as_bytes())?;
+        let mut files = TarMember::new(mtime);
+        files.dir(&dir)?;
+        files.file(&format!("{dir}/desc"), self.desc.as_bytes())?;
+        if let Some(list) = &self.files {
+            files.file(&format!("{dir}/files"), list.as_bytes())?;
+        }
+        Ok(StoredEntry {
+            db_member: db.finish()?,
+            files_member: files.finish()?,
+            mtime,
+            entry: self,
+        })
+    }
+}
+
+/// Tar blocks of one entry, gzip-compressed as one member (without the end-of-archive blocks).
+struct TarMember {
+    builder: tar::Builder<Vec<u8>>,
+    mtime: u64,
+}
+
+impl TarMember {
+    fn new(mtime: u64) -> Self {
+        TarMember {
+            builder: tar::Builder::new(Vec::with_capacity(2048)),
+            mtime,
+        }
+    }
+
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(self.mtime);
+        h.set_uid(0);
+        h.set_gid(0);
+        // Names are ASCII and at most 32 bytes: these cannot fail.
+        let _ = h.set_username("root");
+        let _ = h.set_groupname("root");
+        h
+    }
+
+    fn dir(&mut self, path: &str) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Directory, 0o755, 0);
+        self.builder
+            .append_data(&mut h, format!("{path}/"), io::empty())
+    }
+
+    fn file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, 0o644, data.len() as u64);
+        self.builder.append_data(&mut h, path, data)
+    }
+
+    fn finish(mut self) -> io::Result<Vec<u8>> {
+        // Take the blocks before the builder is dropped: dropping it appends the end-of-archive
+        // blocks, which the database writes once, after the last member.
+        let blocks = std::mem::take(self.builder.get_mut());
+        let mut gz = GzEncoder::new(
+            Vec::with_capacity(blocks.len() / 2),
+            flate2::Compression::default(),
+        );
+        gz.write_all(&blocks)?;
+        gz.finish()
+    }
+}
+
+/// A database entry with its compressed archive members, ready to be stored and reused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEntry {
+    pub entry: DbEntry,
+    /// Modification time written into the members' tar headers.
+    pub mtime: u64,
+    /// gzip member holding the entry's `REPO.db` tar blocks.
+    pub db_member: Vec<u8>,
+    /// gzip member holding the entry's `REPO.files` tar blocks.
+    pub files_member: Vec<u8>,
+}
+
+/// The gzip member that ends every archive: the two zero blocks of a tar end-of-archive.
+fn trailer() -> io::Result<Vec<u8>> {
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&[0u8; 1024])?;
+    gz.finish()
+}
+
+/// Which of the two archives to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// `REPO.db.tar.gz`: `desc` only.
+    Db,
+    /// `REPO.files.tar.gz`: `desc` and `files`.
+    Files,
+}
+
+/// Writes an archive from stored entries, in the given order.
+pub fn write_archive<'a, W: Write>(
+    out: &mut W,
+    kind: ArchiveKind,
+    entries: impl IntoIterator<Item = &'a StoredEntry>,
+) -> io::Result<()> {
+    for e in entries {
+        out.write_all(match kind {
+            ArchiveKind::Db => &e.db_member,
+            ArchiveKind::Files => &e.files_member,
+        })?;
+    }
+    out.write_all(&trailer()?)
+}
+
+/// The packages of one repository and architecture, one version per name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Database {
+    entries: BTreeMap<PkgName, StoredEntry>,
+}
+
+impl Database {
+    /// An empty database.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an entry, returning the one it replaces (same package name, any version).
+    pub fn insert(&mut self, entry: StoredEntry) -> Option<StoredEntry> {
+        self.entries.insert(entry.entry.name.clone(), entry)
+    }
+
+    /// Removes the entry of a package name.
+    pub fn remove(&mut self, name: &PkgName) -> Option<StoredEntry> {
+        self.entries.remove(name)
+    }
+
+    /// The entry of a package name.
+    pub fn get(&self, name: &PkgName) -> Option<&StoredEntry> {
+        self.entries.get(name)
+    }
+
+    /// Entries in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &StoredEntry> {
+        self.entries.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes `REPO.db.tar.gz` or `REPO.files.tar.gz`.
+    pub fn write<W: Write>(&self, out: &mut W, kind: ArchiveKind) -> io::Result<()> {
+        write_archive(out, kind, self.entries.values())
+    }
+
+    /// Reads a database archive (`.db` or `.files`, gzip or plain tar) written by us or by `repo-add`.
+    /// Each entry is recompressed once.
+    pub fn read<R: Read>(reader: R) -> Result<Self, DbError> {
+        const MAX_ENTRY_FILE: u64 = 256 << 20;
+        let mut head = io::BufReader::new(reader);
+        let gz = io::BufRead::fill_buf(&mut head)
+            .map_err(DbError::Corrupt)?
+            .starts_with(&[0x1f, 0x8b]);
+        let stream: Box<dyn Read> = if gz {
+            Box::new(flate2::read::MultiGzDecoder::new(head))
+        } else {
+            Box::new(head)
+        };
+        let mut archive = tar::Archive::new(stream);
+        // dir -> (desc, files, mtime)
+        let mut parts: BTreeMap<String, (Option<String>, Option<String>, u64)> = BTreeMap::new();
+        for entry in archive.entries().map_err(DbError::Corrupt)? {
+            let mut entry = entry.map_err(DbError::Corrupt)?;
+            let path = String::from_utf8(entry.path_bytes().into_owned())
+                .map_err(|_| DbError::InvalidUtf8)?;
+            let Some((dir, file)) = path.trim_end_matches('/').split_once('/') else {
+                continue;
+            };
+            if file != "desc" && file != "files" {
+                continue;
+            }
+            if entry.size() > MAX_ENTRY_FILE {
+                return Err(DbError::TooLarge(path));
+            }
+            let mtime = entry.header().mtime().unwrap_or(0);
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::InvalidData => DbError::InvalidUtf8,
+                    _ => DbError::Corrupt(e),
+                })?;
+            let slot = parts.entry(dir.to_owned()).or_insert((None, None, mtime));
+            if file == "desc" {
+                slot.0 = Some(text)
+            } else {
+                slot.1 = Some(text)
+            }
+        }
+        let mut db = Database::new();
+        for (dir, (desc, files, mtime)) in parts {
+            let desc = desc.ok_or(DbError::MissingDesc { dir })?;
+            db.insert(DbEntry::from_parts(desc, files)?.compress(mtime)?);
+        }
+        Ok(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_like_repo_add() {
+        assert_eq!(normalize("  a \t b\n\nc  "), "a b c");
+        assert_eq!(normalize(""), "");
+    }
+
+    #[test]
+    fn from_parts_reads_back() {
+        let desc =
+            "%FILENAME%\nfoo-1-1-any.pkg.tar.zst\n\n%NAME%\nfoo\n\n%VERSION%\n1-1\n\n".to_owned();
+        let e = DbEntry::from_parts(desc, None).unwrap();
+        assert_eq!(e.dir_name(), "foo-1-1");
+        assert_eq!(e.filename, "foo-1-1-any.pkg.tar.zst");
+        assert!(DbEntry::from_parts("%NAME%\nfoo\n".to_owned(), None).is_err());
+    }
+}

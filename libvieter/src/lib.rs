@@ -1,0 +1,19 @@
+//! libvieter: the reusable core of Vieter, a self-hosted Arch Linux package platform.
+//!
+//! Everything here works on bytes, [`std::io::Read`]/[`std::io::Write`] and plain values: no sockets, no
+//! database, no container runtime. The binaries (`vieter-server`, `vieter-agent`, `vieter`) wire it to
+//! the world.
+//!
+//! - [`version`]: pacman's version comparison and validated package versions.
+//! - [`name`]: validated package names and architectures.
+//! - [`pkginfo`]: the `.PKGINFO` format.
+//! - [`package`]: reading package archives in one streaming pass.
+//! - [`digest`]: hashing a stream on helper threads.
+//! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
+
+pub mod db;
+pub mod digest;
+pub mod name;
+pub mod package;
+pub mod pkginfo;
+pub mod version;

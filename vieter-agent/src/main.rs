@@ -1,0 +1,3 @@
+fn main() {
+    println!("vieter-agent: not implemented yet");
+}
