@@ -36,10 +36,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let repo = db_name
         .strip_suffix(".db.tar.gz")
         .ok_or_else(|| format!("{} must end in .db.tar.gz", db_path.display()))?;
-    let dir = db_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = db_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let files_path = dir.join(format!("{repo}.files.tar.gz"));
 
     // The files database holds desc and files of every entry; fall back to the plain db.
@@ -51,19 +48,9 @@ fn run(args: Vec<String>) -> Result<(), String> {
         None => Database::new(),
     };
 
-    let format = if md5 {
-        DbFormat::WithMd5
-    } else {
-        DbFormat::Current
-    };
-    let options = ReadOptions {
-        md5,
-        ..ReadOptions::default()
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let format = if md5 { DbFormat::WithMd5 } else { DbFormat::Current };
+    let options = ReadOptions { md5, ..ReadOptions::default() };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     for path in &packages {
         let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let pkg = read_package(std::io::BufReader::new(f), &options)
@@ -74,11 +61,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let stored = entry.compress(now).map_err(|e| e.to_string())?;
         match db.insert(stored) {
-            Some(old) => eprintln!(
-                "==> replaced {} with {}",
-                old.entry.dir_name(),
-                pkg.info.version
-            ),
+            Some(old) => eprintln!("==> replaced {} with {}", old.entry.dir_name(), pkg.info.version),
             None => eprintln!("==> added {}-{}", pkg.info.name, pkg.info.version),
         }
     }

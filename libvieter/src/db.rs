@@ -105,19 +105,13 @@ impl DbEntry {
         format: DbFormat,
         signature: Option<&[u8]>,
     ) -> Result<Self, DbError> {
-        if filename.is_empty() || filename.contains(['/', '\0', '\n']) || filename.starts_with('.')
-        {
+        if filename.is_empty() || filename.contains(['/', '\0', '\n']) || filename.starts_with('.') {
             return Err(DbError::InvalidFilename(filename.to_owned()));
         }
         // repo-add reads .PKGINFO line by line: scalars keep their last value, lists every value.
         let info = &package.pkginfo;
         let one = |key: &str| info.get(key).map(normalize).filter(|v| !v.is_empty());
-        let all = |key: &str| {
-            info.get_all(key)
-                .map(normalize)
-                .filter(|v| !v.is_empty())
-                .collect::<Vec<_>>()
-        };
+        let all = |key: &str| info.get_all(key).map(normalize).filter(|v| !v.is_empty()).collect::<Vec<_>>();
         let opt = |v: Option<String>| v.into_iter().collect::<Vec<_>>();
         let md5 = match format {
             DbFormat::Current => None,
@@ -133,11 +127,7 @@ impl DbEntry {
         section(&mut desc, "CSIZE", &[package.csize.to_string()]);
         section(&mut desc, "ISIZE", &opt(one("size")));
         section(&mut desc, "MD5SUM", &opt(md5));
-        section(
-            &mut desc,
-            "SHA256SUM",
-            std::slice::from_ref(&package.sha256),
-        );
+        section(&mut desc, "SHA256SUM", std::slice::from_ref(&package.sha256));
         let pgpsig = signature.map(|s| base64::engine::general_purpose::STANDARD.encode(s));
         section(&mut desc, "PGPSIG", &opt(pgpsig));
         section(&mut desc, "URL", &opt(one("url")));
@@ -153,8 +143,7 @@ impl DbEntry {
         section(&mut desc, "MAKEDEPENDS", &all("makedepend"));
         section(&mut desc, "CHECKDEPENDS", &all("checkdepend"));
 
-        let mut files =
-            String::with_capacity(8 + package.files.iter().map(|f| f.len() + 1).sum::<usize>());
+        let mut files = String::with_capacity(8 + package.files.iter().map(|f| f.len() + 1).sum::<usize>());
         files.push_str("%FILES%\n");
         for f in &package.files {
             files.push_str(f);
@@ -176,10 +165,7 @@ impl DbEntry {
             let mut lines = desc.lines();
             while let Some(line) = lines.next() {
                 if line == header {
-                    return lines
-                        .next()
-                        .map(str::to_owned)
-                        .ok_or(DbError::MissingField(key));
+                    return lines.next().map(str::to_owned).ok_or(DbError::MissingField(key));
                 }
             }
             Err(DbError::MissingField(key))
@@ -210,12 +196,7 @@ impl DbEntry {
         if let Some(list) = &self.files {
             files.file(&format!("{dir}/files"), list.as_bytes())?;
         }
-        Ok(StoredEntry {
-            db_member: db.finish()?,
-            files_member: files.finish()?,
-            mtime,
-            entry: self,
-        })
+        Ok(StoredEntry { db_member: db.finish()?, files_member: files.finish()?, mtime, entry: self })
     }
 }
 
@@ -227,10 +208,7 @@ struct TarMember {
 
 impl TarMember {
     fn new(mtime: u64) -> Self {
-        TarMember {
-            builder: tar::Builder::new(Vec::with_capacity(2048)),
-            mtime,
-        }
+        TarMember { builder: tar::Builder::new(Vec::with_capacity(2048)), mtime }
     }
 
     fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
@@ -249,8 +227,7 @@ impl TarMember {
 
     fn dir(&mut self, path: &str) -> io::Result<()> {
         let mut h = self.header(tar::EntryType::Directory, 0o755, 0);
-        self.builder
-            .append_data(&mut h, format!("{path}/"), io::empty())
+        self.builder.append_data(&mut h, format!("{path}/"), io::empty())
     }
 
     fn file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
@@ -262,10 +239,7 @@ impl TarMember {
         // Take the blocks before the builder is dropped: dropping it appends the end-of-archive
         // blocks, which the database writes once, after the last member.
         let blocks = std::mem::take(self.builder.get_mut());
-        let mut gz = GzEncoder::new(
-            Vec::with_capacity(blocks.len() / 2),
-            flate2::Compression::default(),
-        );
+        let mut gz = GzEncoder::new(Vec::with_capacity(blocks.len() / 2), flate2::Compression::default());
         gz.write_all(&blocks)?;
         gz.finish()
     }
@@ -364,21 +338,16 @@ impl Database {
     pub fn read<R: Read>(reader: R) -> Result<Self, DbError> {
         const MAX_ENTRY_FILE: u64 = 256 << 20;
         let mut head = io::BufReader::new(reader);
-        let gz = io::BufRead::fill_buf(&mut head)
-            .map_err(DbError::Corrupt)?
-            .starts_with(&[0x1f, 0x8b]);
-        let stream: Box<dyn Read> = if gz {
-            Box::new(flate2::read::MultiGzDecoder::new(head))
-        } else {
-            Box::new(head)
-        };
+        let gz = io::BufRead::fill_buf(&mut head).map_err(DbError::Corrupt)?.starts_with(&[0x1f, 0x8b]);
+        let stream: Box<dyn Read> =
+            if gz { Box::new(flate2::read::MultiGzDecoder::new(head)) } else { Box::new(head) };
         let mut archive = tar::Archive::new(stream);
         // dir -> (desc, files, mtime)
         let mut parts: BTreeMap<String, (Option<String>, Option<String>, u64)> = BTreeMap::new();
         for entry in archive.entries().map_err(DbError::Corrupt)? {
             let mut entry = entry.map_err(DbError::Corrupt)?;
-            let path = String::from_utf8(entry.path_bytes().into_owned())
-                .map_err(|_| DbError::InvalidUtf8)?;
+            let path =
+                String::from_utf8(entry.path_bytes().into_owned()).map_err(|_| DbError::InvalidUtf8)?;
             let Some((dir, file)) = path.trim_end_matches('/').split_once('/') else {
                 continue;
             };
@@ -390,12 +359,10 @@ impl Database {
             }
             let mtime = entry.header().mtime().unwrap_or(0);
             let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::InvalidData => DbError::InvalidUtf8,
-                    _ => DbError::Corrupt(e),
-                })?;
+            entry.read_to_string(&mut text).map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => DbError::InvalidUtf8,
+                _ => DbError::Corrupt(e),
+            })?;
             let slot = parts.entry(dir.to_owned()).or_insert((None, None, mtime));
             if file == "desc" {
                 slot.0 = Some(text)
@@ -424,8 +391,7 @@ mod tests {
 
     #[test]
     fn from_parts_reads_back() {
-        let desc =
-            "%FILENAME%\nfoo-1-1-any.pkg.tar.zst\n\n%NAME%\nfoo\n\n%VERSION%\n1-1\n\n".to_owned();
+        let desc = "%FILENAME%\nfoo-1-1-any.pkg.tar.zst\n\n%NAME%\nfoo\n\n%VERSION%\n1-1\n\n".to_owned();
         let e = DbEntry::from_parts(desc, None).unwrap();
         assert_eq!(e.dir_name(), "foo-1-1");
         assert_eq!(e.filename, "foo-1-1-any.pkg.tar.zst");

@@ -62,15 +62,7 @@ impl<'scope, R: Read> TeeReader<'scope, R> {
         let mut senders = Vec::with_capacity(2);
         let sha256 = spawn_digest::<Sha256>(scope, &mut senders);
         let md5 = md5.then(|| spawn_digest::<Md5>(scope, &mut senders));
-        TeeReader {
-            inner,
-            current: Arc::from(Vec::new()),
-            pos: 0,
-            count: 0,
-            senders,
-            sha256,
-            md5,
-        }
+        TeeReader { inner, current: Arc::from(Vec::new()), pos: 0, count: 0, senders, sha256, md5 }
     }
 
     /// Bytes read from the inner reader so far.
@@ -81,23 +73,12 @@ impl<'scope, R: Read> TeeReader<'scope, R> {
     /// Reads the rest of the inner stream, then returns the digests of everything.
     pub fn finish(mut self) -> io::Result<Digests> {
         io::copy(&mut self, &mut io::sink())?;
-        let TeeReader {
-            senders,
-            sha256,
-            md5,
-            count,
-            ..
-        } = self;
+        let TeeReader { senders, sha256, md5, count, .. } = self;
         drop(senders);
         let join = |h: ScopedJoinHandle<'scope, String>| {
-            h.join()
-                .map_err(|_| io::Error::other("a digest thread panicked"))
+            h.join().map_err(|_| io::Error::other("a digest thread panicked"))
         };
-        Ok(Digests {
-            sha256: join(sha256)?,
-            md5: md5.map(join).transpose()?,
-            size: count,
-        })
+        Ok(Digests { sha256: join(sha256)?, md5: md5.map(join).transpose()?, size: count })
     }
 
     fn refill(&mut self) -> io::Result<()> {
@@ -113,8 +94,7 @@ impl<'scope, R: Read> TeeReader<'scope, R> {
         let chunk: Chunk = Arc::from(buf);
         if n > 0 {
             for tx in &self.senders {
-                tx.send(Arc::clone(&chunk))
-                    .map_err(|_| io::Error::other("a digest thread stopped early"))?;
+                tx.send(Arc::clone(&chunk)).map_err(|_| io::Error::other("a digest thread stopped early"))?;
             }
             self.count += n as u64;
         }

@@ -192,10 +192,7 @@ impl<R: Read> Read for Guard<'_, R> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         if self.read > self.limits.max_uncompressed_size {
-            return Err(bomb(format!(
-                "more than {} bytes uncompressed",
-                self.limits.max_uncompressed_size
-            )));
+            return Err(bomb(format!("more than {} bytes uncompressed", self.limits.max_uncompressed_size)));
         }
         let compressed = self.compressed.get().max(1);
         if self.read > 1 << 30 && self.read / compressed > self.limits.max_ratio {
@@ -238,10 +235,7 @@ impl<R: Read> Read for Counted<'_, R> {
 
 /// Classifies an I/O error that happened while walking the archive.
 fn archive_error(e: io::Error) -> PackageError {
-    if let Some(b) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<BombError>())
-    {
+    if let Some(b) = e.get_ref().and_then(|inner| inner.downcast_ref::<BombError>()) {
         return PackageError::Bomb(b.0.clone());
     }
     match e.kind() {
@@ -259,34 +253,21 @@ fn read_archive<R: Read>(
     limits: &Limits,
 ) -> Result<(PkgInfo, Vec<String>, Compression), PackageError> {
     let mut head = Vec::with_capacity(512);
-    input
-        .take(512)
-        .read_to_end(&mut head)
-        .map_err(PackageError::Io)?;
+    input.take(512).read_to_end(&mut head).map_err(PackageError::Io)?;
     let compression = Compression::detect(&head).ok_or(PackageError::UnknownFormat)?;
     let compressed = Rc::new(Cell::new(head.len() as u64));
-    let rest = Counted {
-        inner: input,
-        count: Rc::clone(&compressed),
-    };
+    let rest = Counted { inner: input, count: Rc::clone(&compressed) };
     let source = io::Cursor::new(head).chain(rest);
     let decoder: Box<dyn Read + '_> = match compression {
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(source).map_err(PackageError::Io)?)
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(source).map_err(PackageError::Io)?),
+        Compression::Xz => {
+            Box::new(liblzma::read::XzDecoder::new_multi_decoder(BufReader::with_capacity(64 * 1024, source)))
         }
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(
-            BufReader::with_capacity(64 * 1024, source),
-        )),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
         Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(source)),
         Compression::None => Box::new(source),
     };
-    let guard = Guard {
-        inner: decoder,
-        read: 0,
-        compressed,
-        limits,
-    };
+    let guard = Guard { inner: decoder, read: 0, compressed, limits };
     walk_tar(guard, limits).map(|(info, files)| (info, files, compression))
 }
 
@@ -302,9 +283,7 @@ fn walk_tar<R: Read>(stream: R, limits: &Limits) -> Result<(PkgInfo, Vec<String>
         let mut entry = entry.map_err(archive_error)?;
         entries_seen += 1;
         if entries_seen > limits.max_entries {
-            return Err(PackageError::TooManyEntries {
-                limit: limits.max_entries,
-            });
+            return Err(PackageError::TooManyEntries { limit: limits.max_entries });
         }
         let kind = entry.header().entry_type();
         let size = entry.header().entry_size().map_err(archive_error)?;
@@ -354,9 +333,7 @@ fn walk_tar<R: Read>(stream: R, limits: &Limits) -> Result<(PkgInfo, Vec<String>
                 return Err(PackageError::DuplicatePkgInfo);
             }
             if size > limits.max_pkginfo_size {
-                return Err(PackageError::PkgInfoTooLarge {
-                    limit: limits.max_pkginfo_size,
-                });
+                return Err(PackageError::PkgInfoTooLarge { limit: limits.max_pkginfo_size });
             }
             let mut data = Vec::with_capacity(size as usize);
             entry.read_to_end(&mut data).map_err(archive_error)?;
@@ -384,16 +361,11 @@ fn pax_path(data: &[u8]) -> Result<Option<Vec<u8>>, PackageError> {
     while !rest.is_empty() {
         // Each record is "LEN key=value\n", LEN counting the whole record.
         let corrupt = || {
-            PackageError::Corrupt(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "malformed PAX header record",
-            ))
+            PackageError::Corrupt(io::Error::new(io::ErrorKind::InvalidData, "malformed PAX header record"))
         };
         let space = rest.iter().position(|&c| c == b' ').ok_or_else(corrupt)?;
-        let len: usize = std::str::from_utf8(&rest[..space])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(corrupt)?;
+        let len: usize =
+            std::str::from_utf8(&rest[..space]).ok().and_then(|s| s.parse().ok()).ok_or_else(corrupt)?;
         if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
             return Err(corrupt());
         }
@@ -407,12 +379,7 @@ fn pax_path(data: &[u8]) -> Result<Option<Vec<u8>>, PackageError> {
 }
 
 fn check_path(path: &str, limits: &Limits) -> Result<(), PackageError> {
-    let refuse = |reason| {
-        Err(PackageError::InvalidPath {
-            path: path.to_owned(),
-            reason,
-        })
-    };
+    let refuse = |reason| Err(PackageError::InvalidPath { path: path.to_owned(), reason });
     if path.is_empty() {
         return refuse("empty");
     }
@@ -452,11 +419,7 @@ mod tests {
     #[test]
     fn reads_a_plain_tar() {
         let long = format!("usr/share/{}/file", "d".repeat(150));
-        let data = tar_with(&[
-            (".PKGINFO", PKGINFO),
-            ("usr/bin/foo", b"abc"),
-            (&long, b"x"),
-        ]);
+        let data = tar_with(&[(".PKGINFO", PKGINFO), ("usr/bin/foo", b"abc"), (&long, b"x")]);
         let pkg = read_package(&data[..], &ReadOptions::default()).unwrap();
         assert_eq!(pkg.info.name.as_str(), "foo");
         assert_eq!(pkg.files, vec!["usr/bin/foo".to_owned(), long.clone()]);
@@ -468,20 +431,11 @@ mod tests {
     #[test]
     fn refuses_bad_archives() {
         let opts = ReadOptions::default();
-        assert!(matches!(
-            read_package(&b"random bytes"[..], &opts),
-            Err(PackageError::UnknownFormat)
-        ));
+        assert!(matches!(read_package(&b"random bytes"[..], &opts), Err(PackageError::UnknownFormat)));
         let no_info = tar_with(&[("usr/bin/foo", b"abc")]);
-        assert!(matches!(
-            read_package(&no_info[..], &opts),
-            Err(PackageError::MissingPkgInfo)
-        ));
+        assert!(matches!(read_package(&no_info[..], &opts), Err(PackageError::MissingPkgInfo)));
         let truncated = &tar_with(&[(".PKGINFO", PKGINFO), ("big", &[0u8; 5000])])[..2048];
-        assert!(matches!(
-            read_package(truncated, &opts),
-            Err(PackageError::Corrupt(_))
-        ));
+        assert!(matches!(read_package(truncated, &opts), Err(PackageError::Corrupt(_))));
     }
 
     #[test]

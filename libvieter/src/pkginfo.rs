@@ -61,14 +61,12 @@ impl PkgInfo {
             if raw.is_empty() || raw[0] == b'#' {
                 continue;
             }
-            let line = std::str::from_utf8(raw)
-                .map_err(|_| PkgInfoError::InvalidUtf8 { line: line_no })?;
+            let line = std::str::from_utf8(raw).map_err(|_| PkgInfoError::InvalidUtf8 { line: line_no })?;
             // As libalpm: the key ends at the first space, which must start " = ".
             match line.find(' ') {
-                Some(space) if line[space..].starts_with(" = ") => info.entries.push(Entry {
-                    key: line[..space].to_owned(),
-                    value: line[space + 3..].to_owned(),
-                }),
+                Some(space) if line[space..].starts_with(" = ") => info
+                    .entries
+                    .push(Entry { key: line[..space].to_owned(), value: line[space + 3..].to_owned() }),
                 _ => info.ignored_lines.push(line_no),
             }
         }
@@ -77,19 +75,12 @@ impl PkgInfo {
 
     /// The last value of `key` (scalar keys: a later line overrides an earlier one, as in libalpm).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|e| e.key == key)
-            .map(|e| e.value.as_str())
+        self.entries.iter().rev().find(|e| e.key == key).map(|e| e.value.as_str())
     }
 
     /// Every value of a repeatable `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
-            .iter()
-            .filter(move |e| e.key == key)
-            .map(|e| e.value.as_str())
+        self.entries.iter().filter(move |e| e.key == key).map(|e| e.value.as_str())
     }
 
     /// Validates the required fields and returns the typed view.
@@ -102,26 +93,15 @@ impl PkgInfo {
         let number = |key: &'static str| -> Result<Option<u64>, PkgInfoError> {
             scalar(key)
                 .map(|v| {
-                    v.parse::<u64>().map_err(|_| PkgInfoError::InvalidNumber {
-                        key,
-                        value: v.to_owned(),
-                    })
+                    v.parse::<u64>().map_err(|_| PkgInfoError::InvalidNumber { key, value: v.to_owned() })
                 })
                 .transpose()
         };
-        let name = name_of(
-            "pkgname",
-            scalar("pkgname").ok_or(PkgInfoError::Missing("pkgname"))?,
-        )?;
-        let base = scalar("pkgbase")
-            .map(|b| name_of("pkgbase", b))
-            .transpose()?;
+        let name = name_of("pkgname", scalar("pkgname").ok_or(PkgInfoError::Missing("pkgname"))?)?;
+        let base = scalar("pkgbase").map(|b| name_of("pkgbase", b)).transpose()?;
         let version = Version::parse(scalar("pkgver").ok_or(PkgInfoError::Missing("pkgver"))?)?;
         let arch = scalar("arch").ok_or(PkgInfoError::Missing("arch"))?;
-        let arch = Arch::new(arch).map_err(|source| PkgInfoError::InvalidName {
-            key: "arch",
-            source,
-        })?;
+        let arch = Arch::new(arch).map_err(|source| PkgInfoError::InvalidName { key: "arch", source })?;
         const KNOWN: &[&str] = &[
             "pkgname",
             "pkgbase",
@@ -165,12 +145,7 @@ impl PkgInfo {
             makedepends: list("makedepend"),
             checkdepends: list("checkdepend"),
             xdata: list("xdata"),
-            extra: self
-                .entries
-                .iter()
-                .filter(|e| !KNOWN.contains(&e.key.as_str()))
-                .cloned()
-                .collect(),
+            extra: self.entries.iter().filter(|e| !KNOWN.contains(&e.key.as_str())).cloned().collect(),
         })
     }
 }
@@ -242,13 +217,7 @@ future = kept
         assert_eq!(info.licenses, ["GPL", "MIT"]);
         assert_eq!(info.optdepends, ["baz: for the baz: feature"]);
         assert_eq!(info.xdata, ["pkgtype=split"]);
-        assert_eq!(
-            info.extra,
-            [Entry {
-                key: "future".into(),
-                value: "kept".into()
-            }]
-        );
+        assert_eq!(info.extra, [Entry { key: "future".into(), value: "kept".into() }]);
     }
 
     #[test]
@@ -260,20 +229,13 @@ future = kept
 
     #[test]
     fn errors_name_the_problem() {
-        let err = |s: &str| {
-            PkgInfo::parse(s.as_bytes())
-                .unwrap()
-                .validate()
-                .unwrap_err()
-                .to_string()
-        };
+        let err = |s: &str| PkgInfo::parse(s.as_bytes()).unwrap().validate().unwrap_err().to_string();
         assert!(err("pkgver = 1-1\narch = any\n").contains("no pkgname"));
         assert!(err("pkgname = -x\npkgver = 1-1\narch = any\n").contains("pkgname"));
         assert!(err("pkgname = x\npkgver = 1\narch = any\n").contains("pkgrel"));
         assert!(err("pkgname = x\npkgver = 1-1\narch = any\nsize = -5\n").contains("size"));
         assert!(
-            err("pkgname = x\npkgver = 1-1\narch = any\nsize = 99999999999999999999999\n")
-                .contains("size")
+            err("pkgname = x\npkgver = 1-1\narch = any\nsize = 99999999999999999999999\n").contains("size")
         );
         assert!(PkgInfo::parse(b"pkgdesc = \xff\n").is_err());
     }

@@ -29,12 +29,10 @@ pub fn vercmp(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> Ordering {
     }
     let (e1, v1, r1) = parse_evr(a);
     let (e2, v2, r2) = parse_evr(b);
-    rpmvercmp(e1, e2)
-        .then_with(|| rpmvercmp(v1, v2))
-        .then_with(|| match (r1, r2) {
-            (Some(r1), Some(r2)) => rpmvercmp(r1, r2),
-            _ => Ordering::Equal,
-        })
+    rpmvercmp(e1, e2).then_with(|| rpmvercmp(v1, v2)).then_with(|| match (r1, r2) {
+        (Some(r1), Some(r2)) => rpmvercmp(r1, r2),
+        _ => Ordering::Equal,
+    })
 }
 
 /// The bytes up to the first NUL, as C would see them.
@@ -51,10 +49,7 @@ fn parse_evr(evr: &[u8]) -> (&[u8], &[u8], Option<&[u8]>) {
     let digits = evr.iter().take_while(|c| c.is_ascii_digit()).count();
     let (epoch, rest): (&[u8], &[u8]) = if evr.get(digits) == Some(&b':') {
         let epoch = &evr[..digits];
-        (
-            if epoch.is_empty() { b"0" } else { epoch },
-            &evr[digits + 1..],
-        )
+        (if epoch.is_empty() { b"0" } else { epoch }, &evr[digits + 1..])
     } else {
         (b"0", evr)
     };
@@ -107,11 +102,7 @@ fn rpmvercmp(a: &[u8], b: &[u8]) -> Ordering {
         }
         if p2 == j {
             // Segments of different types: numeric is newer than alpha.
-            return if is_num {
-                Ordering::Greater
-            } else {
-                Ordering::Less
-            };
+            return if is_num { Ordering::Greater } else { Ordering::Less };
         }
         let (mut s1, mut s2) = (&a[i..p1], &b[j..p2]);
         if is_num {
@@ -200,17 +191,11 @@ impl Version {
                 return Err(VersionError::InvalidEpoch(epoch.to_owned()));
             }
         }
-        let dash = rest
-            .rfind('-')
-            .ok_or_else(|| VersionError::MissingPkgrel(s.to_owned()))?;
+        let dash = rest.rfind('-').ok_or_else(|| VersionError::MissingPkgrel(s.to_owned()))?;
         let (pkgver, pkgrel) = (&rest[..dash], &rest[dash + 1..]);
         validate_pkgver(pkgver)?;
         validate_pkgrel(pkgrel)?;
-        Ok(Version {
-            full: s.to_owned(),
-            ver_start,
-            rel_dash: ver_start + dash,
-        })
+        Ok(Version { full: s.to_owned(), ver_start, rel_dash: ver_start + dash })
     }
 
     /// The epoch as written, if any (`None` means the implicit `0`).
@@ -385,10 +370,7 @@ mod tests {
         let v = Version::parse("1.2-3").unwrap();
         assert_eq!((v.epoch(), v.pkgver(), v.pkgrel()), (None, "1.2", "3"));
         let v = Version::parse("10:a.b+c_d@e-1.2").unwrap();
-        assert_eq!(
-            (v.epoch(), v.pkgver(), v.pkgrel()),
-            (Some("10"), "a.b+c_d@e", "1.2")
-        );
+        assert_eq!((v.epoch(), v.pkgver(), v.pkgrel()), (Some("10"), "a.b+c_d@e", "1.2"));
     }
 
     #[test]
