@@ -4,6 +4,7 @@
 //! database, no container runtime. The binaries (`vieter-server`, `vieter-agent`, `vieter`) wire it to
 //! the world.
 //!
+//! - [`api`]: the JSON shapes of the HTTP API.
 //! - [`version`]: pacman's version comparison and validated package versions.
 //! - [`name`]: validated package names and architectures.
 //! - [`pkginfo`]: the `.PKGINFO` format.
@@ -11,6 +12,7 @@
 //! - [`digest`]: hashing a stream on helper threads.
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
 
+pub mod api;
 pub mod db;
 pub mod digest;
 pub mod name;

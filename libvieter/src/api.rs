@@ -1,0 +1,126 @@
+//! The JSON shapes of Vieter's HTTP API, shared by the server, the agent and the CLI.
+//!
+//! Every answer is wrapped in Vieter's envelope `{"message": ..., "data": ...}`; errors carry a message and
+//! `data: null`. Only types live here: no HTTP.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::name::{Arch, PkgName};
+use crate::package::Package;
+use crate::pkginfo::PackageInfo;
+use crate::version::Version;
+
+/// Vieter's answer envelope.
+///
+/// ```
+/// use libvieter::api::Envelope;
+/// let json = serde_json::to_string(&Envelope::ok(vec![1, 2])).unwrap();
+/// assert_eq!(json, r#"{"message":"","data":[1,2]}"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub message: String,
+    pub data: T,
+}
+
+impl<T> Envelope<T> {
+    /// A successful answer with an empty message.
+    pub fn ok(data: T) -> Self {
+        Envelope { message: String::new(), data }
+    }
+}
+
+impl Envelope<Option<()>> {
+    /// An error answer: the message, `data: null`.
+    pub fn error(message: impl Into<String>) -> Self {
+        Envelope { message: message.into(), data: None }
+    }
+}
+
+/// What `POST /{repo}/publish` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishResult {
+    pub name: PkgName,
+    pub version: Version,
+    /// The arch-repos the package was added to (several for an `any` package).
+    pub archs: Vec<Arch>,
+}
+
+/// One repository in `GET /api/v1/repos`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoInfo {
+    pub name: String,
+    pub archs: Vec<ArchRepoInfo>,
+}
+
+/// One architecture of a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchRepoInfo {
+    pub arch: Arch,
+    /// Number of packages.
+    pub packages: u64,
+    /// Sum of the package files' sizes in bytes.
+    pub size: u64,
+    /// When a package was last added or removed.
+    pub last_change: Option<DateTime<Utc>>,
+}
+
+/// One package in a package listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageSummary {
+    pub name: PkgName,
+    pub base: Option<PkgName>,
+    pub version: Version,
+    /// The package's own architecture (`any` for architecture-independent packages).
+    pub arch: Arch,
+    pub desc: Option<String>,
+    pub filename: String,
+    /// Size of the package file.
+    pub csize: u64,
+    /// Installed size.
+    pub isize: u64,
+    pub sha256: String,
+    pub builddate: Option<u64>,
+    pub published_at: DateTime<Utc>,
+}
+
+impl PackageSummary {
+    /// The summary of a package stored as `filename`, published at `published_at`.
+    pub fn new(package: &Package, filename: &str, published_at: DateTime<Utc>) -> Self {
+        let info = &package.info;
+        PackageSummary {
+            name: info.name.clone(),
+            base: info.base.clone(),
+            version: info.version.clone(),
+            arch: info.arch.clone(),
+            desc: info.desc.clone(),
+            filename: filename.to_owned(),
+            csize: package.csize,
+            isize: info.size,
+            sha256: package.sha256.clone(),
+            builddate: info.builddate,
+            published_at,
+        }
+    }
+}
+
+/// Everything known about one package: `GET /api/v1/repos/{repo}/{arch}/packages/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageDetail {
+    #[serde(flatten)]
+    pub summary: PackageSummary,
+    /// Every `.PKGINFO` field, typed (dependencies, licenses, ...).
+    pub info: PackageInfo,
+    /// The package's file list.
+    pub files: Vec<String>,
+}
+
+/// Query parameters of a paginated listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListQuery {
+    /// Case-insensitive substring filter (name and description).
+    pub query: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
