@@ -1,0 +1,215 @@
+//! The HTTP client of Vieter's API: one type, used by the `vieter` CLI and by `vieter-agent`.
+//!
+//! Every call returns the envelope's `data` on success; a failure names what went wrong: the address
+//! that could not be reached, the HTTP status with the server's own message, or the file that could not
+//! be read.
+
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use libvieter::api::{Envelope, ListQuery, PackageDetail, PackageSummary, PublishResult, RepoInfo};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+
+/// The header carrying the API key (Vieter's).
+pub const API_KEY_HEADER: &str = "X-Api-Key";
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid server address {address:?}: expected e.g. http://127.0.0.1:8000")]
+    InvalidAddress { address: String },
+    #[error("could not reach the Vieter server at {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the server refused the API key (HTTP 401): {message}")]
+    Unauthorized { message: String },
+    #[error("not found (HTTP 404): {message}")]
+    NotFound { message: String },
+    #[error("the server answered HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("unexpected answer from {url}: {detail}")]
+    Decode { url: String, detail: String },
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A connection to one Vieter server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    api_key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `address` (`http://host:port`, a trailing `/` is fine).
+    pub fn new(address: &str, api_key: Option<String>) -> Result<Self, ClientError> {
+        let base = address.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < "http://x".len() {
+            return Err(ClientError::InvalidAddress { address: address.to_owned() });
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("vieter/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ClientError::Connect { address: base.clone(), source })?;
+        Ok(Client { base, api_key, http })
+    }
+
+    /// The server address this client talks to.
+    pub fn address(&self) -> &str {
+        &self.base
+    }
+
+    /// A request to `path` (which starts with `/`), with the API key when one is set.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let req = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.api_key {
+            Some(key) => req.header(API_KEY_HEADER, key),
+            None => req,
+        }
+    }
+
+    /// Sends `req` and returns the envelope's data, or the error the server described.
+    pub async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
+        let resp = req.send().await.map_err(|source| self.connect_error(source))?;
+        let status = resp.status();
+        let url = resp.url().to_string();
+        let body = resp.bytes().await.map_err(|source| self.connect_error(source))?;
+        if !status.is_success() {
+            return Err(http_error(status, &body));
+        }
+        let envelope: Envelope<T> =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Decode { url, detail: e.to_string() })?;
+        Ok(envelope.data)
+    }
+
+    fn connect_error(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Connect { address: self.base.clone(), source }
+    }
+
+    /// `GET /health`.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        self.send::<serde_json::Value>(self.request(Method::GET, "/health")).await.map(|_| ())
+    }
+
+    /// Uploads a package file to `repo`, streaming it from disk. `progress` is called with the number of
+    /// bytes sent so far.
+    pub async fn publish(
+        &self,
+        repo: &str,
+        path: &Path,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<PublishResult, ClientError> {
+        let file_error = |source| ClientError::File { path: path.display().to_string(), source };
+        let file = tokio::fs::File::open(path).await.map_err(file_error)?;
+        let len = file.metadata().await.map_err(file_error)?.len();
+        let mut sent = 0u64;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect_ok(move |chunk| {
+            sent += chunk.len() as u64;
+            progress(sent);
+        });
+        let req = self
+            .request(Method::POST, &format!("/{}/publish", encode(repo)))
+            .header(CONTENT_LENGTH, len)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream));
+        self.send(req).await
+    }
+
+    /// `GET /api/v1/repos`.
+    pub async fn repos(&self) -> Result<Vec<RepoInfo>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/repos")).await
+    }
+
+    /// `GET /api/v1/repos/{repo}/{arch}/packages`.
+    pub async fn packages(
+        &self,
+        repo: &str,
+        arch: &str,
+        query: &ListQuery,
+    ) -> Result<Vec<PackageSummary>, ClientError> {
+        let path = format!("/api/v1/repos/{}/{}/packages", encode(repo), encode(arch));
+        self.send(self.request(Method::GET, &path).query(query)).await
+    }
+
+    /// `GET /api/v1/repos/{repo}/{arch}/packages/{name}`.
+    pub async fn package(&self, repo: &str, arch: &str, name: &str) -> Result<PackageDetail, ClientError> {
+        let path = format!("/api/v1/repos/{}/{}/packages/{}", encode(repo), encode(arch), encode(name));
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `DELETE /{repo}`, `/{repo}/{arch}` or `/{repo}/{arch}/{pkgname}`.
+    pub async fn remove(
+        &self,
+        repo: &str,
+        arch: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut path = format!("/{}", encode(repo));
+        for part in [arch, name].into_iter().flatten() {
+            path.push('/');
+            path.push_str(&encode(part));
+        }
+        self.send::<serde_json::Value>(self.request(Method::DELETE, &path)).await.map(|_| ())
+    }
+}
+
+/// The error for a non-success answer, with the server's message when it sent an envelope.
+fn http_error(status: StatusCode, body: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<Envelope<serde_json::Value>>(body)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(500).collect());
+    match status {
+        StatusCode::UNAUTHORIZED => ClientError::Unauthorized { message },
+        StatusCode::NOT_FOUND => ClientError::NotFound { message },
+        _ => ClientError::Http { status: status.as_u16(), message },
+    }
+}
+
+/// Percent-encodes one path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@+".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert!(Client::new("http://127.0.0.1:8000/", None).is_ok());
+        assert_eq!(Client::new("http://h:1/", None).unwrap().address(), "http://h:1");
+        assert!(matches!(Client::new("127.0.0.1:8000", None), Err(ClientError::InvalidAddress { .. })));
+    }
+
+    #[test]
+    fn errors_carry_the_server_message() {
+        let e = http_error(StatusCode::UNAUTHORIZED, br#"{"message":"invalid API key","data":null}"#);
+        assert_eq!(e.to_string(), "the server refused the API key (HTTP 401): invalid API key");
+        let e = http_error(StatusCode::BAD_GATEWAY, b"upstream down");
+        assert_eq!(e.to_string(), "the server answered HTTP 502: upstream down");
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+        assert_eq!(encode("lib32-gcc@x+1.2_3"), "lib32-gcc@x+1.2_3");
+    }
+}
