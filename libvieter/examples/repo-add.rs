@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use libvieter::db::{ArchiveKind, Database, DbEntry, DbFormat};
+use libvieter::db::{ArchiveKind, Database, DbFormat};
 use libvieter::package::{read_package, ReadOptions};
 
 fn main() -> ExitCode {
@@ -57,10 +57,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let sig_path = PathBuf::from(format!("{}.sig", path.display()));
         let sig = fs::read(&sig_path).ok();
-        let entry = DbEntry::new(&pkg, &file_name(path)?, format, sig.as_deref())
+        let replaced = db
+            .add_package(&pkg, &file_name(path)?, format, sig.as_deref(), now)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let stored = entry.compress(now).map_err(|e| e.to_string())?;
-        match db.insert(stored) {
+        match replaced {
             Some(old) => eprintln!("==> replaced {} with {}", old.entry.dir_name(), pkg.info.version),
             None => eprintln!("==> added {}-{}", pkg.info.name, pkg.info.version),
         }

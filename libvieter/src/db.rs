@@ -305,6 +305,20 @@ impl Database {
         self.entries.insert(entry.entry.name.clone(), entry)
     }
 
+    /// Renders, compresses and inserts the entry of `package` stored as `filename`; returns the entry it
+    /// replaces. This is what `repo-add` does for one package.
+    pub fn add_package(
+        &mut self,
+        package: &Package,
+        filename: &str,
+        format: DbFormat,
+        signature: Option<&[u8]>,
+        mtime: u64,
+    ) -> Result<Option<StoredEntry>, DbError> {
+        let stored = DbEntry::new(package, filename, format, signature)?.compress(mtime)?;
+        Ok(self.insert(stored))
+    }
+
     /// Removes the entry of a package name.
     pub fn remove(&mut self, name: &PkgName) -> Option<StoredEntry> {
         self.entries.remove(name)
