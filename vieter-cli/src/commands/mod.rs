@@ -1,0 +1,5 @@
+//! One module per command group.
+
+pub mod publish;
+pub mod repo_add;
+pub mod repos;
