@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 
 scripts/setup-test-env.sh
 scripts/build-corpus.sh target/corpus
+scripts/make-builder-image.sh localhost/vieter-builder:test
+export VIETER_TEST_IMAGE=localhost/vieter-builder:test
 export VIETER_CORPUS="$PWD/target/corpus"
 
 cargo fmt --all -- --check
