@@ -2,6 +2,7 @@
 # Makes a local builder image without any registry: a Debian bookworm root with makepkg, pacman, fakeroot,
 # git, sudo and a `builder` user with passwordless sudo and /build, imported into Podman.
 # Usage: scripts/make-builder-image.sh [IMAGE]   (default localhost/vieter-builder:test)
+# The image carries the label org.vieter.builder=1: the agent uses such an image as is.
 # Idempotent: does nothing when the image exists (set VIETER_REBUILD_IMAGE=1 to force).
 set -euo pipefail
 IMAGE="${1:-localhost/vieter-builder:test}"
@@ -28,5 +29,5 @@ mkdir -p "$root/var/lib/pacman"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 
 echo "==> importing as $IMAGE"
-tar -C "$root" -c . | podman import --change 'CMD ["/bin/bash"]' - "$IMAGE" >/dev/null
+tar -C "$root" -c . | podman import --change 'CMD ["/bin/bash"]' --change 'LABEL org.vieter.builder=1' - "$IMAGE" >/dev/null
 echo "==> builder image $IMAGE ready"
