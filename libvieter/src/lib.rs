@@ -10,10 +10,12 @@
 //! - [`pkginfo`]: the `.PKGINFO` format.
 //! - [`package`]: reading package archives in one streaming pass.
 //! - [`digest`]: hashing a stream on helper threads.
+//! - [`depend`]: dependency strings (`name>=version: description`).
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
 
 pub mod api;
 pub mod db;
+pub mod depend;
 pub mod digest;
 pub mod name;
 pub mod package;
