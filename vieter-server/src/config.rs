@@ -1,0 +1,176 @@
+//! Settings: a TOML file (`--config`), overridden by `VIETER_<KEY>` variables; `VIETER_<KEY>_FILE` reads a
+//! value from a file (for secrets). With nothing configured the server starts with these defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use libvieter::db::DbFormat;
+use libvieter::name::Arch;
+use serde::Deserialize;
+
+/// The server's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub address: SocketAddr,
+    /// Where the database, package files and repository archives live.
+    pub data_dir: PathBuf,
+    /// The admin key (`X-Api-Key`). Generated into `{data_dir}/api_key` when not set.
+    pub api_key: Option<String>,
+    /// A key agents use: it may publish, poll and report jobs, nothing else.
+    pub agent_key: Option<String>,
+    /// The architecture `any` packages always go to.
+    pub default_arch: Arch,
+    /// `error`, `warn`, `info`, `debug`, `trace` or a tracing filter.
+    pub log_level: String,
+    /// Largest accepted upload in bytes.
+    pub max_upload_size: u64,
+    /// `current` (pacman >= 6.1) or `with_md5` (adds `%MD5SUM%` for pacman <= 6.0).
+    pub db_format: DbFormat,
+    /// Require an API key for `/api/v1/metrics` (Vieter served it to anyone).
+    pub metrics_auth: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            address: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            data_dir: PathBuf::from("./data"),
+            api_key: None,
+            agent_key: None,
+            default_arch: Arch::new("x86_64").unwrap_or_else(|_| unreachable!("x86_64 is a valid arch")),
+            log_level: "info".to_owned(),
+            max_upload_size: 4 << 30,
+            db_format: DbFormat::Current,
+            metrics_auth: false,
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+const KEYS: &[&str] = &[
+    "address",
+    "data_dir",
+    "api_key",
+    "agent_key",
+    "default_arch",
+    "log_level",
+    "max_upload_size",
+    "db_format",
+    "metrics_auth",
+];
+
+/// Keys whose values are TOML strings (the others are parsed as TOML values: numbers).
+const STRING_KEYS: &[&str] =
+    &["address", "data_dir", "api_key", "agent_key", "default_arch", "log_level", "db_format"];
+
+impl Config {
+    /// Loads the file (if given), then applies `VIETER_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        for key in KEYS {
+            let var = format!("VIETER_{}", key.to_uppercase());
+            let file_var = format!("{var}_FILE");
+            let value = if let Some((_, v)) = env.iter().find(|(k, _)| *k == var) {
+                Some(v.clone())
+            } else if let Some((_, path)) = env.iter().find(|(k, _)| *k == file_var) {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Env {
+                    var: file_var.clone(),
+                    message: format!("{path}: {e}"),
+                })?;
+                Some(text.trim_end_matches(['\n', '\r']).to_owned())
+            } else {
+                None
+            };
+            if let Some(value) = value {
+                let parsed = if STRING_KEYS.contains(key) {
+                    toml::Value::String(value)
+                } else if let Ok(flag) = value.trim().parse::<bool>() {
+                    toml::Value::Boolean(flag)
+                } else {
+                    value.trim().parse::<i64>().map(toml::Value::Integer).map_err(|_| ConfigError::Env {
+                        var: var.clone(),
+                        message: format!("{value:?} is not a whole number"),
+                    })?
+                };
+                table.insert((*key).to_owned(), parsed);
+            }
+        }
+        let source = file.map(|p| p.display().to_string()).unwrap_or_else(|| "environment".to_owned());
+        Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Parse { path: source, message: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_without_anything() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.address.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.default_arch.as_str(), "x86_64");
+        assert!(c.api_key.is_none());
+    }
+
+    #[test]
+    fn env_overrides_file_and_file_vars_read_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vieter.toml");
+        std::fs::write(&file, "address = \"127.0.0.1:1\"\nmax_upload_size = 10\napi_key = \"from-file\"\n")
+            .unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("VIETER_ADDRESS", "127.0.0.1:9000"),
+                ("VIETER_API_KEY_FILE", secret.to_str().unwrap()),
+                ("VIETER_MAX_UPLOAD_SIZE", "2048"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.address.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.api_key.as_deref(), Some("s3cret"));
+        assert_eq!(c.max_upload_size, 2048);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::load(None, env(&[("VIETER_MAX_UPLOAD_SIZE", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("VIETER_MAX_UPLOAD_SIZE"), "{e}");
+        let e = Config::load(None, env(&[("VIETER_DEFAULT_ARCH", "x86-64")])).unwrap_err();
+        assert!(e.to_string().contains("x86-64"), "{e}");
+        let e = Config::load(None, env(&[("VIETER_ADDRESS", "nowhere")])).unwrap_err();
+        assert!(e.to_string().contains("address") || e.to_string().contains("socket"), "{e}");
+    }
+}

@@ -1,0 +1,104 @@
+//! vieter-server: pacman repositories over HTTP (and, later, build targets and jobs).
+//!
+//! `main.rs` only parses arguments; [`run`] wires the configuration, the store and the routes. The only
+//! crate that knows warp ([`routes`]) and redb ([`store`]).
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod repo;
+pub mod routes;
+pub mod store;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use config::Config;
+
+/// Everything a request handler may need.
+pub struct App {
+    pub config: Config,
+    pub keys: Arc<auth::Keys>,
+    pub repos: repo::Repos,
+    pub metrics: metrics::Metrics,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("API key file {path}: {source}")]
+    KeyFile { path: String, source: std::io::Error },
+    #[error("opening the repositories: {0}")]
+    Repos(#[from] repo::RepoError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The admin key: configured, or read from / generated into `{data_dir}/api_key` (mode 0600).
+fn admin_key(config: &Config) -> Result<String, StartError> {
+    if let Some(key) = config.api_key.as_ref().filter(|k| !k.is_empty()) {
+        return Ok(key.clone());
+    }
+    let path = config.data_dir.join("api_key");
+    let shown = path.display().to_string();
+    let key_err = |source| StartError::KeyFile { path: shown.clone(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(key) if !key.trim().is_empty() => {
+            tracing::info!("using the API key stored in {shown}");
+            return Ok(key.trim().to_owned());
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(key_err(e)),
+    }
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
+        .map_err(key_err)?;
+    let key = hex::encode(random);
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(key_err)?;
+    file.write_all(key.as_bytes()).and_then(|()| file.sync_all()).map_err(key_err)?;
+    tracing::warn!("no api_key configured: generated one and stored it in {shown} (mode 0600)");
+    Ok(key)
+}
+
+/// Opens everything and returns the application state (recovery included).
+pub fn open(config: Config) -> Result<Arc<App>, StartError> {
+    let data_dir: &Path = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+    let admin = admin_key(&config)?;
+    let repos = repo::Repos::open(data_dir, config.default_arch.clone(), config.db_format)?;
+    let report = repos.recover()?;
+    tracing::info!(?report, "startup recovery done");
+    let keys = Arc::new(auth::Keys::new(admin, config.agent_key.clone()));
+    Ok(Arc::new(App { config, keys, repos, metrics: metrics::Metrics::new()? }))
+}
+
+/// Serves until `shutdown` completes; in-flight requests finish first.
+pub async fn serve(
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let address = app.config.address;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })?;
+    let local = listener.local_addr().unwrap_or(address);
+    // Tests and scripts read this line to learn the port when the address has port 0.
+    println!("vieter-server listening on http://{local}");
+    let _ = std::io::stdout().flush();
+    tracing::info!("listening on http://{local}, data in {}", app.config.data_dir.display());
+    warp::serve(routes::routes(app)).incoming(listener).graceful(shutdown).run().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Repository operations: publish, remove, rewrite archives, recover after a crash.
+//!
+//! Order of every change (what keeps a served db consistent with the files on disk):
+//! 1. the package file is complete and synced in the pool before anything refers to it;
+//! 2. one redb transaction records the change;
+//! 3. the affected archives are rewritten (temp file, fsync, rename, fsync of the directory);
+//! 4. only then are pool files that nothing references any more deleted.
+//!
+//! A crash between any two steps leaves archives that only name existing files; startup recovery
+//! ([`Repos::recover`]) rewrites every archive from redb and deletes unreferenced files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::Utc;
+use libvieter::api::PublishResult;
+use libvieter::db::{ArchiveKind, DbEntry, DbFormat};
+use libvieter::name::Arch;
+use libvieter::package::{read_package, Package, PackageError, ReadOptions};
+
+use crate::store::{NewPackage, PoolChanges, Store, StoreError};
+
+/// Why a repository operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("invalid package: {0}")]
+    Package(#[from] PackageError),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the database entry: {0}")]
+    Db(#[from] libvieter::db::DbError),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RepoError {
+    let context = context.into();
+    move |source| RepoError::Io { context, source }
+}
+
+/// Checks a repository name: `[A-Za-z0-9._-]+`, not starting with `.` or `-`, not `api`.
+pub fn validate_repo_name(name: &str) -> Result<(), RepoError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with(['.', '-'])
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+        && name != "api";
+    if ok {
+        Ok(())
+    } else {
+        Err(RepoError::InvalidName(format!(
+            "invalid repository name {name:?}: use letters, digits, '.', '_' and '-', not starting with '.' or '-'; 'api' is reserved"
+        )))
+    }
+}
+
+/// The repositories on disk and in redb.
+pub struct Repos {
+    data_dir: PathBuf,
+    store: Store,
+    default_arch: Arch,
+    format: DbFormat,
+    /// One lock per arch-repo (`repo/arch`): changes to one arch-repo are serialized, others proceed.
+    locks: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    /// Held shared from "file is in the pool" to "the transaction referencing it committed", and
+    /// exclusively while deleting pool files: a file is never deleted between those two steps.
+    pool_guard: RwLock<()>,
+}
+
+impl Repos {
+    /// Opens the data directory (creating its layout) and the database.
+    pub fn open(data_dir: &Path, default_arch: Arch, format: DbFormat) -> Result<Repos, RepoError> {
+        for sub in ["pool", "repos", "tmp"] {
+            let dir = data_dir.join(sub);
+            fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        }
+        let store = Store::open(&data_dir.join("vieter.redb"))?;
+        Ok(Repos {
+            data_dir: data_dir.to_owned(),
+            store,
+            default_arch,
+            format,
+            locks: Mutex::default(),
+            pool_guard: RwLock::new(()),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Where uploads are written while they arrive.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+
+    /// The pool file of a SHA-256.
+    pub fn pool_path(&self, sha256: &str) -> PathBuf {
+        self.data_dir.join("pool").join(sha256)
+    }
+
+    /// The archive of an arch-repo (`kind` db or files).
+    pub fn archive_path(&self, repo: &str, arch: &str, kind: ArchiveKind) -> PathBuf {
+        let name = match kind {
+            ArchiveKind::Db => format!("{repo}.db.tar.gz"),
+            ArchiveKind::Files => format!("{repo}.files.tar.gz"),
+        };
+        self.data_dir.join("repos").join(repo).join(arch).join(name)
+    }
+
+    fn lock(&self, repo: &str, arch: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(format!("{repo}/{arch}")).or_default().clone()
+    }
+
+    /// Adds the package in `upload` (a complete, synced file in the tmp dir) to `repo`. Blocking.
+    ///
+    /// The upload file is consumed: moved into the pool or deleted.
+    pub fn publish(&self, repo: &str, upload: &Path) -> Result<PublishResult, RepoError> {
+        let result = self.publish_inner(repo, upload);
+        // On success the file was renamed away; on failure it must not stay behind.
+        let _ = fs::remove_file(upload);
+        result
+    }
+
+    fn publish_inner(&self, repo: &str, upload: &Path) -> Result<PublishResult, RepoError> {
+        validate_repo_name(repo)?;
+        let file = File::open(upload).map_err(io("opening the upload"))?;
+        let options = ReadOptions { md5: self.format == DbFormat::WithMd5, ..ReadOptions::default() };
+        let package = read_package(std::io::BufReader::with_capacity(256 * 1024, file), &options)?;
+        let filename = package.filename();
+        let mtime = Utc::now().timestamp().max(0) as u64;
+        let entry = DbEntry::new(&package, &filename, self.format, None)?
+            .compress(mtime)
+            .map_err(io("compressing the db entry"))?;
+
+        // 1. into the pool (content-addressed: an identical file is already there).
+        let pool_guard = self.pool_guard.read().unwrap_or_else(|p| p.into_inner());
+        let pool = self.pool_path(&package.sha256);
+        if !pool.exists() {
+            fs::rename(upload, &pool).map_err(io("moving the upload into the pool"))?;
+            sync_dir(&self.data_dir.join("pool"))?;
+        }
+
+        let archs = self.target_archs(repo, &package)?;
+        let arch_refs: Vec<&str> = archs.iter().map(String::as_str).collect();
+        let locks: Vec<_> = archs.iter().map(|a| self.lock(repo, a)).collect();
+        let guards: Vec<_> = locks.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner())).collect();
+        // 2. record; 3. rewrite archives; 4. delete what is no longer referenced.
+        let new =
+            NewPackage { package: &package, entry: &entry, filename: &filename, published_at: Utc::now() };
+        let changes = self.store.put_package(repo, &arch_refs, &new);
+        drop(pool_guard);
+        let changes = match changes {
+            Ok(c) => c,
+            Err(e) => {
+                self.delete_if_unreferenced(&package.sha256);
+                return Err(e.into());
+            }
+        };
+        for arch in &archs {
+            self.write_archives(repo, arch)?;
+        }
+        drop(guards);
+        self.delete_unreferenced(&changes);
+        tracing::info!(repo, archs = ?archs, name = %package.info.name, version = %package.info.version, "published");
+        Ok(PublishResult {
+            name: package.info.name.clone(),
+            version: package.info.version.clone(),
+            archs: archs.iter().filter_map(|a| Arch::new(a.as_str()).ok()).collect(),
+        })
+    }
+
+    /// The arch-repos a package goes to: its own arch, or for `any` every arch the repo has plus the
+    /// default arch.
+    fn target_archs(&self, repo: &str, package: &Package) -> Result<Vec<String>, RepoError> {
+        let mut archs = BTreeSet::new();
+        if package.info.arch.is_any() {
+            archs.extend(self.store.arches_of(repo)?);
+            archs.insert(self.default_arch.to_string());
+        } else {
+            archs.insert(package.info.arch.to_string());
+        }
+        Ok(archs.into_iter().collect())
+    }
+
+    /// Removes a package, an arch-repo or a repository. Returns whether it existed. Blocking.
+    pub fn remove(&self, repo: &str, arch: Option<&str>, name: Option<&str>) -> Result<bool, RepoError> {
+        let archs = match arch {
+            Some(a) => vec![a.to_owned()],
+            None => self.store.arches_of(repo)?,
+        };
+        let locks: Vec<_> = archs.iter().map(|a| self.lock(repo, a)).collect();
+        let guards: Vec<_> = locks.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner())).collect();
+        let (found, changes) = self.store.remove(repo, arch, name, Utc::now())?;
+        for a in &archs {
+            if self.store.has_arch_repo(repo, a)? {
+                self.write_archives(repo, a)?;
+            } else {
+                self.remove_archives(repo, a)?;
+            }
+        }
+        drop(guards);
+        self.delete_unreferenced(&changes);
+        Ok(found)
+    }
+
+    /// Rewrites both archives of an arch-repo from redb, atomically.
+    fn write_archives(&self, repo: &str, arch: &str) -> Result<(), RepoError> {
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            let path = self.archive_path(repo, arch, kind);
+            let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+            fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+            let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("db")));
+            let file = File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+            let mut out = BufWriter::with_capacity(1 << 20, &file);
+            self.store.write_archive(repo, arch, kind, &mut out)?;
+            out.flush().map_err(io("writing an archive"))?;
+            drop(out);
+            file.sync_all().map_err(io("syncing an archive"))?;
+            fs::rename(&tmp, &path).map_err(io(format!("replacing {}", path.display())))?;
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn remove_archives(&self, repo: &str, arch: &str) -> Result<(), RepoError> {
+        let dir = self.data_dir.join("repos").join(repo).join(arch);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("removing {}", dir.display()))(e)),
+        }
+        // The repository directory goes when its last arch does.
+        let _ = fs::remove_dir(self.data_dir.join("repos").join(repo));
+        Ok(())
+    }
+
+    fn delete_unreferenced(&self, changes: &PoolChanges) {
+        for sha in &changes.unreferenced {
+            self.delete_if_unreferenced(sha);
+        }
+    }
+
+    fn delete_if_unreferenced(&self, sha: &str) {
+        let _exclusive = self.pool_guard.write().unwrap_or_else(|p| p.into_inner());
+        match self.store.is_referenced(sha) {
+            Ok(false) => {
+                if let Err(e) = fs::remove_file(self.pool_path(sha)) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!("cannot delete pool file {sha}: {e}");
+                    }
+                }
+            }
+            Ok(true) => {}
+            Err(e) => tracing::warn!("cannot check pool references: {e}"),
+        }
+    }
+
+    /// Startup recovery: empties tmp/, rewrites every archive from redb, removes archives of arch-repos
+    /// that no longer exist and pool files nothing references. Blocking.
+    pub fn recover(&self) -> Result<RecoveryReport, RepoError> {
+        let mut report = RecoveryReport::default();
+        let tmp = self.tmp_dir();
+        for entry in fs::read_dir(&tmp).map_err(io("listing tmp/"))?.flatten() {
+            if fs::remove_file(entry.path()).is_ok() {
+                report.temp_files_removed += 1;
+            }
+        }
+        let arch_repos = self.store.arch_repos()?;
+        let live: BTreeSet<(String, String)> =
+            arch_repos.iter().map(|(r, a, _)| (r.clone(), a.clone())).collect();
+        for (repo, arch) in &live {
+            self.write_archives(repo, arch)?;
+            report.archives_rewritten += 1;
+        }
+        let repos_dir = self.data_dir.join("repos");
+        for repo_dir in fs::read_dir(&repos_dir).map_err(io("listing repos/"))?.flatten() {
+            let repo = repo_dir.file_name().to_string_lossy().into_owned();
+            for arch_dir in fs::read_dir(repo_dir.path()).map_err(io("listing a repo dir"))?.flatten() {
+                let arch = arch_dir.file_name().to_string_lossy().into_owned();
+                if !live.contains(&(repo.clone(), arch.clone())) {
+                    let _ = fs::remove_dir_all(arch_dir.path());
+                    report.stale_archives_removed += 1;
+                }
+            }
+            let _ = fs::remove_dir(repo_dir.path());
+        }
+        let referenced = self.store.pool_hashes()?;
+        for entry in fs::read_dir(self.data_dir.join("pool")).map_err(io("listing pool/"))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !referenced.contains(&name) && fs::remove_file(entry.path()).is_ok() {
+                report.orphans_removed += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// What startup recovery did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub temp_files_removed: usize,
+    pub archives_rewritten: usize,
+    pub stale_archives_removed: usize,
+    pub orphans_removed: usize,
+}
+
+fn sync_dir(dir: &Path) -> Result<(), RepoError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("syncing {}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_names() {
+        for ok in ["core", "my-repo", "a.b_c", "x1"] {
+            assert!(validate_repo_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "api", ".hidden", "-x", "a/b", "a b", "..", "%2e%2e", "é"] {
+            assert!(validate_repo_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The repository contents as a REST API: `GET /api/v1/repos`, `GET /api/v1/repos/{repo}/{arch}/packages`
+//! and `GET /api/v1/repos/{repo}/{arch}/packages/{name}`. Read-only and public, like the databases.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use libvieter::api::{ArchRepoInfo, ListQuery, PackageDetail, RepoInfo};
+use libvieter::name::Arch;
+
+use crate::error::{ok, ApiError};
+use crate::App;
+
+/// Default and largest page size.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 10_000;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a blocking task", e))?
+}
+
+pub async fn list_repos(app: Arc<App>) -> Result<warp::reply::Response, ApiError> {
+    let repos = blocking(move || {
+        let store = app.repos.store();
+        let mut by_repo: BTreeMap<String, Vec<ArchRepoInfo>> = BTreeMap::new();
+        for (repo, arch, record) in store.arch_repos().map_err(|e| ApiError::internal("listing repos", e))? {
+            let summaries =
+                store.summaries(&repo, &arch).map_err(|e| ApiError::internal("listing packages", e))?;
+            let Ok(arch) = Arch::new(arch) else { continue };
+            by_repo.entry(repo).or_default().push(ArchRepoInfo {
+                arch,
+                packages: summaries.len() as u64,
+                size: summaries.iter().map(|s| s.csize).sum(),
+                last_change: Some(record.last_change),
+            });
+        }
+        Ok(by_repo.into_iter().map(|(name, archs)| RepoInfo { name, archs }).collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(ok(&repos))
+}
+
+pub async fn list_packages(
+    app: Arc<App>,
+    repo: String,
+    arch: String,
+    query: ListQuery,
+) -> Result<warp::reply::Response, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let offset = query.offset.unwrap_or(0);
+    let needle = query.query.map(|q| q.to_lowercase());
+    let page = blocking(move || {
+        let store = app.repos.store();
+        if !store.has_arch_repo(&repo, &arch).map_err(|e| ApiError::internal("looking up a repo", e))? {
+            return Err(ApiError::not_found(format!("repository {repo}/{arch} not found")));
+        }
+        let all = store.summaries(&repo, &arch).map_err(|e| ApiError::internal("listing packages", e))?;
+        let matches = |s: &libvieter::api::PackageSummary| match &needle {
+            None => true,
+            Some(n) => {
+                s.name.as_str().to_lowercase().contains(n)
+                    || s.desc.as_deref().is_some_and(|d| d.to_lowercase().contains(n))
+            }
+        };
+        Ok(all.into_iter().filter(matches).skip(offset).take(limit).collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(ok(&page))
+}
+
+pub async fn package(
+    app: Arc<App>,
+    repo: String,
+    arch: String,
+    name: String,
+) -> Result<warp::reply::Response, ApiError> {
+    let detail = blocking(move || {
+        let found = app
+            .repos
+            .store()
+            .package(&repo, &arch, &name)
+            .map_err(|e| ApiError::internal("reading a package", e))?;
+        let (summary, package) =
+            found.ok_or_else(|| ApiError::not_found(format!("package {name} not found in {repo}/{arch}")))?;
+        Ok(PackageDetail { summary, info: package.info, files: package.files })
+    })
+    .await?;
+    Ok(ok(&detail))
+}
+
+pub async fn metrics(app: Arc<App>) -> Result<warp::reply::Response, ApiError> {
+    let text = blocking(move || {
+        let store = app.repos.store();
+        app.metrics.reset_repos();
+        for (repo, arch, _) in store.arch_repos().map_err(|e| ApiError::internal("listing repos", e))? {
+            let summaries =
+                store.summaries(&repo, &arch).map_err(|e| ApiError::internal("listing packages", e))?;
+            app.metrics.set_repo(
+                &repo,
+                &arch,
+                summaries.len() as u64,
+                summaries.iter().map(|s| s.csize).sum(),
+            );
+        }
+        Ok(app.metrics.render())
+    })
+    .await?;
+    warp::http::Response::builder()
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(text)
+        .map(warp::Reply::into_response)
+        .map_err(|e| ApiError::internal("building a response", e))
+}

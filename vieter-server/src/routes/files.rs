@@ -1,0 +1,224 @@
+//! `GET|HEAD /{repo}/{arch}/{file}`: repository databases and package files, as pacman downloads them.
+//!
+//! Conditional requests (`If-None-Match`, `If-Modified-Since`) answer 304; a single byte range answers
+//! 206 (or 416). Files are streamed from disk. Names are validated and looked up in redb: nothing from the
+//! URL is ever joined into a path unchecked.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use libvieter::db::ArchiveKind;
+use libvieter::name::Arch;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use warp::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use warp::Reply;
+
+use crate::error::ApiError;
+use crate::repo::validate_repo_name;
+use crate::App;
+
+/// What to send and how to describe it.
+struct Servable {
+    path: std::path::PathBuf,
+    etag: Option<String>,
+    content_type: &'static str,
+}
+
+pub async fn serve(
+    app: Arc<App>,
+    repo: String,
+    arch: String,
+    file: String,
+    head: bool,
+    headers: HeaderMap,
+) -> Result<warp::reply::Response, ApiError> {
+    let not_found = || ApiError::not_found(format!("{repo}/{arch}/{file} not found"));
+    if validate_repo_name(&repo).is_err() || Arch::new(arch.as_str()).is_err() || file.contains(['/', '\0']) {
+        return Err(not_found());
+    }
+    let servable = {
+        let (app, repo, arch, file) = (app.clone(), repo.clone(), arch.clone(), file.clone());
+        tokio::task::spawn_blocking(move || locate(&app, &repo, &arch, &file))
+            .await
+            .map_err(|e| ApiError::internal("locating a file", e))??
+    };
+    let Some(s) = servable else { return Err(not_found()) };
+    let file_handle = match tokio::fs::File::open(&s.path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) => return Err(ApiError::internal("opening a file", e)),
+    };
+    let meta = file_handle.metadata().await.map_err(|e| ApiError::internal("reading file metadata", e))?;
+    let len = meta.len();
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    // Archives change in place: their tag is derived from size and modification time.
+    let etag = s.etag.unwrap_or_else(|| {
+        let nanos = modified.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        format!("{len:x}-{nanos:x}")
+    });
+    let etag = format!("\"{etag}\"");
+    let last_modified = httpdate::fmt_http_date(modified);
+
+    let mut builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::LAST_MODIFIED, &last_modified)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_TYPE, s.content_type);
+
+    if not_modified(&headers, &etag, modified) {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Vec::new())
+            .map(Reply::into_response)
+            .map_err(|e| ApiError::internal("building a response", e));
+    }
+
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) if if_range_allows(&headers, &etag, &last_modified) => parse_range(r, len),
+        _ => RangeRequest::Full,
+    };
+    let (status, start, count) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0, len),
+        RangeRequest::Part(start, end) => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            return builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .body(Vec::new())
+                .map(Reply::into_response)
+                .map_err(|e| ApiError::internal("building a response", e));
+        }
+    };
+    builder = builder.status(status).header(header::CONTENT_LENGTH, count);
+    let mut response = if head {
+        builder.body(Vec::new()).map(Reply::into_response)
+    } else {
+        let mut f = file_handle;
+        if start > 0 {
+            f.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::internal("seeking", e))?;
+        }
+        let stream = tokio_util::io::ReaderStream::with_capacity(f.take(count), 256 * 1024);
+        let mut r = warp::reply::stream(stream).into_response();
+        *r.status_mut() = status;
+        let built = builder.body(()).map_err(|e| ApiError::internal("building a response", e))?;
+        r.headers_mut().extend(built.headers().clone());
+        Ok(r)
+    }
+    .map_err(|e| ApiError::internal("building a response", e))?;
+    // HEAD keeps the length of what GET would send.
+    if head {
+        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    }
+    Ok(response)
+}
+
+/// Finds the file behind a URL: an archive name, or a package file name recorded in redb.
+fn locate(app: &App, repo: &str, arch: &str, file: &str) -> Result<Option<Servable>, ApiError> {
+    let archive = if file == format!("{repo}.db") || file == format!("{repo}.db.tar.gz") {
+        Some(ArchiveKind::Db)
+    } else if file == format!("{repo}.files") || file == format!("{repo}.files.tar.gz") {
+        Some(ArchiveKind::Files)
+    } else {
+        None
+    };
+    if let Some(kind) = archive {
+        let path = app.repos.archive_path(repo, arch, kind);
+        return Ok(path.exists().then_some(Servable { path, etag: None, content_type: "application/gzip" }));
+    }
+    let sha = app
+        .repos
+        .store()
+        .file_hash(repo, arch, file)
+        .map_err(|e| ApiError::internal("looking up a file", e))?;
+    Ok(sha.map(|sha| Servable {
+        path: app.repos.pool_path(&sha),
+        etag: Some(sha),
+        content_type: "application/octet-stream",
+    }))
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return inm.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag);
+    }
+    if let Some(ims) = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
+        if let Ok(since) = httpdate::parse_http_date(ims) {
+            // HTTP dates have whole seconds.
+            let secs =
+                |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            return secs(modified) <= secs(since);
+        }
+    }
+    false
+}
+
+fn if_range_allows(headers: &HeaderMap, etag: &str, last_modified: &str) -> bool {
+    match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(v) => v == etag || v == last_modified,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    Full,
+    /// Inclusive start and end.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`); anything else is served whole.
+fn parse_range(value: &str, len: u64) -> RangeRequest {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeRequest::Full };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeRequest::Full };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (false, _) => {
+            let Ok(start) = a.parse::<u64>() else { return RangeRequest::Full };
+            let end = if b.is_empty() { Ok(u64::MAX) } else { b.parse::<u64>() };
+            let Ok(end) = end else { return RangeRequest::Full };
+            if end < start {
+                return RangeRequest::Full;
+            }
+            if start >= len {
+                return RangeRequest::Unsatisfiable;
+            }
+            (start, end.min(len - 1))
+        }
+        (true, false) => {
+            let Ok(suffix) = b.parse::<u64>() else { return RangeRequest::Full };
+            if suffix == 0 || len == 0 {
+                return RangeRequest::Unsatisfiable;
+            }
+            (len.saturating_sub(suffix), len - 1)
+        }
+        (true, true) => return RangeRequest::Full,
+    };
+    RangeRequest::Part(parsed.0, parsed.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), RangeRequest::Part(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), RangeRequest::Part(90, 99));
+        assert_eq!(parse_range("bytes=90-500", 100), RangeRequest::Part(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), RangeRequest::Part(90, 99));
+        assert_eq!(parse_range("bytes=-1000", 100), RangeRequest::Part(0, 99));
+        assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 100), RangeRequest::Full);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Full);
+        assert_eq!(parse_range("items=0-1", 100), RangeRequest::Full);
+        assert_eq!(parse_range("bytes=x-1", 100), RangeRequest::Full);
+    }
+}

@@ -1,0 +1,150 @@
+//! `POST /{repo}/publish`: the raw package as the body (Vieter's `curl -T`), or `multipart/form-data`
+//! with a file field. The body is streamed to a temp file, never held in memory.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Buf;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use warp::http::StatusCode;
+
+use crate::error::{ok, ApiError};
+use crate::repo::{validate_repo_name, RepoError};
+use crate::App;
+
+static UPLOADS: AtomicU64 = AtomicU64::new(0);
+
+/// A temp file that is deleted when dropped unless it was handed on.
+struct TempUpload {
+    path: Option<PathBuf>,
+}
+
+impl TempUpload {
+    fn new(app: &App) -> Self {
+        let n = UPLOADS.fetch_add(1, Ordering::Relaxed);
+        TempUpload { path: Some(app.repos.tmp_dir().join(format!("upload-{}-{n}", std::process::id()))) }
+    }
+    fn path(&self) -> &std::path::Path {
+        self.path.as_deref().unwrap_or(std::path::Path::new(""))
+    }
+    fn take(mut self) -> PathBuf {
+        self.path.take().unwrap_or_default()
+    }
+}
+
+impl Drop for TempUpload {
+    fn drop(&mut self) {
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Streams `body` to a temp file, enforcing the limit and the announced length.
+async fn receive<S, B, E>(app: &App, mut body: S, expected: Option<u64>) -> Result<TempUpload, ApiError>
+where
+    S: Stream<Item = Result<B, E>> + Unpin,
+    B: Buf,
+    E: std::fmt::Display,
+{
+    let limit = app.config.max_upload_size;
+    let tmp = TempUpload::new(app);
+    let mut file = tokio::fs::File::create(tmp.path())
+        .await
+        .map_err(|e| ApiError::internal("creating a temp file", e))?;
+    let mut received: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
+        received += chunk.remaining() as u64;
+        if received > limit {
+            return Err(too_large(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            file.write_all(part).await.map_err(|e| ApiError::internal("writing an upload", e))?;
+            chunk.advance(n);
+        }
+    }
+    if let Some(expected) = expected {
+        if received != expected {
+            return Err(ApiError::bad_request(format!(
+                "the body has {received} bytes but Content-Length announced {expected}"
+            )));
+        }
+    }
+    file.sync_all().await.map_err(|e| ApiError::internal("syncing an upload", e))?;
+    Ok(tmp)
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the package is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// Parses and adds the received file.
+async fn add(app: Arc<App>, repo: String, tmp: TempUpload) -> Result<warp::reply::Response, ApiError> {
+    let path = tmp.take();
+    let started = std::time::Instant::now();
+    let result = tokio::task::spawn_blocking(move || app.repos.publish(&repo, &path).map(|r| (r, app)))
+        .await
+        .map_err(|e| ApiError::internal("publishing", e))?;
+    match result {
+        Ok((published, app)) => {
+            app.metrics.observe_upload(started.elapsed());
+            Ok(ok(&published))
+        }
+        Err(RepoError::Package(e)) => Err(ApiError::bad_request(format!("invalid package: {e}"))),
+        Err(RepoError::InvalidName(m)) => Err(ApiError::bad_request(m)),
+        Err(e) => Err(ApiError::internal("publishing", e)),
+    }
+}
+
+/// The raw-body form.
+pub async fn raw<S, B, E>(
+    app: Arc<App>,
+    repo: String,
+    length: Option<u64>,
+    body: S,
+) -> Result<warp::reply::Response, ApiError>
+where
+    S: Stream<Item = Result<B, E>> + Unpin,
+    B: Buf,
+    E: std::fmt::Display,
+{
+    validate_repo_name(&repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let length = length.ok_or_else(|| {
+        ApiError::new(StatusCode::LENGTH_REQUIRED, "a Content-Length header is required (e.g. curl -T pkg)")
+    })?;
+    if length > app.config.max_upload_size {
+        return Err(too_large(app.config.max_upload_size));
+    }
+    if length == 0 {
+        return Err(ApiError::bad_request("the body is empty: send the package file"));
+    }
+    let tmp = receive(&app, body, Some(length)).await?;
+    add(app, repo, tmp).await
+}
+
+/// The `multipart/form-data` form: the first part with a file name (or named `file`).
+pub async fn multipart(
+    app: Arc<App>,
+    repo: String,
+    mut form: warp::multipart::FormData,
+) -> Result<warp::reply::Response, ApiError> {
+    validate_repo_name(&repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    while let Some(part) = form.next().await {
+        let part = part.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
+        if part.filename().is_none() && part.name() != "file" {
+            continue;
+        }
+        let tmp = receive(&app, part.stream().boxed(), None).await?;
+        return add(app, repo, tmp).await;
+    }
+    Err(ApiError::bad_request("the multipart body has no file part"))
+}

@@ -1,0 +1,376 @@
+//! Persistent state in redb: the only module that knows redb.
+//!
+//! Keys are `/`-joined paths (`repo/arch/name`): repository names, architectures, package names and file
+//! names cannot contain `/`, so a prefix range scan lists exactly one arch-repo. Tables:
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `members` | `repo/arch/pkgname` | the entry's two gzip members: `u32` LE length of the db member, then the db member, then the files member |
+//! | `summaries` | `repo/arch/pkgname` | postcard [`PackageSummary`] |
+//! | `details` | `repo/arch/pkgname` | postcard [`Package`] (all metadata, file list) |
+//! | `files` | `repo/arch/filename` | SHA-256 of the package file in the pool |
+//! | `pool` | SHA-256 | number of `files` rows pointing at it |
+//! | `arch_repos` | `repo/arch` | postcard [`ArchRecord`] |
+//!
+//! Every change is one write transaction; redb commits are durable when `commit` returns.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use libvieter::api::PackageSummary;
+use libvieter::db::{ArchiveKind, StoredEntry};
+use libvieter::package::Package;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
+const SUMMARIES: TableDefinition<&str, &[u8]> = TableDefinition::new("summaries");
+const DETAILS: TableDefinition<&str, &[u8]> = TableDefinition::new("details");
+const FILES: TableDefinition<&str, &str> = TableDefinition::new("files");
+const POOL: TableDefinition<&str, u64> = TableDefinition::new("pool");
+const ARCH_REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("arch_repos");
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("stored record is damaged: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("writing an archive: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What is known about one arch-repo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchRecord {
+    pub last_change: DateTime<Utc>,
+}
+
+/// A package to record in one arch-repo.
+pub struct NewPackage<'a> {
+    pub package: &'a Package,
+    pub entry: &'a StoredEntry,
+    pub filename: &'a str,
+    pub published_at: DateTime<Utc>,
+}
+
+/// What a transaction did to the pool.
+#[derive(Debug, Default)]
+pub struct PoolChanges {
+    /// Pool files that no row references any more: delete them once the archives are rewritten.
+    pub unreferenced: BTreeSet<String>,
+}
+
+fn key(parts: &[&str]) -> String {
+    parts.join("/")
+}
+
+/// The half-open key range of everything under `prefix/`.
+fn prefix_range(prefix: &str) -> (String, String) {
+    // '0' is the character after '/'.
+    (format!("{prefix}/"), format!("{prefix}0"))
+}
+
+/// The redb database.
+pub struct Store {
+    db: redb::Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database and its tables.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = redb::Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(MEMBERS)?;
+        txn.open_table(SUMMARIES)?;
+        txn.open_table(DETAILS)?;
+        txn.open_table(FILES)?;
+        txn.open_table(POOL)?;
+        txn.open_table(ARCH_REPOS)?;
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    /// Records `new` in each of `archs` of `repo`, replacing the package of the same name; one transaction.
+    pub fn put_package(
+        &self,
+        repo: &str,
+        archs: &[&str],
+        new: &NewPackage<'_>,
+    ) -> Result<PoolChanges, StoreError> {
+        let name = new.package.info.name.as_str();
+        let sha = new.package.sha256.as_str();
+        let summary = postcard::to_stdvec(&PackageSummary::new(new.package, new.filename, new.published_at))?;
+        let detail = postcard::to_stdvec(new.package)?;
+        let mut members = Vec::with_capacity(4 + new.entry.db_member.len() + new.entry.files_member.len());
+        members.extend_from_slice(&(new.entry.db_member.len() as u32).to_le_bytes());
+        members.extend_from_slice(&new.entry.db_member);
+        members.extend_from_slice(&new.entry.files_member);
+        let arch_record = postcard::to_stdvec(&ArchRecord { last_change: new.published_at })?;
+
+        let txn = self.db.begin_write()?;
+        let mut changes = PoolChanges::default();
+        {
+            let mut t_members = txn.open_table(MEMBERS)?;
+            let mut t_summaries = txn.open_table(SUMMARIES)?;
+            let mut t_details = txn.open_table(DETAILS)?;
+            let mut t_files = txn.open_table(FILES)?;
+            let mut t_pool = txn.open_table(POOL)?;
+            let mut t_arch = txn.open_table(ARCH_REPOS)?;
+            for arch in archs {
+                let pkg_key = key(&[repo, arch, name]);
+                // Unlink the file of the version being replaced.
+                let old_filename = match t_summaries.get(pkg_key.as_str())? {
+                    Some(old) => Some(postcard::from_bytes::<PackageSummary>(old.value())?.filename),
+                    None => None,
+                };
+                if let Some(old_filename) = old_filename {
+                    unlink_file(&mut t_files, &mut t_pool, &key(&[repo, arch, &old_filename]), &mut changes)?;
+                }
+                let file_key = key(&[repo, arch, new.filename]);
+                unlink_file(&mut t_files, &mut t_pool, &file_key, &mut changes)?;
+                t_files.insert(file_key.as_str(), sha)?;
+                let refs = t_pool.get(sha)?.map(|v| v.value()).unwrap_or(0);
+                t_pool.insert(sha, refs + 1)?;
+                changes.unreferenced.remove(sha);
+                t_members.insert(pkg_key.as_str(), members.as_slice())?;
+                t_summaries.insert(pkg_key.as_str(), summary.as_slice())?;
+                t_details.insert(pkg_key.as_str(), detail.as_slice())?;
+                t_arch.insert(key(&[repo, arch]).as_str(), arch_record.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(changes)
+    }
+
+    /// Removes one package from one arch-repo (`Some(name)`), a whole arch-repo (`arch` only) or a whole
+    /// repository. Returns whether anything existed.
+    pub fn remove(
+        &self,
+        repo: &str,
+        arch: Option<&str>,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(bool, PoolChanges), StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut changes = PoolChanges::default();
+        let mut found = false;
+        {
+            let mut t_members = txn.open_table(MEMBERS)?;
+            let mut t_summaries = txn.open_table(SUMMARIES)?;
+            let mut t_details = txn.open_table(DETAILS)?;
+            let mut t_files = txn.open_table(FILES)?;
+            let mut t_pool = txn.open_table(POOL)?;
+            let mut t_arch = txn.open_table(ARCH_REPOS)?;
+            let arches: Vec<String> = match arch {
+                Some(a) => vec![a.to_owned()],
+                None => {
+                    let (lo, hi) = prefix_range(repo);
+                    let mut v = Vec::new();
+                    for row in t_arch.range(lo.as_str()..hi.as_str())? {
+                        let (k, _) = row?;
+                        v.push(k.value().rsplit('/').next().unwrap_or_default().to_owned());
+                    }
+                    v
+                }
+            };
+            for arch in &arches {
+                let arch_key = key(&[repo, arch]);
+                if t_arch.get(arch_key.as_str())?.is_none() {
+                    continue;
+                }
+                let names: Vec<String> = match name {
+                    Some(n) => vec![n.to_owned()],
+                    None => {
+                        let (lo, hi) = prefix_range(&arch_key);
+                        let mut v = Vec::new();
+                        for row in t_summaries.range(lo.as_str()..hi.as_str())? {
+                            let (k, _) = row?;
+                            v.push(k.value().rsplit('/').next().unwrap_or_default().to_owned());
+                        }
+                        v
+                    }
+                };
+                for n in &names {
+                    let pkg_key = key(&[repo, arch, n]);
+                    let filename = match t_summaries.remove(pkg_key.as_str())? {
+                        Some(old) => postcard::from_bytes::<PackageSummary>(old.value())?.filename,
+                        None => continue,
+                    };
+                    found = true;
+                    t_members.remove(pkg_key.as_str())?;
+                    t_details.remove(pkg_key.as_str())?;
+                    unlink_file(&mut t_files, &mut t_pool, &key(&[repo, arch, &filename]), &mut changes)?;
+                }
+                if name.is_some() {
+                    let record = postcard::to_stdvec(&ArchRecord { last_change: now })?;
+                    t_arch.insert(arch_key.as_str(), record.as_slice())?;
+                } else {
+                    t_arch.remove(arch_key.as_str())?;
+                    found = true;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok((found, changes))
+    }
+
+    /// Every arch-repo as `(repo, arch, record)`.
+    pub fn arch_repos(&self) -> Result<Vec<(String, String, ArchRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ARCH_REPOS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            if let Some((repo, arch)) = k.value().split_once('/') {
+                out.push((repo.to_owned(), arch.to_owned(), postcard::from_bytes(v.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The architectures a repository has.
+    pub fn arches_of(&self, repo: &str) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ARCH_REPOS)?;
+        let (lo, hi) = prefix_range(repo);
+        let mut out = Vec::new();
+        for row in table.range(lo.as_str()..hi.as_str())? {
+            let (k, _) = row?;
+            out.push(k.value().rsplit('/').next().unwrap_or_default().to_owned());
+        }
+        Ok(out)
+    }
+
+    /// Whether an arch-repo exists.
+    pub fn has_arch_repo(&self, repo: &str, arch: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ARCH_REPOS)?;
+        Ok(table.get(key(&[repo, arch]).as_str())?.is_some())
+    }
+
+    /// Writes the archive of one arch-repo by concatenating the stored members (and the end blocks).
+    pub fn write_archive<W: Write>(
+        &self,
+        repo: &str,
+        arch: &str,
+        kind: ArchiveKind,
+        out: &mut W,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MEMBERS)?;
+        let (lo, hi) = prefix_range(&key(&[repo, arch]));
+        for row in table.range(lo.as_str()..hi.as_str())? {
+            let (_, v) = row?;
+            let bytes = v.value();
+            let split = bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            let member = split.and_then(|len| match kind {
+                ArchiveKind::Db => bytes.get(4..4 + len),
+                ArchiveKind::Files => bytes.get(4 + len..),
+            });
+            let member = member.ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "damaged stored archive member")
+            })?;
+            out.write_all(member)?;
+        }
+        libvieter::db::write_archive(out, kind, std::iter::empty())?;
+        Ok(())
+    }
+
+    /// The pool hash of a package file served as `repo/arch/filename`.
+    pub fn file_hash(&self, repo: &str, arch: &str, filename: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(FILES)?;
+        Ok(table.get(key(&[repo, arch, filename]).as_str())?.map(|v| v.value().to_owned()))
+    }
+
+    /// Whether any package file row points at this pool file.
+    pub fn is_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(POOL)?;
+        Ok(table.get(sha256)?.is_some_and(|v| v.value() > 0))
+    }
+
+    /// Every pool hash that is referenced.
+    pub fn pool_hashes(&self) -> Result<BTreeSet<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(POOL)?;
+        let mut out = BTreeSet::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            if v.value() > 0 {
+                out.insert(k.value().to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The summaries of one arch-repo in name order.
+    pub fn summaries(&self, repo: &str, arch: &str) -> Result<Vec<PackageSummary>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SUMMARIES)?;
+        let (lo, hi) = prefix_range(&key(&[repo, arch]));
+        let mut out = Vec::new();
+        for row in table.range(lo.as_str()..hi.as_str())? {
+            let (_, v) = row?;
+            out.push(postcard::from_bytes(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// One package's summary and full metadata.
+    pub fn package(
+        &self,
+        repo: &str,
+        arch: &str,
+        name: &str,
+    ) -> Result<Option<(PackageSummary, Package)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let k = key(&[repo, arch, name]);
+        let Some(summary) = txn.open_table(SUMMARIES)?.get(k.as_str())?.map(|v| v.value().to_vec()) else {
+            return Ok(None);
+        };
+        let Some(detail) = txn.open_table(DETAILS)?.get(k.as_str())?.map(|v| v.value().to_vec()) else {
+            return Ok(None);
+        };
+        Ok(Some((postcard::from_bytes(&summary)?, postcard::from_bytes(&detail)?)))
+    }
+}
+
+/// Removes a `files` row and drops its pool reference.
+fn unlink_file(
+    files: &mut redb::Table<&str, &str>,
+    pool: &mut redb::Table<&str, u64>,
+    file_key: &str,
+    changes: &mut PoolChanges,
+) -> Result<(), StoreError> {
+    let Some(sha) = files.remove(file_key)?.map(|v| v.value().to_owned()) else { return Ok(()) };
+    let refs = pool.get(sha.as_str())?.map(|v| v.value()).unwrap_or(0);
+    if refs <= 1 {
+        pool.remove(sha.as_str())?;
+        changes.unreferenced.insert(sha);
+    } else {
+        pool.insert(sha.as_str(), refs - 1)?;
+    }
+    Ok(())
+}
