@@ -47,8 +47,17 @@ impl warp::reject::Reject for ApiError {}
 
 impl Reply for ApiError {
     fn into_response(self) -> warp::reply::Response {
-        warp::reply::with_status(warp::reply::json(&Envelope::error(self.message)), self.status)
-            .into_response()
+        let status = self.status;
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&Envelope::error(self.message)), status)
+                .into_response();
+        // These are answered before an upload's body is read: the connection cannot be reused, so say so
+        // and keep clients from sending their next request on it.
+        if matches!(status.as_u16(), 401 | 403 | 411 | 413) {
+            let close = warp::http::HeaderValue::from_static("close");
+            response.headers_mut().insert(warp::http::header::CONNECTION, close);
+        }
+        response
     }
 }
 

@@ -14,6 +14,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
 use libvieter::api::PublishResult;
@@ -215,7 +216,14 @@ impl Repos {
     }
 
     /// Rewrites both archives of an arch-repo from redb, atomically.
+    ///
+    /// pacman sends `If-Modified-Since` with the `Last-Modified` it was given, in whole seconds. So that a
+    /// change within the same second is never answered 304, every rewrite gets a modification time at
+    /// least one whole second after the previous one.
     fn write_archives(&self, repo: &str, arch: &str) -> Result<(), RepoError> {
+        let previous =
+            fs::metadata(self.archive_path(repo, arch, ArchiveKind::Db)).and_then(|m| m.modified()).ok();
+        let mtime = next_mtime(SystemTime::now(), previous);
         for kind in [ArchiveKind::Db, ArchiveKind::Files] {
             let path = self.archive_path(repo, arch, kind);
             let dir = path.parent().map(Path::to_owned).unwrap_or_default();
@@ -226,6 +234,7 @@ impl Repos {
             self.store.write_archive(repo, arch, kind, &mut out)?;
             out.flush().map_err(io("writing an archive"))?;
             drop(out);
+            file.set_modified(mtime).map_err(io("setting an archive's time"))?;
             file.sync_all().map_err(io("syncing an archive"))?;
             fs::rename(&tmp, &path).map_err(io(format!("replacing {}", path.display())))?;
             sync_dir(&dir)?;
@@ -315,6 +324,16 @@ pub struct RecoveryReport {
     pub orphans_removed: usize,
 }
 
+/// A whole-second time not before `now` and at least one second after `previous`.
+fn next_mtime(now: SystemTime, previous: Option<SystemTime>) -> SystemTime {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut next = secs(now);
+    if let Some(prev) = previous {
+        next = next.max(secs(prev) + 1);
+    }
+    UNIX_EPOCH + Duration::from_secs(next)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), RepoError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("syncing {}", dir.display())))
 }
@@ -322,6 +341,15 @@ fn sync_dir(dir: &Path) -> Result<(), RepoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_times_strictly_increase_in_whole_seconds() {
+        let t = |s| UNIX_EPOCH + Duration::from_millis(s);
+        assert_eq!(next_mtime(t(10_500), None), t(10_000));
+        assert_eq!(next_mtime(t(10_500), Some(t(10_000))), t(11_000));
+        assert_eq!(next_mtime(t(10_500), Some(t(12_000))), t(13_000));
+        assert_eq!(next_mtime(t(20_000), Some(t(12_000))), t(20_000));
+    }
 
     #[test]
     fn repo_names() {

@@ -1,0 +1,195 @@
+//! Test support: start the real `vieter-server` binary, make packages, run real pacman.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const KEY: &str = "test-admin-key";
+
+/// A running server on a free loopback port, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data dir.
+    pub fn start(extra_env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let mut s = Server::start_on(&data, extra_env);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts a server on an existing data dir.
+    pub fn start_on(data: &Path, extra_env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vieter-server"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("VIETER_ADDRESS", "127.0.0.1:0")
+            .env("VIETER_DATA_DIR", data)
+            .env("VIETER_API_KEY", KEY)
+            .env("VIETER_LOG_LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start vieter-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let url = line
+            .trim()
+            .strip_prefix("vieter-server listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Server { child, url, data: data.to_owned(), _dir: None }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Files in the pool.
+    pub fn pool_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.data.join("pool"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A package file's bytes: a zstd tar with `.PKGINFO` and the given files.
+pub fn package(name: &str, version: &str, arch: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    package_with(name, version, arch, files, "")
+}
+
+/// Like [`package`], with extra `.PKGINFO` lines.
+pub fn package_with(name: &str, version: &str, arch: &str, files: &[(&str, &[u8])], extra: &str) -> Vec<u8> {
+    let size: usize = files.iter().map(|(_, d)| d.len()).sum();
+    let info = format!(
+        "pkgname = {name}\npkgbase = {name}\npkgver = {version}\npkgdesc = test package {name}\nurl = https://example.org\nbuilddate = 1700000000\npackager = Test <t@example.org>\nsize = {size}\narch = {arch}\nlicense = MIT\n{extra}"
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, data).expect("tar");
+    };
+    add(".PKGINFO", info.as_bytes(), 0o644);
+    for (path, data) in files {
+        add(path, data, 0o644);
+    }
+    let tar = b.into_inner().expect("tar");
+    zstd::encode_all(&tar[..], 3).expect("zstd")
+}
+
+/// Uploads raw bytes as Vieter's clients do.
+pub async fn publish(client: &reqwest::Client, url: &str, repo: &str, body: Vec<u8>) -> reqwest::Response {
+    client
+        .post(format!("{url}/{repo}/publish"))
+        .header("X-Api-Key", KEY)
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+pub async fn json(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let v = resp.json::<serde_json::Value>().await.expect("JSON body");
+    (status, v)
+}
+
+pub async fn get_bytes(client: &reqwest::Client, url: &str) -> (u16, Vec<u8>) {
+    let r = client.get(url).send().await.expect("request");
+    (r.status().as_u16(), r.bytes().await.expect("body").to_vec())
+}
+
+/// The db entries served for an arch-repo: `(dir name, desc)`.
+pub async fn served_entries(
+    client: &reqwest::Client,
+    url: &str,
+    repo: &str,
+    arch: &str,
+) -> Vec<(String, String)> {
+    let (status, bytes) = get_bytes(client, &format!("{url}/{repo}/{arch}/{repo}.db")).await;
+    assert_eq!(status, 200, "db of {repo}/{arch}");
+    let db = libvieter::db::Database::read(&bytes[..]).expect("served db parses");
+    db.iter().map(|e| (e.entry.dir_name(), e.entry.desc.clone())).collect()
+}
+
+/// True when `tool` is on PATH. With CI=true a missing tool fails the test.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{tool} is required when CI=true (scripts/setup-test-env.sh installs it)");
+        }
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+/// A pacman root configured for one repository on the server.
+pub struct Pacman {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pacman {
+    pub fn new(url: &str, repos: &[&str]) -> Pacman {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("root/var/lib/pacman")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("cache")).expect("mkdir");
+        let mut conf = String::from("[options]\nArchitecture = x86_64\nSigLevel = Never\n");
+        for r in repos {
+            conf.push_str(&format!("[{r}]\nServer = {url}/$repo/$arch\n"));
+        }
+        std::fs::write(dir.path().join("pacman.conf"), conf).expect("pacman.conf");
+        Pacman { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Runs pacman with this root; returns (success, stdout+stderr).
+    pub fn run(&self, args: &[&str]) -> (bool, String) {
+        let d = self.dir.path();
+        let out = Command::new("pacman")
+            .arg("--config")
+            .arg(d.join("pacman.conf"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--dbpath")
+            .arg(d.join("root/var/lib/pacman"))
+            .arg("--cachedir")
+            .arg(d.join("cache"))
+            .arg("--noconfirm")
+            .args(args)
+            .output()
+            .expect("run pacman");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+}
