@@ -273,6 +273,17 @@ fn read_archive<R: Read>(
 
 fn walk_tar<R: Read>(stream: R, limits: &Limits) -> Result<(PkgInfo, Vec<String>), PackageError> {
     let mut archive = tar::Archive::new(stream);
+    let result = walk_entries(&mut archive, limits)?;
+    // Read the decompressed stream to its end (the tar padding after the end-of-archive blocks): the
+    // decoder then verifies the compressed framing and checksums, so a cut or damaged tail is refused.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(archive_error)?;
+    Ok(result)
+}
+
+fn walk_entries<R: Read>(
+    archive: &mut tar::Archive<R>,
+    limits: &Limits,
+) -> Result<(PkgInfo, Vec<String>), PackageError> {
     let mut pkginfo: Option<PkgInfo> = None;
     let mut files: Vec<String> = Vec::new();
     let mut entries_seen = 0usize;
