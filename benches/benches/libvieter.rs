@@ -1,1 +1,90 @@
-fn main() {}
+//! Criterion benchmarks of libvieter. Figures go into BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::io::BufReader;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use libvieter::db::{ArchiveKind, Database, DbEntry, DbFormat};
+use libvieter::package::{read_package, ReadOptions};
+
+fn read_big_package(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("big.pkg.tar.zst");
+    let file = std::fs::File::create(&path).expect("create");
+    vieter_benches::write_big_package(std::io::BufWriter::new(file), 200 << 20).expect("write");
+    let len = std::fs::metadata(&path).expect("stat").len();
+    let mut group = c.benchmark_group("read_package_200MiB_zstd");
+    group.sample_size(10).throughput(Throughput::Bytes(len));
+    for (label, md5) in [("sha256", false), ("sha256+md5", true)] {
+        let options = ReadOptions { md5, ..ReadOptions::default() };
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                let f = std::fs::File::open(&path).expect("open");
+                black_box(read_package(BufReader::with_capacity(1 << 20, f), &options).expect("read"))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn vercmp_pairs(c: &mut Criterion) {
+    let pairs = [
+        ("1.2.3-1", "1.2.4-1"),
+        ("2:1.0-1", "1:9.9-3"),
+        ("1.0rc1-1", "1.0-1"),
+        ("6.6.7.arch1-1", "6.6.10.arch1-1"),
+        ("r1234.gabcdef-1", "r1235.g0123456-1"),
+        ("20240101-1", "20231231-2"),
+    ];
+    c.bench_function("vercmp_6_pairs", |b| {
+        b.iter(|| {
+            for (x, y) in pairs {
+                black_box(libvieter::version::vercmp(black_box(x), black_box(y)));
+            }
+        })
+    });
+}
+
+fn entries(n: usize) -> Database {
+    let mut db = Database::new();
+    for i in 0..n {
+        let bytes = vieter_benches::small_package(&format!("pkg{i:05}"), "1.0-1", 20);
+        let pkg = read_package(&bytes[..], &ReadOptions::default()).expect("read");
+        db.add_package(&pkg, &pkg.filename(), DbFormat::Current, None, 1_700_000_000).expect("add");
+    }
+    db
+}
+
+fn database(c: &mut Criterion) {
+    let db = entries(10_000);
+    let mut group = c.benchmark_group("database_10000_entries");
+    group.sample_size(20);
+    group.bench_function("write_db_and_files_archives", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(32 << 20);
+            db.write(&mut out, ArchiveKind::Db).expect("write");
+            db.write(&mut out, ArchiveKind::Files).expect("write");
+            black_box(out.len())
+        })
+    });
+    group.finish();
+
+    let bytes = vieter_benches::small_package("one", "1.0-1", 50);
+    let pkg = read_package(&bytes[..], &ReadOptions::default()).expect("read");
+    c.bench_function("entry_render_and_compress", |b| {
+        b.iter_batched(
+            || pkg.clone(),
+            |p| {
+                black_box(
+                    DbEntry::new(&p, "one-1.0-1-x86_64.pkg.tar.zst", DbFormat::Current, None)
+                        .unwrap()
+                        .compress(0),
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, read_big_package, vercmp_pairs, database);
+criterion_main!(benches);
