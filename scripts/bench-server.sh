@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Server figures for BENCHMARKS.md, each next to its reference measured in the same run:
+#  1. publish latency of one small package into an arch-repo of N packages (default 10,000), next to
+#     Debian's repo-add adding the same package to a db of the same N packages;
+#  2. download throughput with wrk (db and a 1 MiB package), next to nginx serving the same files;
+#  3. the server's peak RSS with 64 concurrent downloads and a 1 GiB upload in flight.
+# Usage: scripts/bench-server.sh [N]     Needs: wrk nginx repo-add curl (scripts/setup-test-env.sh + apt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000}
+for tool in wrk nginx repo-add curl; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
+cargo build --release -q -p vieter-server -p vieter-benches --bins
+dir=$(mktemp -d /var/tmp/vieter-bench.XXXXXX)
+cleanup() { kill "${server_pid:-}" "${nginx_pid:-}" 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+echo "==> making $N packages"
+target/release/make-packages "$dir/pkgs" "$N" 5
+target/release/make-packages "$dir/extra" 21 5
+for f in "$dir"/extra/*.pkg.tar.zst; do mv "$f" "${f/bench/extra}"; done
+
+VIETER_ADDRESS=127.0.0.1:0 VIETER_DATA_DIR="$dir/data" VIETER_API_KEY=k VIETER_LOG_LEVEL=warn \
+  target/release/vieter-server > "$dir/server.out" 2>&1 &
+server_pid=$!
+for _ in $(seq 50); do grep -q listening "$dir/server.out" && break; sleep 0.1; done
+url=$(sed -n 's/^vieter-server listening on //p' "$dir/server.out")
+
+echo "==> publishing $N packages to the server"
+s=$(date +%s.%N)
+ls "$dir"/pkgs/*.pkg.tar.zst | xargs -P 4 -I{} curl -sf -o /dev/null -XPOST -T {} -H 'X-Api-Key: k' "$url/bench/publish"
+e=$(date +%s.%N)
+printf 'bulk publish of %d packages (4 clients): %.1f s\n' "$N" "$(echo "$e - $s" | bc -l)"
+
+echo "==> publish latency into a $N-package arch-repo (20 publishes, one at a time)"
+lat=()
+for f in $(ls "$dir"/extra/*.pkg.tar.zst | head -20); do
+  lat+=("$(curl -sf -o /dev/null -w '%{time_total}' -XPOST -T "$f" -H 'X-Api-Key: k' "$url/bench/publish")")
+done
+median=$(printf '%s\n' "${lat[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+
+echo "==> repo-add: building the reference db of $N packages (minutes)"
+mkdir -p "$dir/ref"
+(cd "$dir/pkgs" && repo-add -q "$dir/ref/bench.db.tar.gz" ./*.pkg.tar.zst 2>/dev/null)
+last=$(ls "$dir"/extra/*.pkg.tar.zst | tail -1)
+s=$(date +%s.%N); repo-add -q "$dir/ref/bench.db.tar.gz" "$last" 2>/dev/null; e=$(date +%s.%N)
+ref=$(echo "$e - $s" | bc -l)
+printf 'publish one into %d: vieter median %.1f ms   repo-add %.2f s   ratio %.0fx\n' "$N" \
+  "$(echo "$median * 1000" | bc -l)" "$ref" "$(echo "$ref / $median" | bc -l)"
+
+echo "==> downloads: wrk against vieter and nginx on the same files"
+big=$(ls "$dir"/pkgs/*.pkg.tar.zst | head -1)
+target/release/make-packages --big "$dir/onemib.pkg.tar.zst" 1 >/dev/null
+mv "$dir/onemib.pkg.tar.zst" "$dir/onemib-upload"
+curl -sf -o /dev/null -XPOST -T "$dir/onemib-upload" -H 'X-Api-Key: k' "$url/bench/publish"
+pkg_name="big-1-1-x86_64.pkg.tar.zst"
+mkdir -p "$dir/www/bench/x86_64"
+ln -s "$dir/data/repos/bench/x86_64/bench.db.tar.gz" "$dir/www/bench/x86_64/bench.db"
+sha=$(sha256sum "$dir/onemib-upload" | cut -d' ' -f1)
+ln -s "$dir/data/pool/$sha" "$dir/www/bench/x86_64/$pkg_name"
+cat > "$dir/nginx.conf" <<CONF
+worker_processes 2;
+daemon off;
+error_log $dir/nginx.err;
+pid $dir/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  server { listen 127.0.0.1:18089; root $dir/www; }
+}
+CONF
+nginx -c "$dir/nginx.conf" &
+nginx_pid=$!
+sleep 0.5
+for what in "bench.db" "$pkg_name"; do
+  v=$(wrk -t2 -c64 -d8s "$url/bench/x86_64/$what" | awk '/Requests\/sec/ {print $2}')
+  n=$(wrk -t2 -c64 -d8s "http://127.0.0.1:18089/bench/x86_64/$what" | awk '/Requests\/sec/ {print $2}')
+  printf 'GET %-28s vieter %10.0f req/s   nginx %10.0f req/s   ratio %.2f\n' "$what" "$v" "$n" "$(echo "$v / $n" | bc -l)"
+done
+kill "$nginx_pid"; nginx_pid=
+
+echo "==> peak RSS with 64 concurrent downloads and a 1 GiB upload in flight"
+target/release/make-packages --big "$dir/gib-upload" 1024
+wrk -t2 -c64 -d20s "$url/bench/x86_64/$pkg_name" > /dev/null &
+wrk_pid=$!
+curl -sf -o /dev/null -XPOST -T "$dir/gib-upload" -H "X-Api-Key: k" "$url/uploads/publish" || echo "(upload failed)"
+wait "$wrk_pid" || true
+printf 'server peak RSS: %s\n' "$(grep VmHWM /proc/$server_pid/status | awk '{print $2 " " $3}')"
