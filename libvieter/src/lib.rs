@@ -11,6 +11,7 @@
 //! - [`package`]: reading package archives in one streaming pass.
 //! - [`digest`]: hashing a stream on helper threads.
 //! - [`depend`]: dependency strings (`name>=version: description`).
+//! - [`schedule`]: build schedules (Vieter's `minute hour day month` and 5-field cron) in a time zone.
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
 
 pub mod api;
@@ -19,5 +20,6 @@ pub mod depend;
 pub mod digest;
 pub mod name;
 pub mod package;
+pub mod schedule;
 pub mod pkginfo;
 pub mod version;
