@@ -12,6 +12,7 @@
 //! - [`digest`]: hashing a stream on helper threads.
 //! - [`depend`]: dependency strings (`name>=version: description`).
 //! - [`schedule`]: build schedules (Vieter's `minute hour day month` and 5-field cron) in a time zone.
+//! - [`target`]: build targets (git, PKGBUILD URL, AUR) and the validation of their input.
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
 
 pub mod api;
@@ -21,5 +22,6 @@ pub mod digest;
 pub mod name;
 pub mod package;
 pub mod schedule;
+pub mod target;
 pub mod pkginfo;
 pub mod version;
