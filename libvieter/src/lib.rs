@@ -13,6 +13,7 @@
 //! - [`depend`]: dependency strings (`name>=version: description`).
 //! - [`schedule`]: build schedules (Vieter's `minute hour day month` and 5-field cron) in a time zone.
 //! - [`target`]: build targets (git, PKGBUILD URL, AUR) and the validation of their input.
+//! - [`job`]: build jobs, their states, leases, failure causes and retry policy.
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
 
 pub mod api;
@@ -23,5 +24,6 @@ pub mod name;
 pub mod package;
 pub mod schedule;
 pub mod target;
+pub mod job;
 pub mod pkginfo;
 pub mod version;

@@ -1,0 +1,723 @@
+//! Build jobs and their life cycle: queued → running (leased by one agent, renewed by heartbeats) → a
+//! final state, with the cause of a failure and the retry policy.
+//!
+//! Every transition is a method of [`Job`] that takes the current time as an argument and refuses an
+//! illegal move with a [`JobError`]; nothing here reads a clock. A retry is a *new* job (trigger
+//! [`Trigger::Retry`], attempt + 1, [`Job::retry_of`] pointing back), so the failed attempt keeps its
+//! record.
+//!
+//! ```
+//! use chrono::{Duration, TimeZone, Utc};
+//! use libvieter::job::{AgentId, Job, JobId, JobState, Outcome, Trigger};
+//! use libvieter::name::Arch;
+//! use libvieter::target::TargetId;
+//!
+//! let t0 = Utc.with_ymd_and_hms(2025, 1, 1, 3, 0, 0).unwrap();
+//! let mut job = Job::new(JobId(1), TargetId(4), Arch::new("x86_64").unwrap(), false, Trigger::Schedule, t0);
+//! let agent = AgentId::new("builder-1").unwrap();
+//! job.lease(&agent, t0, Duration::seconds(60)).unwrap();
+//! job.heartbeat(&agent, t0 + Duration::seconds(30), Duration::seconds(60)).unwrap();
+//! job.finish(&agent, Outcome::Succeeded { versions: vec![] }, t0 + Duration::seconds(50)).unwrap();
+//! assert_eq!(job.state, JobState::Succeeded);
+//! assert!(job.cancel(t0).is_err()); // finished jobs stay finished
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::name::{Arch, PkgName};
+use crate::target::TargetId;
+use crate::version::Version;
+
+/// The identifier of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(JobId)
+    }
+}
+
+/// An agent's self-chosen identifier: 1-128 bytes of `[A-Za-z0-9._:@-]`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AgentId(String);
+
+impl AgentId {
+    /// Validates `id`.
+    pub fn new(id: impl Into<String>) -> Result<Self, JobError> {
+        let id = id.into();
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id.bytes().all(|c| c.is_ascii_alphanumeric() || b"._:@-".contains(&c));
+        if ok {
+            Ok(AgentId(id))
+        } else {
+            Err(JobError::InvalidAgentId(id))
+        }
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AgentId {
+    type Error = JobError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        AgentId::new(s)
+    }
+}
+
+impl From<AgentId> for String {
+    fn from(a: AgentId) -> String {
+        a.0
+    }
+}
+
+impl FromStr for AgentId {
+    type Err = JobError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AgentId::new(s)
+    }
+}
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AgentId({:?})", self.0)
+    }
+}
+
+/// Why a job was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The target's schedule came due.
+    Schedule,
+    /// A user asked for it.
+    Manual,
+    /// A package it depends on was rebuilt.
+    Dependency,
+    /// An earlier attempt was lost or failed for an infrastructure reason.
+    Retry,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for an agent.
+    Queued,
+    /// Leased by an agent that renews the lease with heartbeats.
+    Running,
+    /// Built and published.
+    Succeeded,
+    /// Not built: exactly these versions are already in the repository.
+    Skipped,
+    /// A step failed; see the cause.
+    Failed,
+    /// The build ran past its timeout and was killed.
+    TimedOut,
+    /// The lease expired: the agent stopped reporting.
+    Lost,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl JobState {
+    /// `true` for the states a job never leaves.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+
+    /// The snake_case name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Skipped => "skipped",
+            JobState::Failed => "failed",
+            JobState::TimedOut => "timed_out",
+            JobState::Lost => "lost",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Skipped,
+            JobState::Failed,
+            JobState::TimedOut,
+            JobState::Lost,
+            JobState::Cancelled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown job state '{s}'"))
+    }
+}
+
+/// The build step that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureStep {
+    /// Preparing the builder image.
+    Image,
+    /// Cloning the repository or downloading the PKGBUILD.
+    Fetch,
+    /// `makepkg --nobuild` (runs `pkgver()`).
+    Pkgver,
+    /// `makepkg --printsrcinfo`.
+    Srcinfo,
+    /// Installing the build's dependencies.
+    Dependencies,
+    /// `makepkg` itself.
+    Makepkg,
+    /// Publishing the built packages to the server.
+    Upload,
+    /// Podman failed to create, start or wait for the container.
+    ContainerRuntime,
+    /// The agent itself (crashed, vanished, refused the job).
+    Agent,
+}
+
+impl FailureStep {
+    /// `true` for failures of the machinery rather than of the package: worth retrying.
+    pub fn is_infrastructure(self) -> bool {
+        matches!(
+            self,
+            FailureStep::Image
+                | FailureStep::Fetch
+                | FailureStep::Upload
+                | FailureStep::ContainerRuntime
+                | FailureStep::Agent
+        )
+    }
+
+    /// The snake_case name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureStep::Image => "image",
+            FailureStep::Fetch => "fetch",
+            FailureStep::Pkgver => "pkgver",
+            FailureStep::Srcinfo => "srcinfo",
+            FailureStep::Dependencies => "dependencies",
+            FailureStep::Makepkg => "makepkg",
+            FailureStep::Upload => "upload",
+            FailureStep::ContainerRuntime => "container_runtime",
+            FailureStep::Agent => "agent",
+        }
+    }
+}
+
+impl fmt::Display for FailureStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a job failed: the step, its exit code or HTTP status when it has one, and a message.
+///
+/// ```
+/// use libvieter::job::{FailureCause, FailureStep};
+/// let c = FailureCause { step: FailureStep::Makepkg, exit_code: Some(4), http_status: None, message: "build() failed".into() };
+/// assert_eq!(c.to_string(), "makepkg failed (exit code 4): build() failed");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCause {
+    pub step: FailureStep,
+    pub exit_code: Option<i32>,
+    pub http_status: Option<u16>,
+    pub message: String,
+}
+
+impl FailureCause {
+    /// A cause with only a message.
+    pub fn new(step: FailureStep, message: impl Into<String>) -> Self {
+        FailureCause { step, exit_code: None, http_status: None, message: message.into() }
+    }
+}
+
+impl fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed", self.step)?;
+        match (self.exit_code, self.http_status) {
+            (Some(code), Some(status)) => write!(f, " (exit code {code}, HTTP status {status})")?,
+            (Some(code), None) => write!(f, " (exit code {code})")?,
+            (None, Some(status)) => write!(f, " (HTTP status {status})")?,
+            (None, None) => {}
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// A package version a job built (or found already published).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltPackage {
+    pub name: PkgName,
+    pub version: Version,
+    pub arch: Arch,
+}
+
+/// How an agent says a job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Built and published these packages.
+    Succeeded { versions: Vec<BuiltPackage> },
+    /// These exact versions were already published.
+    Skipped { versions: Vec<BuiltPackage> },
+    /// A step failed.
+    Failed { cause: FailureCause },
+    /// Killed at the timeout.
+    TimedOut,
+}
+
+/// An illegal transition or bad input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("job {job} is {state}: cannot {action} it")]
+    IllegalTransition { job: JobId, state: JobState, action: &'static str },
+    #[error("job {job} is leased by agent {holder}, not by {agent}")]
+    WrongAgent { job: JobId, holder: AgentId, agent: AgentId },
+    #[error("job {job} is not due before {not_before}")]
+    NotDue { job: JobId, not_before: DateTime<Utc> },
+    #[error("the lease of job {job} runs until {expires_at}: it has not expired")]
+    LeaseNotExpired { job: JobId, expires_at: DateTime<Utc> },
+    #[error("lease duration must be positive")]
+    BadLeaseDuration,
+    #[error("agent id {0:?} must be 1-128 characters of letters, digits and . _ : @ -")]
+    InvalidAgentId(String),
+    #[error("no job {0}")]
+    NoSuchJob(JobId),
+}
+
+/// A build of one target for one architecture, and everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub target: TargetId,
+    pub arch: Arch,
+    /// Build even if the same versions are already published.
+    pub force: bool,
+    pub trigger: Trigger,
+    pub state: JobState,
+    /// 1 for the first attempt, +1 for each retry.
+    pub attempt: u32,
+    /// The job this one retries.
+    pub retry_of: Option<JobId>,
+    pub queued_at: DateTime<Utc>,
+    /// Not handed out before this instant (the back-off of a retry; `queued_at` otherwise).
+    pub not_before: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// While running: the lease ends here unless renewed.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The agent that leased it (kept after it finishes).
+    pub agent: Option<AgentId>,
+    /// Why it failed, timed out or was lost.
+    pub cause: Option<FailureCause>,
+    /// What it built or found already published.
+    pub versions: Vec<BuiltPackage>,
+}
+
+impl Job {
+    /// A queued job, first attempt.
+    pub fn new(
+        id: JobId,
+        target: TargetId,
+        arch: Arch,
+        force: bool,
+        trigger: Trigger,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Job {
+            id,
+            target,
+            arch,
+            force,
+            trigger,
+            state: JobState::Queued,
+            attempt: 1,
+            retry_of: None,
+            queued_at: now,
+            not_before: now,
+            started_at: None,
+            finished_at: None,
+            lease_expires_at: None,
+            agent: None,
+            cause: None,
+            versions: Vec::new(),
+        }
+    }
+
+    /// The queued retry of this job, handed out from `not_before` on.
+    pub fn retry(&self, id: JobId, now: DateTime<Utc>, not_before: DateTime<Utc>) -> Job {
+        Job {
+            attempt: self.attempt.saturating_add(1),
+            retry_of: Some(self.id),
+            not_before: not_before.max(now),
+            ..Job::new(id, self.target, self.arch.clone(), self.force, Trigger::Retry, now)
+        }
+    }
+
+    fn illegal(&self, action: &'static str) -> JobError {
+        JobError::IllegalTransition { job: self.id, state: self.state, action }
+    }
+
+    fn check_holder(&self, agent: &AgentId, action: &'static str) -> Result<(), JobError> {
+        if self.state != JobState::Running {
+            return Err(self.illegal(action));
+        }
+        match &self.agent {
+            Some(holder) if holder == agent => Ok(()),
+            Some(holder) => {
+                Err(JobError::WrongAgent { job: self.id, holder: holder.clone(), agent: agent.clone() })
+            }
+            None => Err(self.illegal(action)),
+        }
+    }
+
+    /// Queued → running, leased to `agent` until `now + lease`.
+    pub fn lease(&mut self, agent: &AgentId, now: DateTime<Utc>, lease: Duration) -> Result<(), JobError> {
+        if self.state != JobState::Queued {
+            return Err(self.illegal("lease"));
+        }
+        if lease <= Duration::zero() {
+            return Err(JobError::BadLeaseDuration);
+        }
+        if now < self.not_before {
+            return Err(JobError::NotDue { job: self.id, not_before: self.not_before });
+        }
+        self.state = JobState::Running;
+        self.agent = Some(agent.clone());
+        self.started_at = Some(now);
+        self.lease_expires_at = Some(now + lease);
+        Ok(())
+    }
+
+    /// Renews the lease of a running job until `now + lease` (only its holder may).
+    ///
+    /// The lease is enforced by [`Job::expire_lease`] alone: a late heartbeat still renews a job that has
+    /// not been declared lost yet.
+    pub fn heartbeat(
+        &mut self,
+        agent: &AgentId,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), JobError> {
+        self.check_holder(agent, "renew the lease of")?;
+        if lease <= Duration::zero() {
+            return Err(JobError::BadLeaseDuration);
+        }
+        let renewed = now + lease;
+        // Never shorten a lease with a heartbeat that arrives out of order.
+        self.lease_expires_at = Some(self.lease_expires_at.map_or(renewed, |e| e.max(renewed)));
+        Ok(())
+    }
+
+    /// Running → the outcome's final state (only its holder may report).
+    pub fn finish(&mut self, agent: &AgentId, outcome: Outcome, now: DateTime<Utc>) -> Result<(), JobError> {
+        self.check_holder(agent, "finish")?;
+        let (state, cause, versions) = match outcome {
+            Outcome::Succeeded { versions } => (JobState::Succeeded, None, versions),
+            Outcome::Skipped { versions } => (JobState::Skipped, None, versions),
+            Outcome::Failed { cause } => (JobState::Failed, Some(cause), Vec::new()),
+            Outcome::TimedOut => (JobState::TimedOut, None, Vec::new()),
+        };
+        self.state = state;
+        self.cause = cause;
+        self.versions = versions;
+        self.end(now);
+        Ok(())
+    }
+
+    fn end(&mut self, now: DateTime<Utc>) {
+        self.finished_at = Some(now);
+        self.lease_expires_at = None;
+    }
+
+    /// Queued or running → cancelled.
+    pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<(), JobError> {
+        if self.state.is_final() {
+            return Err(self.illegal("cancel"));
+        }
+        self.state = JobState::Cancelled;
+        self.end(now);
+        Ok(())
+    }
+
+    /// Running with a lease that ended at or before `now` → lost.
+    pub fn expire_lease(&mut self, now: DateTime<Utc>) -> Result<(), JobError> {
+        if self.state != JobState::Running {
+            return Err(self.illegal("expire the lease of"));
+        }
+        match self.lease_expires_at {
+            Some(expires_at) if expires_at > now => {
+                return Err(JobError::LeaseNotExpired { job: self.id, expires_at });
+            }
+            _ => {}
+        }
+        let agent = self.agent.as_ref().map_or("?", AgentId::as_str);
+        let message = match self.lease_expires_at {
+            Some(at) => {
+                format!("agent {agent} stopped renewing its lease, which ended at {}", at.to_rfc3339())
+            }
+            None => format!("agent {agent} holds no lease"),
+        };
+        self.state = JobState::Lost;
+        self.cause = Some(FailureCause::new(FailureStep::Agent, message));
+        self.end(now);
+        Ok(())
+    }
+}
+
+/// When and how often to retry lost jobs and infrastructure failures.
+///
+/// The delay before attempt `n + 1` is `backoff_base_secs * backoff_factor^(n - 1)`, at most
+/// `backoff_max_secs`, counted from the moment attempt `n` ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = never retry).
+    pub max_attempts: u32,
+    pub backoff_base_secs: u64,
+    pub backoff_factor: u32,
+    pub backoff_max_secs: u64,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 30 s then 60 s apart, never more than an hour.
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 3, backoff_base_secs: 30, backoff_factor: 2, backoff_max_secs: 3600 }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after attempt `attempt` (1-based) ended.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = u64::from(self.backoff_factor).saturating_pow(attempt.saturating_sub(1));
+        let secs = self.backoff_base_secs.saturating_mul(factor).min(self.backoff_max_secs);
+        Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX).min(i64::MAX / 1000))
+    }
+
+    /// When to retry `job`, or `None`: only lost jobs and infrastructure failures (image, fetch, upload,
+    /// container runtime, agent) are retried, never a failure of the package itself (pkgver, srcinfo,
+    /// dependencies, makepkg), a timeout or a cancellation, and never past `max_attempts`.
+    pub fn should_retry(&self, job: &Job) -> Option<DateTime<Utc>> {
+        let retryable = match job.state {
+            JobState::Lost => true,
+            JobState::Failed => job.cause.as_ref().is_some_and(|c| c.step.is_infrastructure()),
+            _ => false,
+        };
+        if !retryable || job.attempt >= self.max_attempts {
+            return None;
+        }
+        let ended = job.finished_at?;
+        ended.checked_add_signed(self.backoff(job.attempt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(secs)
+    }
+
+    fn job() -> Job {
+        Job::new(JobId(1), TargetId(2), Arch::new("x86_64").unwrap(), false, Trigger::Manual, t(0))
+    }
+
+    fn agent(name: &str) -> AgentId {
+        AgentId::new(name).unwrap()
+    }
+
+    const LEASE: Duration = Duration::seconds(60);
+
+    #[test]
+    fn happy_path_records_everything() {
+        let mut j = job();
+        let a = agent("a1");
+        j.lease(&a, t(5), LEASE).unwrap();
+        assert_eq!((j.state, j.started_at, j.lease_expires_at), (JobState::Running, Some(t(5)), Some(t(65))));
+        j.heartbeat(&a, t(50), LEASE).unwrap();
+        assert_eq!(j.lease_expires_at, Some(t(110)));
+        // An old heartbeat arriving late never shortens the lease.
+        j.heartbeat(&a, t(10), LEASE).unwrap();
+        assert_eq!(j.lease_expires_at, Some(t(110)));
+        let pkg = BuiltPackage {
+            name: PkgName::new("foo").unwrap(),
+            version: Version::parse("1:2.0-1").unwrap(),
+            arch: Arch::new("x86_64").unwrap(),
+        };
+        j.finish(&a, Outcome::Succeeded { versions: vec![pkg.clone()] }, t(100)).unwrap();
+        assert_eq!((j.state, j.finished_at, j.lease_expires_at), (JobState::Succeeded, Some(t(100)), None));
+        assert_eq!(j.versions, [pkg]);
+        assert_eq!(j.agent, Some(a));
+    }
+
+    #[test]
+    fn illegal_transitions_are_refused() {
+        let a = agent("a1");
+        let mut j = job();
+        assert!(matches!(j.heartbeat(&a, t(1), LEASE), Err(JobError::IllegalTransition { .. })));
+        assert!(matches!(j.finish(&a, Outcome::TimedOut, t(1)), Err(JobError::IllegalTransition { .. })));
+        assert!(matches!(j.expire_lease(t(1)), Err(JobError::IllegalTransition { .. })));
+        assert_eq!(j.lease(&a, t(1), Duration::zero()), Err(JobError::BadLeaseDuration));
+        j.lease(&a, t(1), LEASE).unwrap();
+        assert!(matches!(j.lease(&agent("a2"), t(2), LEASE), Err(JobError::IllegalTransition { .. })));
+        let err = j.heartbeat(&agent("a2"), t(2), LEASE).unwrap_err();
+        assert_eq!(err.to_string(), "job 1 is leased by agent a1, not by a2");
+        assert!(matches!(j.finish(&agent("a2"), Outcome::TimedOut, t(2)), Err(JobError::WrongAgent { .. })));
+        assert_eq!(
+            j.expire_lease(t(60)),
+            Err(JobError::LeaseNotExpired { job: JobId(1), expires_at: t(61) })
+        );
+        j.finish(&a, Outcome::TimedOut, t(30)).unwrap();
+        assert_eq!(j.state, JobState::TimedOut);
+        let err = j.cancel(t(31)).unwrap_err();
+        assert_eq!(err.to_string(), "job 1 is timed_out: cannot cancel it");
+        assert!(j.finish(&a, Outcome::TimedOut, t(32)).is_err());
+    }
+
+    #[test]
+    fn not_due_before_back_off() {
+        let mut lost = job();
+        lost.lease(&agent("a"), t(0), LEASE).unwrap();
+        lost.expire_lease(t(60)).unwrap();
+        let mut retry = lost.retry(JobId(2), t(60), t(90));
+        assert_eq!((retry.attempt, retry.retry_of, retry.trigger), (2, Some(JobId(1)), Trigger::Retry));
+        assert_eq!(
+            retry.lease(&agent("b"), t(89), LEASE),
+            Err(JobError::NotDue { job: JobId(2), not_before: t(90) })
+        );
+        retry.lease(&agent("b"), t(90), LEASE).unwrap();
+    }
+
+    #[test]
+    fn expiry_and_cancel() {
+        let mut j = job();
+        j.lease(&agent("a"), t(0), LEASE).unwrap();
+        j.expire_lease(t(60)).unwrap();
+        assert_eq!(j.state, JobState::Lost);
+        let cause = j.cause.clone().unwrap();
+        assert_eq!(cause.step, FailureStep::Agent);
+        assert!(cause.to_string().starts_with("agent failed: agent a stopped renewing its lease"), "{cause}");
+        // A lost job's agent cannot finish it any more.
+        assert!(j.finish(&agent("a"), Outcome::TimedOut, t(61)).is_err());
+        let mut q = job();
+        q.cancel(t(3)).unwrap();
+        assert_eq!((q.state, q.finished_at), (JobState::Cancelled, Some(t(3))));
+        let mut r = job();
+        r.lease(&agent("a"), t(0), LEASE).unwrap();
+        r.cancel(t(4)).unwrap();
+        assert_eq!((r.state, r.lease_expires_at), (JobState::Cancelled, None));
+    }
+
+    fn failed(step: FailureStep, attempt: u32) -> Job {
+        let mut j = job();
+        j.attempt = attempt;
+        j.lease(&agent("a"), t(0), LEASE).unwrap();
+        j.finish(&agent("a"), Outcome::Failed { cause: FailureCause::new(step, "x") }, t(100)).unwrap();
+        j
+    }
+
+    #[test]
+    fn retry_policy() {
+        let p =
+            RetryPolicy { max_attempts: 4, backoff_base_secs: 10, backoff_factor: 3, backoff_max_secs: 60 };
+        for step in [
+            FailureStep::Image,
+            FailureStep::Fetch,
+            FailureStep::Upload,
+            FailureStep::ContainerRuntime,
+            FailureStep::Agent,
+        ] {
+            assert_eq!(p.should_retry(&failed(step, 1)), Some(t(110)), "{step}");
+            assert_eq!(p.should_retry(&failed(step, 2)), Some(t(130)), "{step}");
+            assert_eq!(p.should_retry(&failed(step, 3)), Some(t(160)), "{step} capped");
+            assert_eq!(p.should_retry(&failed(step, 4)), None, "{step} attempts used up");
+        }
+        for step in
+            [FailureStep::Makepkg, FailureStep::Pkgver, FailureStep::Srcinfo, FailureStep::Dependencies]
+        {
+            assert_eq!(p.should_retry(&failed(step, 1)), None, "{step}");
+        }
+        let mut timed_out = job();
+        timed_out.lease(&agent("a"), t(0), LEASE).unwrap();
+        timed_out.finish(&agent("a"), Outcome::TimedOut, t(5)).unwrap();
+        assert_eq!(p.should_retry(&timed_out), None);
+        assert_eq!(
+            RetryPolicy { max_attempts: 1, ..p.clone() }.should_retry(&failed(FailureStep::Agent, 1)),
+            None
+        );
+        // Absurd settings saturate instead of overflowing.
+        let huge = RetryPolicy {
+            max_attempts: 100,
+            backoff_base_secs: u64::MAX,
+            backoff_factor: u32::MAX,
+            backoff_max_secs: u64::MAX,
+        };
+        assert!(huge.backoff(99) > Duration::days(365));
+    }
+
+    #[test]
+    fn serde_shapes() {
+        let o: Outcome = serde_json::from_str(
+            r#"{"state":"failed","cause":{"step":"makepkg","exit_code":4,"http_status":null,"message":"m"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            o,
+            Outcome::Failed {
+                cause: FailureCause { exit_code: Some(4), ..FailureCause::new(FailureStep::Makepkg, "m") }
+            }
+        );
+        assert_eq!(serde_json::to_string(&JobState::TimedOut).unwrap(), "\"timed_out\"");
+        assert_eq!("timed_out".parse::<JobState>(), Ok(JobState::TimedOut));
+        let j = failed(FailureStep::Upload, 1);
+        assert_eq!(serde_json::from_str::<Job>(&serde_json::to_string(&j).unwrap()).unwrap(), j);
+        assert!(serde_json::from_str::<AgentId>("\"a b\"").is_err());
+        let c =
+            FailureCause { http_status: Some(502), ..FailureCause::new(FailureStep::Upload, "bad gateway") };
+        assert_eq!(c.to_string(), "upload failed (HTTP status 502): bad gateway");
+    }
+}
