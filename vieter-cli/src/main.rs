@@ -50,6 +50,8 @@ enum Command {
     Repos(commands::repos::ReposCommand),
     /// Add packages to a local repository database, like pacman's repo-add (no server needed).
     RepoAdd(commands::repo_add::RepoAddArgs),
+    /// Print the next run times of a schedule (no server needed).
+    Schedule(commands::schedule::ScheduleArgs),
     /// Write the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -114,6 +116,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Publish(args) => block_on(commands::publish::run(&ctx, args)),
         Command::Repos(cmd) => block_on(commands::repos::run(&ctx, cmd)),
         Command::RepoAdd(args) => commands::repo_add::run(&ctx, args),
+        Command::Schedule(args) => commands::schedule::run(&ctx, args),
         Command::Config(ConfigCommand::Init { force }) => {
             let path = config_path.ok_or("no config path: set --config, HOME or XDG_CONFIG_HOME")?;
             config::init(&path, &ctx.address, ctx.api_key.as_deref(), force)?;

@@ -96,3 +96,22 @@ fn config_init_writes_a_private_file_that_is_used() {
     let out = vieter(&["--config", p, "config", "init"], &[]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn schedule_prints_run_times_and_names_bad_fields() {
+    let out = vieter(&["--json", "schedule", "0 3", "--count", "3", "--tz", "Europe/Brussels"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.len(), 3);
+    let times: Vec<chrono::DateTime<chrono::Utc>> = runs.iter().map(|r| r.parse().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[1] - w[0] == chrono::Duration::days(1)
+        || w[1] - w[0] == chrono::Duration::hours(23)
+        || w[1] - w[0] == chrono::Duration::hours(25)));
+    let local = times[0].with_timezone(&chrono_tz::Europe::Brussels);
+    assert_eq!(chrono::Timelike::hour(&local), 3);
+
+    let out = vieter(&["schedule", "0 0 32"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("day") && err.contains("32"), "{err}");
+}

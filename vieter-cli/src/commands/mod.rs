@@ -3,3 +3,4 @@
 pub mod publish;
 pub mod repo_add;
 pub mod repos;
+pub mod schedule;
