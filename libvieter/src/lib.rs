@@ -14,6 +14,7 @@
 //! - [`schedule`]: build schedules (Vieter's `minute hour day month` and 5-field cron) in a time zone.
 //! - [`target`]: build targets (git, PKGBUILD URL, AUR) and the validation of their input.
 //! - [`job`]: build jobs, their states, leases, failure causes and retry policy.
+//! - [`scheduler`]: which scheduled builds are due, and the job queue that leases them to agents.
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
 
 pub mod api;
@@ -25,5 +26,6 @@ pub mod package;
 pub mod schedule;
 pub mod target;
 pub mod job;
+pub mod scheduler;
 pub mod pkginfo;
 pub mod version;
