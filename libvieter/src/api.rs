@@ -124,3 +124,66 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     pub offset: Option<usize>,
 }
+
+/// `POST /api/v1/jobs/poll`: an agent asks for work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollRequest {
+    pub agent_id: crate::job::AgentId,
+    pub arch: Arch,
+    /// How many jobs it can take now.
+    pub capacity: u32,
+    /// Seconds to wait for a job when none is due (long poll); absent or 0 answers at once.
+    #[serde(default)]
+    pub wait: Option<u64>,
+}
+
+/// One job handed to an agent, with everything it needs to build it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasedJob {
+    pub job: crate::job::Job,
+    pub target: crate::target::Target,
+    /// The image to build in (the target's, else the server's default).
+    pub base_image: String,
+    /// Seconds the build may take.
+    pub timeout_secs: u64,
+    /// The lease ends here unless renewed by a heartbeat.
+    pub lease_expires_at: DateTime<Utc>,
+    /// Seconds between heartbeats the server expects (well within the lease).
+    pub heartbeat_secs: u64,
+}
+
+/// `POST /api/v1/jobs/{id}/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub agent_id: crate::job::AgentId,
+}
+
+/// `POST /api/v1/jobs/{id}/finish`: how the job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishRequest {
+    pub agent_id: crate::job::AgentId,
+    pub outcome: crate::job::Outcome,
+}
+
+/// `POST /api/v1/jobs`: queue a build now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRequest {
+    pub target: crate::target::TargetId,
+    /// Absent: every architecture of the target.
+    #[serde(default)]
+    pub arch: Option<Arch>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// An agent as the server last saw it: `GET /api/v1/agents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub id: crate::job::AgentId,
+    pub arch: Arch,
+    pub capacity: u32,
+    pub last_seen: DateTime<Utc>,
+    /// Jobs it holds leases on now.
+    #[serde(default)]
+    pub running: Vec<crate::job::JobId>,
+}
