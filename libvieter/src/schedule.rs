@@ -240,8 +240,12 @@ impl Spec {
                 (a, b, format!("{a}-{b}"))
             } else {
                 let a = self.value(field, range)?;
-                // `a/n` runs from `a` to the maximum; a plain `a` is just `a`.
-                (a, if step.is_some() { self.max } else { a }, a.to_string())
+                // `a/n` runs from `a` to the maximum (`a/1` is written `a-max`); a plain `a` is just `a`.
+                match step {
+                    Some(1) => (a, self.max, format!("{a}-{}", self.max)),
+                    Some(_) => (a, self.max, a.to_string()),
+                    None => (a, a, a.to_string()),
+                }
             };
             let step = step.unwrap_or(1);
             let mut v = start;
@@ -513,6 +517,8 @@ mod tests {
             ("*/5 1-5/2 1,15 jan", "*/5 1-5/2 1,15 1"),
             ("0 0 * * MON-fri", "0 0 * * 1-5"),
             ("5/10 3", "5/10 3 * *"),
+            ("5/1 3/1", "5-59 3-23 * *"),
+            ("*/1 0-23/1", "* 0-23 * *"),
             ("0 0 * * 7", "0 0 * * 7"),
             ("0 0 1 DEC sun", "0 0 1 12 0"),
         ] {
