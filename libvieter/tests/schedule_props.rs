@@ -378,7 +378,7 @@ fn refused_expressions_name_the_field() {
             2 => format!("{}-{}", maxs[i], mins[i]),
             _ => format!("{},", mins[i]),
         };
-        let mut parts = vec!["0", "0", "1", "1", "*"];
+        let mut parts = ["0", "0", "1", "1", "*"];
         parts[i] = &bad;
         let expr = parts.join(" ");
         let err = Schedule::parse(&expr).unwrap_err();
