@@ -5,7 +5,7 @@
 //!   server was down runs **once** when it is back, not once per missed occurrence.
 //! - [`JobQueue`] holds the active (queued and running) jobs: it refuses a second queued job for the same
 //!   (target, arch) unless forced, leases each job to exactly one agent, renews leases, turns expired
-//!   leases into [`JobState::Lost`](crate::job::JobState::Lost) and queues retries per a
+//!   leases into [`JobState::Lost`] and queues retries per a
 //!   [`RetryPolicy`]. Jobs that reach a final state leave the queue and are handed back to the caller,
 //!   which keeps their record. It serialises (serde) to its list of active jobs, so a server can persist
 //!   it and rebuild it after a restart.
