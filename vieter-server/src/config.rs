@@ -30,6 +30,22 @@ pub struct Config {
     pub db_format: DbFormat,
     /// Require an API key for `/api/v1/metrics` (Vieter served it to anyone).
     pub metrics_auth: bool,
+    /// Time zone schedules are read in (e.g. `Europe/Brussels`).
+    pub timezone: chrono_tz::Tz,
+    /// Schedule of targets that have none (Vieter's default: every day at 03:00).
+    pub global_schedule: libvieter::schedule::Schedule,
+    /// Image builds start from when the target names none.
+    pub base_image: String,
+    /// Build timeout in seconds when the target sets none.
+    pub default_build_timeout: u64,
+    /// Seconds a job stays leased without a heartbeat before it is lost.
+    pub lease_secs: u64,
+    /// Attempts in all for lost jobs and infrastructure failures (1 = never retry).
+    pub retry_max_attempts: u32,
+    /// Seconds before the first retry (doubling for each further one).
+    pub retry_backoff_secs: u64,
+    /// Build logs older than this many days are deleted (0 keeps them).
+    pub max_log_age: u64,
 }
 
 impl Default for Config {
@@ -44,6 +60,14 @@ impl Default for Config {
             max_upload_size: 4 << 30,
             db_format: DbFormat::Current,
             metrics_auth: false,
+            timezone: chrono_tz::UTC,
+            global_schedule: "0 3".parse().unwrap_or_else(|_| unreachable!("a valid schedule")),
+            base_image: "archlinux:base-devel".to_owned(),
+            default_build_timeout: 3600,
+            lease_secs: 60,
+            retry_max_attempts: 3,
+            retry_backoff_secs: 30,
+            max_log_age: 30,
         }
     }
 }
@@ -69,11 +93,29 @@ const KEYS: &[&str] = &[
     "max_upload_size",
     "db_format",
     "metrics_auth",
+    "timezone",
+    "global_schedule",
+    "base_image",
+    "default_build_timeout",
+    "lease_secs",
+    "retry_max_attempts",
+    "retry_backoff_secs",
+    "max_log_age",
 ];
 
 /// Keys whose values are TOML strings (the others are parsed as TOML values: numbers).
-const STRING_KEYS: &[&str] =
-    &["address", "data_dir", "api_key", "agent_key", "default_arch", "log_level", "db_format"];
+const STRING_KEYS: &[&str] = &[
+    "address",
+    "data_dir",
+    "api_key",
+    "agent_key",
+    "default_arch",
+    "log_level",
+    "db_format",
+    "timezone",
+    "global_schedule",
+    "base_image",
+];
 
 impl Config {
     /// Loads the file (if given), then applies `VIETER_*` variables from `env`.

@@ -4,6 +4,7 @@
 //! crate that knows warp ([`routes`]) and redb ([`store`]).
 
 pub mod auth;
+pub mod builds;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -23,6 +24,7 @@ pub struct App {
     pub config: Config,
     pub keys: Arc<auth::Keys>,
     pub repos: repo::Repos,
+    pub builds: Arc<builds::Builds>,
     pub metrics: metrics::Metrics,
 }
 
@@ -39,6 +41,8 @@ pub enum StartError {
     Bind { address: SocketAddr, source: std::io::Error },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("opening the build database: {0}")]
+    Builds(String),
 }
 
 /// The admin key: configured, or read from / generated into `{data_dir}/api_key` (mode 0600).
@@ -81,7 +85,22 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
     let report = repos.recover()?;
     tracing::info!(?report, "startup recovery done");
     let keys = Arc::new(auth::Keys::new(admin, config.agent_key.clone()));
-    Ok(Arc::new(App { config, keys, repos, metrics: metrics::Metrics::new()? }))
+    let settings = builds::BuildSettings {
+        tz: config.timezone,
+        global_schedule: config.global_schedule.clone(),
+        base_image: config.base_image.clone(),
+        default_timeout_secs: config.default_build_timeout,
+        lease: chrono::Duration::seconds(config.lease_secs.clamp(1, 86_400) as i64),
+        retry: libvieter::job::RetryPolicy {
+            max_attempts: config.retry_max_attempts.max(1),
+            backoff_base_secs: config.retry_backoff_secs,
+            ..Default::default()
+        },
+        max_log_age_days: config.max_log_age,
+        default_arch: config.default_arch.clone(),
+    };
+    let builds = builds::Builds::open(data_dir, settings).map_err(|e| StartError::Builds(e.message))?;
+    Ok(Arc::new(App { config, keys, repos, builds: Arc::new(builds), metrics: metrics::Metrics::new()? }))
 }
 
 /// Serves until `shutdown` completes; in-flight requests finish first.
@@ -98,7 +117,9 @@ pub async fn serve(
     println!("vieter-server listening on http://{local}");
     let _ = std::io::stdout().flush();
     tracing::info!("listening on http://{local}, data in {}", app.config.data_dir.display());
+    let ticks = tokio::spawn(builds::run_ticks(app.builds.clone()));
     warp::serve(routes::routes(app)).incoming(listener).graceful(shutdown).run().await;
+    ticks.abort();
     tracing::info!("stopped");
     Ok(())
 }

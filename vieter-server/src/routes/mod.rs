@@ -2,6 +2,7 @@
 //! [`crate::repo`].
 
 pub mod api_repos;
+pub mod builds;
 pub mod delete;
 pub mod files;
 pub mod publish;
@@ -108,13 +109,25 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             respond(delete::remove(app, repo, arch, name).await)
         });
 
-    let files = warp::path!(String / String / String)
+    // `/api/...` is never a repository: leave those paths to the API's own rejections (401/403/404).
+    let not_api = warp::path::peek().and_then(|p: warp::path::Peek| async move {
+        if p.as_str() == "api" || p.as_str().starts_with("api/") {
+            Err(warp::reject::not_found())
+        } else {
+            Ok(())
+        }
+    });
+    let files = not_api
+        .untuple_one()
+        .and(warp::path!(String / String / String))
         .and(warp::get().map(|| false).or(warp::head().map(|| true)).unify())
         .and(warp::header::headers_cloned())
         .and(with_app(app.clone()))
         .then(|repo, arch, file, head, headers, app| async move {
             respond(files::serve(app, repo, arch, file, head, headers).await)
         });
+
+    let build_routes = build_routes(app.clone());
 
     let metrics_app = app.clone();
     let log = warp::log::custom(move |info| {
@@ -131,6 +144,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .unify()
         .or(repos_api)
         .unify()
+        .or(build_routes)
+        .unify()
         .or(publish_multipart)
         .unify()
         .or(publish_raw)
@@ -144,4 +159,139 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .with(log)
         .map(Reply::into_response)
         .boxed()
+}
+
+/// A body of at most `limit` bytes; an absent body (no Content-Length) is empty.
+fn body(limit: u64) -> impl Filter<Extract = (bytes::Bytes,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |length: Option<u64>| async move {
+            match length {
+                Some(n) if n > limit => Err(warp::reject::custom(crate::error::ApiError::new(
+                    warp::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {limit} bytes"),
+                ))),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::bytes())
+}
+
+/// Targets, jobs, agents and logs. Admin key for everything but the agent protocol.
+fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
+    let admin = auth::require(app.keys.clone(), Role::Admin);
+    let agent = auth::require(app.keys.clone(), Role::Agent);
+    let app_f = with_app(app);
+    let kib = |n: u64| n * 1024;
+
+    let targets = warp::path!("api" / "v1" / "targets")
+        .and(warp::post())
+        .and(admin.clone())
+        .and(app_f.clone())
+        .and(warp::query::<builds::TargetQuery>())
+        .and(body(kib(64)))
+        .then(|_, app, q, b| async move { respond(builds::create_target(app, q, b).await) })
+        .or(warp::path!("api" / "v1" / "targets")
+            .and(warp::get())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .and(warp::query::<crate::builds::TargetFilter>())
+            .then(|_, app, f| async move { respond(builds::list_targets(app, f).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "targets" / u64)
+            .and(warp::get())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .then(|id, _, app| async move { respond(builds::get_target(app, id).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "targets" / u64)
+            .and(warp::patch())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .and(warp::query::<builds::TargetQuery>())
+            .and(body(kib(64)))
+            .then(|id, _, app, q, b| async move { respond(builds::patch_target(app, id, q, b).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "targets" / u64)
+            .and(warp::delete())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .then(|id, _, app| async move { respond(builds::delete_target(app, id).await) }))
+        .unify();
+
+    let jobs = warp::path!("api" / "v1" / "jobs" / "poll")
+        .and(warp::post())
+        .and(agent.clone())
+        .and(app_f.clone())
+        .and(body(kib(16)))
+        .then(|_, app, b| async move { respond(builds::poll(app, b).await) })
+        .or(warp::path!("api" / "v1" / "jobs")
+            .and(warp::post())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .and(body(kib(16)))
+            .then(|_, app, b| async move { respond(builds::queue_job(app, b).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "jobs")
+            .and(warp::get())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .and(warp::query::<crate::builds::JobFilter>())
+            .then(|_, app, f| async move { respond(builds::list_jobs(app, f).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "jobs" / u64)
+            .and(warp::get())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .then(|id, _, app| async move { respond(builds::get_job(app, id).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "jobs" / u64 / "cancel")
+            .and(warp::post())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .then(|id, _, app| async move { respond(builds::cancel_job(app, id).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "jobs" / u64 / "retry")
+            .and(warp::post())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .then(|id, _, app| async move { respond(builds::retry_job(app, id).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "jobs" / u64 / "heartbeat")
+            .and(warp::post())
+            .and(agent.clone())
+            .and(app_f.clone())
+            .and(body(kib(16)))
+            .then(|id, _, app, b| async move { respond(builds::heartbeat(app, id, b).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "jobs" / u64 / "finish")
+            .and(warp::post())
+            .and(agent.clone())
+            .and(app_f.clone())
+            .and(body(kib(256)))
+            .then(|id, _, app, b| async move { respond(builds::finish(app, id, b).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "jobs" / u64 / "log")
+            .and(warp::post())
+            .and(agent.clone())
+            .and(app_f.clone())
+            .and(warp::query::<builds::AppendQuery>())
+            .and(body(kib(8 * 1024)))
+            .then(|id, _, app, q, b| async move { respond(builds::append_log(app, id, q, b).await) }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "jobs" / u64 / "log")
+            .and(warp::get())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .and(warp::query::<builds::LogQuery>())
+            .then(|id, _, app, q| async move { respond(builds::read_log(app, id, q).await) }))
+        .unify();
+
+    let agents = warp::path!("api" / "v1" / "agents")
+        .and(warp::get())
+        .and(admin)
+        .and(app_f)
+        .then(|_, app| async move { respond(builds::agents(app).await) });
+
+    targets.or(jobs).unify().or(agents).unify().boxed()
 }
