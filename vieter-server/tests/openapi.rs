@@ -90,17 +90,39 @@ async fn every_documented_operation_behaves_as_documented() {
             operations.push((path.clone(), method.clone(), op.clone()));
         }
     }
-    // Publish first, deletions last and from the narrowest to the widest.
-    let rank = |path: &str, method: &str| match method {
-        "post" => 0,
-        "delete" => 10 - path.matches('/').count(),
-        _ => 1,
+    // A realistic order: publish, create a target, queue, lease, report, then deletions from the
+    // narrowest to the widest.
+    const ORDER: &[(&str, &str)] = &[
+        ("post", "/{repo}/publish"),
+        ("post", "/api/v1/targets"),
+        ("get", "/api/v1/targets"),
+        ("get", "/api/v1/targets/{id}"),
+        ("patch", "/api/v1/targets/{id}"),
+        ("post", "/api/v1/jobs"),
+        ("get", "/api/v1/jobs"),
+        ("get", "/api/v1/jobs/{id}"),
+        ("post", "/api/v1/jobs/poll"),
+        ("post", "/api/v1/jobs/{id}/heartbeat"),
+        ("post", "/api/v1/jobs/{id}/log"),
+        ("get", "/api/v1/jobs/{id}/log"),
+        ("post", "/api/v1/jobs/{id}/finish"),
+        ("post", "/api/v1/jobs/{id}/retry"),
+        ("post", "/api/v1/jobs/{id}/cancel"),
+        ("get", "/api/v1/agents"),
+        ("delete", "/api/v1/targets/{id}"),
+    ];
+    let rank = |path: &str, method: &str| match ORDER.iter().position(|(m, p)| *m == method && *p == path) {
+        Some(i) => i,
+        None if method == "delete" => 1000 - path.matches('/').count(),
+        None => 100,
     };
     operations.sort_by_key(|(p, m, _)| (rank(p, m), p.clone()));
-    assert!(operations.len() >= 11, "{} operations", operations.len());
+    assert!(operations.len() >= 25, "{} operations", operations.len());
 
     let mut errors = Vec::new();
     for (path, method, op) in &operations {
+        // Job 1 is the queued build; job 2 its retry (the one that can still be cancelled).
+        let id = if path.ends_with("/cancel") { "2" } else { "1" };
         let url = format!(
             "{}{}",
             server.url,
@@ -109,13 +131,39 @@ async fn every_documented_operation_behaves_as_documented() {
                 .replace("{file}", "r.db")
                 .replace("{pkgname}", "doc-pkg")
                 .replace("{name}", "doc-pkg")
+                .replace("{id}", id)
         );
+        let agent = serde_json::json!({"agent_id": "doc-agent"});
+        let json_body = match (method.as_str(), path.as_str()) {
+            ("post", "/api/v1/targets") => {
+                Some(serde_json::json!({"kind": "git", "url": "https://example.org/x.git", "repo": "r"}))
+            }
+            ("patch", _) => Some(serde_json::json!({"branch": "main"})),
+            ("post", "/api/v1/jobs") => Some(serde_json::json!({"target": 1})),
+            ("post", "/api/v1/jobs/poll") => {
+                Some(serde_json::json!({"agent_id": "doc-agent", "arch": "x86_64", "capacity": 1}))
+            }
+            ("post", "/api/v1/jobs/{id}/heartbeat") => Some(agent),
+            ("post", "/api/v1/jobs/{id}/finish") => Some(
+                serde_json::json!({"agent_id": "doc-agent", "outcome": {"state": "succeeded", "versions": []}}),
+            ),
+            _ => None,
+        };
         let request = match method.as_str() {
             "get" => http.get(&url),
             "head" => http.head(&url),
-            "post" => http.post(&url).body(pkg.clone()),
+            "post" if path == "/{repo}/publish" => http.post(&url).body(pkg.clone()),
+            "post" if path.ends_with("/log") => {
+                http.post(format!("{url}?agent_id=doc-agent")).body("a log line\n")
+            }
+            "post" => http.post(&url),
+            "patch" => http.patch(&url),
             "delete" => http.delete(&url),
             other => panic!("undocumented method {other}"),
+        };
+        let request = match json_body {
+            Some(b) => request.json(&b),
+            None => request,
         };
         let response = request.header("X-Api-Key", KEY).send().await.unwrap();
         let status = response.status().as_u16().to_string();
