@@ -15,8 +15,7 @@ ref=$(echo "$e - $s" | bc -l)
 s=$(date +%s.%N); target/release/examples/repo-add "$dir/ours/r.db.tar.gz" "$dir"/pkgs/*.pkg.tar.zst 2>/dev/null; e=$(date +%s.%N)
 ours=$(echo "$e - $s" | bc -l)
 # Adding one package to the N-entry database.
-target/release/make-packages "$dir/one" 1 5
-mv "$dir/one/bench00000-1.0-1-x86_64.pkg.tar.zst" "$dir/one/extra-1.0-1-x86_64.pkg.tar.zst" 2>/dev/null || true
+target/release/make-packages "$dir/one" 1 5 extra
 s=$(date +%s.%N); repo-add -q "$dir/ref/r.db.tar.gz" "$dir"/one/*.pkg.tar.zst 2>/dev/null; e=$(date +%s.%N)
 ref1=$(echo "$e - $s" | bc -l)
 s=$(date +%s.%N); target/release/examples/repo-add "$dir/ours/r.db.tar.gz" "$dir"/one/*.pkg.tar.zst 2>/dev/null; e=$(date +%s.%N)

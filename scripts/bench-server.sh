@@ -16,8 +16,7 @@ trap cleanup EXIT
 
 echo "==> making $N packages"
 target/release/make-packages "$dir/pkgs" "$N" 5
-target/release/make-packages "$dir/extra" 21 5
-for f in "$dir"/extra/*.pkg.tar.zst; do mv "$f" "${f/bench/extra}"; done
+target/release/make-packages "$dir/extra" 21 5 extra
 
 VIETER_ADDRESS=127.0.0.1:0 VIETER_DATA_DIR="$dir/data" VIETER_API_KEY=k VIETER_LOG_LEVEL=warn \
   target/release/vieter-server > "$dir/server.out" 2>&1 &

@@ -1,4 +1,4 @@
-//! `make-packages DIR COUNT [FILES]`: writes COUNT small synthetic .pkg.tar.zst files (and
+//! `make-packages DIR COUNT [FILES [PREFIX]]`: writes COUNT small synthetic .pkg.tar.zst files (and
 //! `big.pkg.tar.zst` of 200 MiB with `--big`), for the benchmark scripts.
 
 fn main() {
@@ -14,13 +14,14 @@ fn main() {
         return;
     }
     let (Some(dir), Some(count)) = (args.first(), args.get(1).and_then(|c| c.parse::<usize>().ok())) else {
-        eprintln!("usage: make-packages DIR COUNT [FILES_PER_PACKAGE]");
+        eprintln!("usage: make-packages DIR COUNT [FILES_PER_PACKAGE [NAME_PREFIX]]");
         std::process::exit(2);
     };
     let files: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let prefix = args.get(3).map(String::as_str).unwrap_or("bench");
     std::fs::create_dir_all(dir).expect("create dir");
     for i in 0..count {
-        let name = format!("bench{i:05}");
+        let name = format!("{prefix}{i:05}");
         let bytes = vieter_benches::small_package(&name, "1.0-1", files);
         std::fs::write(format!("{dir}/{name}-1.0-1-x86_64.pkg.tar.zst"), bytes).expect("write");
     }
