@@ -7,7 +7,12 @@
 use std::path::Path;
 
 use futures_util::TryStreamExt;
-use libvieter::api::{Envelope, ListQuery, PackageDetail, PackageSummary, PublishResult, RepoInfo};
+use libvieter::api::{
+    AgentInfo, Envelope, FinishRequest, HeartbeatRequest, LeasedJob, ListQuery, PackageDetail,
+    PackageSummary, PollRequest, PublishResult, QueueRequest, RepoInfo,
+};
+use libvieter::job::{AgentId, Job, JobId, Outcome};
+use libvieter::target::{NewTarget, Target, TargetId, TargetPatch};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -161,6 +166,111 @@ impl Client {
         }
         self.send::<serde_json::Value>(self.request(Method::DELETE, &path)).await.map(|_| ())
     }
+}
+
+impl Client {
+    /// `GET /api/v1/targets` with filters (`repo`, `arch`, `query`, `limit`, `offset`).
+    pub async fn targets(&self, filters: &[(&str, String)]) -> Result<Vec<Target>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/targets").query(filters)).await
+    }
+
+    /// `POST /api/v1/targets`.
+    pub async fn create_target(&self, target: &NewTarget) -> Result<Target, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/targets").json(target)).await
+    }
+
+    /// `GET /api/v1/targets/{id}`.
+    pub async fn target(&self, id: TargetId) -> Result<Target, ClientError> {
+        self.send(self.request(Method::GET, &format!("/api/v1/targets/{id}"))).await
+    }
+
+    /// `PATCH /api/v1/targets/{id}`.
+    pub async fn patch_target(&self, id: TargetId, patch: &TargetPatch) -> Result<Target, ClientError> {
+        self.send(self.request(Method::PATCH, &format!("/api/v1/targets/{id}")).json(patch)).await
+    }
+
+    /// `DELETE /api/v1/targets/{id}`.
+    pub async fn delete_target(&self, id: TargetId) -> Result<(), ClientError> {
+        self.send::<serde_json::Value>(self.request(Method::DELETE, &format!("/api/v1/targets/{id}")))
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /api/v1/jobs`: queue builds now.
+    pub async fn queue(&self, request: &QueueRequest) -> Result<Vec<Job>, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/jobs").json(request)).await
+    }
+
+    /// `GET /api/v1/jobs` with filters (`state`, `target`, `arch`, `since`, `limit`, `offset`).
+    pub async fn jobs(&self, filters: &[(&str, String)]) -> Result<Vec<Job>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/jobs").query(filters)).await
+    }
+
+    /// `GET /api/v1/jobs/{id}`.
+    pub async fn job(&self, id: JobId) -> Result<Job, ClientError> {
+        self.send(self.request(Method::GET, &format!("/api/v1/jobs/{id}"))).await
+    }
+
+    /// `POST /api/v1/jobs/{id}/cancel` or `/retry`.
+    pub async fn job_action(&self, id: JobId, action: JobAction) -> Result<Job, ClientError> {
+        let verb = match action {
+            JobAction::Cancel => "cancel",
+            JobAction::Retry => "retry",
+        };
+        self.send(self.request(Method::POST, &format!("/api/v1/jobs/{id}/{verb}"))).await
+    }
+
+    /// `GET /api/v1/jobs/{id}/log`: the whole log; with `follow`, a response whose body streams until
+    /// the job ends.
+    pub async fn log(&self, id: JobId, follow: bool) -> Result<reqwest::Response, ClientError> {
+        let req = self.request(Method::GET, &format!("/api/v1/jobs/{id}/log")).query(&[("follow", follow)]);
+        let resp = req.send().await.map_err(|source| self.connect_error(source))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|source| self.connect_error(source))?;
+        Err(http_error(status, &body))
+    }
+
+    /// `GET /api/v1/agents`.
+    pub async fn agents(&self) -> Result<Vec<AgentInfo>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/agents")).await
+    }
+
+    /// Agent: `POST /api/v1/jobs/poll`.
+    pub async fn poll(&self, request: &PollRequest) -> Result<Vec<LeasedJob>, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/jobs/poll").json(request)).await
+    }
+
+    /// Agent: `POST /api/v1/jobs/{id}/heartbeat`.
+    pub async fn heartbeat(&self, id: JobId, agent: &AgentId) -> Result<(), ClientError> {
+        let body = HeartbeatRequest { agent_id: agent.clone() };
+        let req = self.request(Method::POST, &format!("/api/v1/jobs/{id}/heartbeat")).json(&body);
+        self.send::<serde_json::Value>(req).await.map(|_| ())
+    }
+
+    /// Agent: `POST /api/v1/jobs/{id}/log`: appends to the build log.
+    pub async fn append_log(&self, id: JobId, agent: &AgentId, text: Vec<u8>) -> Result<(), ClientError> {
+        let req = self
+            .request(Method::POST, &format!("/api/v1/jobs/{id}/log"))
+            .query(&[("agent_id", agent.as_str())])
+            .body(text);
+        self.send::<serde_json::Value>(req).await.map(|_| ())
+    }
+
+    /// Agent: `POST /api/v1/jobs/{id}/finish`.
+    pub async fn finish(&self, id: JobId, agent: &AgentId, outcome: Outcome) -> Result<Job, ClientError> {
+        let body = FinishRequest { agent_id: agent.clone(), outcome };
+        self.send(self.request(Method::POST, &format!("/api/v1/jobs/{id}/finish")).json(&body)).await
+    }
+}
+
+/// What to do with a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    Cancel,
+    Retry,
 }
 
 /// The error for a non-success answer, with the server's message when it sent an envelope.

@@ -372,3 +372,51 @@ async fn long_poll_answers_soon_after_a_job_is_queued() {
         "answered after {elapsed:?}, not at the end of the wait"
     );
 }
+
+#[tokio::test]
+async fn the_shared_client_speaks_the_protocol() {
+    use libvieter::api::{PollRequest, QueueRequest};
+    use libvieter::job::{AgentId, JobState, Outcome};
+    use libvieter::name::Arch;
+    use libvieter::target::NewTarget;
+    use vieter_client::{Client, ClientError, JobAction};
+
+    let s = server(&[]);
+    let admin = Client::new(&s.url, Some(KEY.to_owned())).unwrap();
+    let agent_client = Client::new(&s.url, Some(AGENT_KEY.to_owned())).unwrap();
+    let target = admin
+        .create_target(&NewTarget {
+            kind: "git".into(),
+            url: "https://example.org/c.git".into(),
+            repo: "r".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let jobs = admin.queue(&QueueRequest { target: target.id, arch: None, force: false }).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let agent = AgentId::new("client-agent").unwrap();
+    let poll =
+        PollRequest { agent_id: agent.clone(), arch: Arch::new("x86_64").unwrap(), capacity: 1, wait: None };
+    let leased = agent_client.poll(&poll).await.unwrap();
+    assert_eq!(leased[0].job.id, jobs[0].id);
+    agent_client.heartbeat(jobs[0].id, &agent).await.unwrap();
+    agent_client.append_log(jobs[0].id, &agent, b"hello\n".to_vec()).await.unwrap();
+    let done = agent_client.finish(jobs[0].id, &agent, Outcome::TimedOut).await.unwrap();
+    assert_eq!(done.state, JobState::TimedOut);
+    let log = admin.log(jobs[0].id, false).await.unwrap().text().await.unwrap();
+    assert_eq!(log, "hello\n");
+    let retry = admin.job_action(jobs[0].id, JobAction::Retry).await.unwrap();
+    let cancelled = admin.job_action(retry.id, JobAction::Cancel).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert_eq!(admin.agents().await.unwrap()[0].id, agent);
+    // The agent key is refused for admin calls, with the server's message.
+    match agent_client.targets(&[]).await {
+        Err(ClientError::Http { status: 403, message }) => assert!(message.contains("may not"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    match admin.job(libvieter::job::JobId(999)).await {
+        Err(ClientError::NotFound { message }) => assert!(message.contains("999")),
+        other => panic!("{other:?}"),
+    }
+}
