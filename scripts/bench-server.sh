@@ -5,6 +5,7 @@
 #  2. download throughput with wrk (db and a 1 MiB package), next to nginx serving the same files;
 #  3. the server's peak RSS with 64 concurrent downloads and a 1 GiB upload in flight.
 # Usage: scripts/bench-server.sh [N]     Needs: wrk nginx repo-add curl (scripts/setup-test-env.sh + apt).
+#        PART=downloads scripts/bench-server.sh [N]   runs only 2. and 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
@@ -30,9 +31,10 @@ ls "$dir"/pkgs/*.pkg.tar.zst | xargs -P 4 -I{} curl -sf -o /dev/null -XPOST -T {
 e=$(date +%s.%N)
 printf 'bulk publish of %d packages (4 clients): %.1f s\n' "$N" "$(echo "$e - $s" | bc -l)"
 
+if [ "${PART:-all}" = all ]; then
 echo "==> publish latency into a $N-package arch-repo (20 publishes, one at a time)"
 lat=()
-for f in $(ls "$dir"/extra/*.pkg.tar.zst | head -20); do
+for f in $(ls "$dir"/extra/*.pkg.tar.zst | sed -n 1,20p); do
   lat+=("$(curl -sf -o /dev/null -w '%{time_total}' -XPOST -T "$f" -H 'X-Api-Key: k' "$url/bench/publish")")
 done
 median=$(printf '%s\n' "${lat[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
@@ -45,9 +47,9 @@ s=$(date +%s.%N); repo-add -q "$dir/ref/bench.db.tar.gz" "$last" 2>/dev/null; e=
 ref=$(echo "$e - $s" | bc -l)
 printf 'publish one into %d: vieter median %.1f ms   repo-add %.2f s   ratio %.0fx\n' "$N" \
   "$(echo "$median * 1000" | bc -l)" "$ref" "$(echo "$ref / $median" | bc -l)"
+fi
 
 echo "==> downloads: wrk against vieter and nginx on the same files"
-big=$(ls "$dir"/pkgs/*.pkg.tar.zst | head -1)
 target/release/make-packages --big "$dir/onemib.pkg.tar.zst" 1 >/dev/null
 mv "$dir/onemib.pkg.tar.zst" "$dir/onemib-upload"
 curl -sf -o /dev/null -XPOST -T "$dir/onemib-upload" -H 'X-Api-Key: k' "$url/bench/publish"
@@ -56,7 +58,9 @@ mkdir -p "$dir/www/bench/x86_64"
 ln -s "$dir/data/repos/bench/x86_64/bench.db.tar.gz" "$dir/www/bench/x86_64/bench.db"
 sha=$(sha256sum "$dir/onemib-upload" | cut -d' ' -f1)
 ln -s "$dir/data/pool/$sha" "$dir/www/bench/x86_64/$pkg_name"
+chmod 755 "$dir"
 cat > "$dir/nginx.conf" <<CONF
+$( [ "$(id -u)" -eq 0 ] && echo "user root;" )
 worker_processes 2;
 daemon off;
 error_log $dir/nginx.err;
@@ -72,6 +76,7 @@ nginx -c "$dir/nginx.conf" &
 nginx_pid=$!
 sleep 0.5
 for what in "bench.db" "$pkg_name"; do
+  curl -sf -o /dev/null "http://127.0.0.1:18089/bench/x86_64/$what" || { echo "nginx does not serve $what" >&2; exit 1; }
   v=$(wrk -t2 -c64 -d8s "$url/bench/x86_64/$what" | awk '/Requests\/sec/ {print $2}')
   n=$(wrk -t2 -c64 -d8s "http://127.0.0.1:18089/bench/x86_64/$what" | awk '/Requests\/sec/ {print $2}')
   printf 'GET %-28s vieter %10.0f req/s   nginx %10.0f req/s   ratio %.2f\n' "$what" "$v" "$n" "$(echo "$v / $n" | bc -l)"
