@@ -86,5 +86,39 @@ fn database(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, read_big_package, vercmp_pairs, database);
+fn scheduler_tick(c: &mut Criterion) {
+    use chrono::TimeZone;
+    use libvieter::target::{NewTarget, TargetId};
+    let x86 = libvieter::name::Arch::new("x86_64").expect("arch");
+    let schedules = ["0 3", "*/15 *", "30 */6", "0 0 1", "0 12 * * 1-5", "5 4 * * sun"];
+    let targets: Vec<_> = (0..10_000u64)
+        .map(|i| {
+            let input = NewTarget {
+                kind: "git".into(),
+                url: format!("https://example.org/{i}.git"),
+                repo: "r".into(),
+                schedule: Some(schedules[i as usize % schedules.len()].to_owned()),
+                ..Default::default()
+            };
+            input.validate(TargetId(i + 1), &x86).expect("valid target")
+        })
+        .collect();
+    let default: libvieter::schedule::Schedule = "0 3".parse().expect("schedule");
+    let last = chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    let now = chrono::Utc.with_ymd_and_hms(2025, 1, 1, 2, 7, 0).unwrap();
+    c.bench_function("due_runs_10000_targets", |b| {
+        b.iter(|| {
+            let tick = libvieter::scheduler::due_runs(
+                targets.iter(),
+                |_, _| Some(last),
+                &default,
+                chrono_tz::Europe::Brussels,
+                now,
+            );
+            black_box(tick.due.len())
+        })
+    });
+}
+
+criterion_group!(benches, read_big_package, vercmp_pairs, database, scheduler_tick);
 criterion_main!(benches);
