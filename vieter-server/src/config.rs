@@ -83,38 +83,25 @@ pub enum ConfigError {
     Env { var: String, message: String },
 }
 
-const KEYS: &[&str] = &[
-    "address",
-    "data_dir",
-    "api_key",
-    "agent_key",
-    "default_arch",
-    "log_level",
-    "max_upload_size",
-    "db_format",
-    "metrics_auth",
-    "timezone",
-    "global_schedule",
-    "base_image",
-    "default_build_timeout",
-    "lease_secs",
-    "retry_max_attempts",
-    "retry_backoff_secs",
-    "max_log_age",
-];
-
-/// Keys whose values are TOML strings (the others are parsed as TOML values: numbers).
-const STRING_KEYS: &[&str] = &[
-    "address",
-    "data_dir",
-    "api_key",
-    "agent_key",
-    "default_arch",
-    "log_level",
-    "db_format",
-    "timezone",
-    "global_schedule",
-    "base_image",
+/// Every key, and whether its value is a string (the others are numbers or booleans).
+const KEYS: &[(&str, bool)] = &[
+    ("address", true),
+    ("data_dir", true),
+    ("api_key", true),
+    ("agent_key", true),
+    ("default_arch", true),
+    ("log_level", true),
+    ("max_upload_size", false),
+    ("db_format", true),
+    ("metrics_auth", false),
+    ("timezone", true),
+    ("global_schedule", true),
+    ("base_image", true),
+    ("default_build_timeout", false),
+    ("lease_secs", false),
+    ("retry_max_attempts", false),
+    ("retry_backoff_secs", false),
+    ("max_log_age", false),
 ];
 
 impl Config {
@@ -134,7 +121,7 @@ impl Config {
             None => toml::Table::new(),
         };
         let env: Vec<(String, String)> = env.into_iter().collect();
-        for key in KEYS {
+        for &(key, is_string) in KEYS {
             let var = format!("VIETER_{}", key.to_uppercase());
             let file_var = format!("{var}_FILE");
             let value = if let Some((_, v)) = env.iter().find(|(k, _)| *k == var) {
@@ -149,7 +136,7 @@ impl Config {
                 None
             };
             if let Some(value) = value {
-                let parsed = if STRING_KEYS.contains(key) {
+                let parsed = if is_string {
                     toml::Value::String(value)
                 } else if let Ok(flag) = value.trim().parse::<bool>() {
                     toml::Value::Boolean(flag)
@@ -159,7 +146,7 @@ impl Config {
                         message: format!("{value:?} is not a whole number"),
                     })?
                 };
-                table.insert((*key).to_owned(), parsed);
+                table.insert(key.to_owned(), parsed);
             }
         }
         let source = file.map(|p| p.display().to_string()).unwrap_or_else(|| "environment".to_owned());

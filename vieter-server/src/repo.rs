@@ -48,20 +48,10 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RepoError {
     move |source| RepoError::Io { context, source }
 }
 
-/// Checks a repository name: `[A-Za-z0-9._-]+`, not starting with `.` or `-`, not `api`.
+/// Checks a repository name with libvieter's rule (`[A-Za-z0-9._-]+`, not starting with `.` or `-`, not
+/// `api`): the same rule as a build target's repository.
 pub fn validate_repo_name(name: &str) -> Result<(), RepoError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with(['.', '-'])
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
-        && name != "api";
-    if ok {
-        Ok(())
-    } else {
-        Err(RepoError::InvalidName(format!(
-            "invalid repository name {name:?}: use letters, digits, '.', '_' and '-', not starting with '.' or '-'; 'api' is reserved"
-        )))
-    }
+    libvieter::target::RepoName::new(name).map(|_| ()).map_err(RepoError::InvalidName)
 }
 
 /// The repositories on disk and in redb.
