@@ -10,6 +10,7 @@ pub mod error;
 pub mod metrics;
 pub mod repo;
 pub mod routes;
+pub mod shutdown;
 pub mod store;
 
 use std::io::Write;

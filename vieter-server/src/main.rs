@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        vieter_server::serve(app, shutdown_signal()).await.map_err(|e| e.to_string())
+        vieter_server::serve(app, vieter_server::shutdown::signal()).await.map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,21 +52,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

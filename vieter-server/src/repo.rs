@@ -8,6 +8,15 @@
 //!
 //! A crash between any two steps leaves archives that only name existing files; startup recovery
 //! ([`Repos::recover`]) rewrites every archive from redb and deletes unreferenced files.
+//!
+//! Steps 2 to 4 run under the lock of every arch-repo the change touches. Which arch-repos those are (all
+//! of a repository for an `any` package or a repository delete) is decided inside the write transaction,
+//! so an arch-repo created or deleted concurrently is never missed or resurrected.
+//!
+//! Decisions: an arch-repo whose last package was removed by name keeps an empty database (pacman
+//! refuses a configured repository without one); `DELETE /{repo}/{arch}` removes it, after which its
+//! database is 404 like any arch the repository never had. An `any` package goes to the arches the
+//! repository has when it is published; an arch-repo created later does not receive it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -22,7 +31,7 @@ use libvieter::db::{ArchiveKind, DbEntry, DbFormat};
 use libvieter::name::Arch;
 use libvieter::package::{read_package, Package, PackageError, ReadOptions};
 
-use crate::store::{NewPackage, PoolChanges, Store, StoreError};
+use crate::store::{Locked, NewPackage, Placement, PoolChanges, Store, StoreError};
 
 /// Why a repository operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +143,7 @@ impl Repos {
             .compress(mtime)
             .map_err(io("compressing the db entry"))?;
 
+        let initial = self.target_archs(repo, &package)?;
         // 1. into the pool (content-addressed: an identical file is already there).
         let pool_guard = self.pool_guard.read().unwrap_or_else(|p| p.into_inner());
         let pool = self.pool_path(&package.sha256);
@@ -142,26 +152,42 @@ impl Repos {
             sync_dir(&self.data_dir.join("pool"))?;
         }
 
-        let archs = self.target_archs(repo, &package)?;
-        let arch_refs: Vec<&str> = archs.iter().map(String::as_str).collect();
-        let locks: Vec<_> = archs.iter().map(|a| self.lock(repo, a)).collect();
-        let guards: Vec<_> = locks.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner())).collect();
-        // 2. record; 3. rewrite archives; 4. delete what is no longer referenced.
+        let placement = if package.info.arch.is_any() {
+            Placement::Any { default_arch: self.default_arch.as_str() }
+        } else {
+            Placement::Arch(package.info.arch.as_str())
+        };
         let new =
             NewPackage { package: &package, entry: &entry, filename: &filename, published_at: Utc::now() };
-        let changes = self.store.put_package(repo, &arch_refs, &new);
+        // 2. record (under the locks of every arch-repo it goes to); 3. rewrite archives; 4. delete what
+        // is no longer referenced.
+        let mut pool_guard = Some(pool_guard);
+        let committed = self.with_locks(repo, initial, |locked| {
+            let put = self.store.put_package(repo, placement, locked, &new);
+            if !matches!(put, Ok(Locked::NeedLocks(_))) {
+                // Committed (the pool file is referenced) or failed: pool deletions may go on.
+                pool_guard.take();
+            }
+            match put? {
+                Locked::Done((archs, changes)) => {
+                    // Committed: from here on a failure leaves redb ahead of the archives, which the
+                    // next change or startup recovery rewrites; no file they list is deleted.
+                    for arch in &archs {
+                        self.write_archives(repo, arch)?;
+                    }
+                    Ok(Locked::Done((archs, changes)))
+                }
+                Locked::NeedLocks(more) => Ok(Locked::NeedLocks(more)),
+            }
+        });
         drop(pool_guard);
-        let changes = match changes {
-            Ok(c) => c,
+        let (archs, changes) = match committed {
+            Ok(done) => done,
             Err(e) => {
                 self.delete_if_unreferenced(&package.sha256);
-                return Err(e.into());
+                return Err(e);
             }
         };
-        for arch in &archs {
-            self.write_archives(repo, arch)?;
-        }
-        drop(guards);
         self.delete_unreferenced(&changes);
         tracing::info!(repo, archs = ?archs, name = %package.info.name, version = %package.info.version, "published");
         Ok(PublishResult {
@@ -185,24 +211,52 @@ impl Repos {
     }
 
     /// Removes a package, an arch-repo or a repository. Returns whether it existed. Blocking.
+    ///
+    /// An arch-repo whose last package is removed by name stays, with an empty database: pacman fails on
+    /// a configured repository whose database is missing, so only `DELETE /{repo}/{arch}` (or the whole
+    /// repository) makes its database disappear (404).
     pub fn remove(&self, repo: &str, arch: Option<&str>, name: Option<&str>) -> Result<bool, RepoError> {
-        let archs = match arch {
+        let initial = match arch {
             Some(a) => vec![a.to_owned()],
             None => self.store.arches_of(repo)?,
         };
-        let locks: Vec<_> = archs.iter().map(|a| self.lock(repo, a)).collect();
-        let guards: Vec<_> = locks.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner())).collect();
-        let (found, changes) = self.store.remove(repo, arch, name, Utc::now())?;
-        for a in &archs {
-            if self.store.has_arch_repo(repo, a)? {
-                self.write_archives(repo, a)?;
-            } else {
-                self.remove_archives(repo, a)?;
+        let removed = self.with_locks(repo, initial, |locked| {
+            let removed = match self.store.remove(repo, arch, name, locked, Utc::now())? {
+                Locked::Done(removed) => removed,
+                Locked::NeedLocks(more) => return Ok(Locked::NeedLocks(more)),
+            };
+            for a in &removed.archs {
+                if self.store.has_arch_repo(repo, a)? {
+                    self.write_archives(repo, a)?;
+                } else {
+                    self.remove_archives(repo, a)?;
+                }
+            }
+            Ok(Locked::Done(removed))
+        })?;
+        self.delete_unreferenced(&removed.changes);
+        Ok(removed.found)
+    }
+
+    /// Runs `change` holding the locks of the arch-repos `archs` of `repo` (taken in sorted order, so two
+    /// changes never deadlock). When `change` finds that it touches more arch-repos (decided inside its
+    /// write transaction, see [`Locked`]), it runs again holding those.
+    fn with_locks<T>(
+        &self,
+        repo: &str,
+        mut archs: Vec<String>,
+        mut change: impl FnMut(&[String]) -> Result<Locked<T>, RepoError>,
+    ) -> Result<T, RepoError> {
+        loop {
+            archs.sort();
+            archs.dedup();
+            let locks: Vec<Arc<Mutex<()>>> = archs.iter().map(|a| self.lock(repo, a)).collect();
+            let _guards: Vec<_> = locks.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner())).collect();
+            match change(&archs)? {
+                Locked::Done(done) => return Ok(done),
+                Locked::NeedLocks(more) => archs = more,
             }
         }
-        drop(guards);
-        self.delete_unreferenced(&changes);
-        Ok(found)
     }
 
     /// Rewrites both archives of an arch-repo from redb, atomically.

@@ -74,6 +74,39 @@ pub struct NewPackage<'a> {
     pub published_at: DateTime<Utc>,
 }
 
+/// The outcome of a change that must hold the lock of every arch-repo it touches.
+///
+/// The arch-repos a change touches (every arch of a repository for `any` packages and repository deletes)
+/// are decided inside the write transaction, where they cannot change under it. When they are not all in
+/// the set the caller locked, nothing is written and the caller retries holding [`Locked::NeedLocks`].
+#[derive(Debug)]
+pub enum Locked<T> {
+    /// Committed.
+    Done(T),
+    /// Aborted: these arch-repos must be locked (a superset of what was locked).
+    NeedLocks(Vec<String>),
+}
+
+/// Where a package goes within its repository.
+#[derive(Debug, Clone, Copy)]
+pub enum Placement<'a> {
+    /// Its own architecture.
+    Arch(&'a str),
+    /// An `any` package: every arch the repository has, plus this default arch.
+    Any { default_arch: &'a str },
+}
+
+/// What a removal did.
+#[derive(Debug, Default)]
+pub struct Removed {
+    /// Whether the package, arch-repo or repository existed.
+    pub found: bool,
+    /// The arch-repos looked at (their archives must be rewritten or removed).
+    pub archs: Vec<String>,
+    /// Pool files to delete once the archives are rewritten.
+    pub changes: PoolChanges,
+}
+
 /// What a transaction did to the pool.
 #[derive(Debug, Default)]
 pub struct PoolChanges {
@@ -111,13 +144,15 @@ impl Store {
         Ok(Store { db })
     }
 
-    /// Records `new` in each of `archs` of `repo`, replacing the package of the same name; one transaction.
+    /// Records `new` in `repo` where `placement` says, replacing the package of the same name; one
+    /// transaction. `locked` are the arch-repos the caller holds the locks of. Returns the arches written.
     pub fn put_package(
         &self,
         repo: &str,
-        archs: &[&str],
+        placement: Placement<'_>,
+        locked: &[String],
         new: &NewPackage<'_>,
-    ) -> Result<PoolChanges, StoreError> {
+    ) -> Result<Locked<(Vec<String>, PoolChanges)>, StoreError> {
         let name = new.package.info.name.as_str();
         let sha = new.package.sha256.as_str();
         let summary = postcard::to_stdvec(&PackageSummary::new(new.package, new.filename, new.published_at))?;
@@ -129,6 +164,18 @@ impl Store {
         let arch_record = postcard::to_stdvec(&ArchRecord { last_change: new.published_at })?;
 
         let txn = self.db.begin_write()?;
+        let archs: Vec<String> = match placement {
+            Placement::Arch(arch) => vec![arch.to_owned()],
+            Placement::Any { default_arch } => {
+                let mut set = arches_in(&txn.open_table(ARCH_REPOS)?, repo)?;
+                set.insert(default_arch.to_owned());
+                set.into_iter().collect()
+            }
+        };
+        if !archs.iter().all(|a| locked.contains(a)) {
+            txn.abort()?;
+            return Ok(Locked::NeedLocks(archs));
+        }
         let mut changes = PoolChanges::default();
         {
             let mut t_members = txn.open_table(MEMBERS)?;
@@ -137,7 +184,7 @@ impl Store {
             let mut t_files = txn.open_table(FILES)?;
             let mut t_pool = txn.open_table(POOL)?;
             let mut t_arch = txn.open_table(ARCH_REPOS)?;
-            for arch in archs {
+            for arch in archs.iter().map(String::as_str) {
                 let pkg_key = key(&[repo, arch, name]);
                 // Unlink the file of the version being replaced.
                 let old_filename = match t_summaries.get(pkg_key.as_str())? {
@@ -160,19 +207,29 @@ impl Store {
             }
         }
         txn.commit()?;
-        Ok(changes)
+        Ok(Locked::Done((archs, changes)))
     }
 
     /// Removes one package from one arch-repo (`Some(name)`), a whole arch-repo (`arch` only) or a whole
-    /// repository. Returns whether anything existed.
+    /// repository. `locked` are the arch-repos the caller holds the locks of. Returns whether anything
+    /// existed and the arches touched.
     pub fn remove(
         &self,
         repo: &str,
         arch: Option<&str>,
         name: Option<&str>,
+        locked: &[String],
         now: DateTime<Utc>,
-    ) -> Result<(bool, PoolChanges), StoreError> {
+    ) -> Result<Locked<Removed>, StoreError> {
         let txn = self.db.begin_write()?;
+        let arches: Vec<String> = match arch {
+            Some(a) => vec![a.to_owned()],
+            None => arches_in(&txn.open_table(ARCH_REPOS)?, repo)?.into_iter().collect(),
+        };
+        if !arches.iter().all(|a| locked.contains(a)) {
+            txn.abort()?;
+            return Ok(Locked::NeedLocks(arches));
+        }
         let mut changes = PoolChanges::default();
         let mut found = false;
         {
@@ -182,18 +239,6 @@ impl Store {
             let mut t_files = txn.open_table(FILES)?;
             let mut t_pool = txn.open_table(POOL)?;
             let mut t_arch = txn.open_table(ARCH_REPOS)?;
-            let arches: Vec<String> = match arch {
-                Some(a) => vec![a.to_owned()],
-                None => {
-                    let (lo, hi) = prefix_range(repo);
-                    let mut v = Vec::new();
-                    for row in t_arch.range(lo.as_str()..hi.as_str())? {
-                        let (k, _) = row?;
-                        v.push(k.value().rsplit('/').next().unwrap_or_default().to_owned());
-                    }
-                    v
-                }
-            };
             for arch in &arches {
                 let arch_key = key(&[repo, arch]);
                 if t_arch.get(arch_key.as_str())?.is_none() {
@@ -232,7 +277,7 @@ impl Store {
             }
         }
         txn.commit()?;
-        Ok((found, changes))
+        Ok(Locked::Done(Removed { found, archs: arches, changes }))
     }
 
     /// Every arch-repo as `(repo, arch, record)`.
@@ -249,17 +294,11 @@ impl Store {
         Ok(out)
     }
 
-    /// The architectures a repository has.
+    /// The architectures a repository has, in order.
     pub fn arches_of(&self, repo: &str) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ARCH_REPOS)?;
-        let (lo, hi) = prefix_range(repo);
-        let mut out = Vec::new();
-        for row in table.range(lo.as_str()..hi.as_str())? {
-            let (k, _) = row?;
-            out.push(k.value().rsplit('/').next().unwrap_or_default().to_owned());
-        }
-        Ok(out)
+        Ok(arches_in(&table, repo)?.into_iter().collect())
     }
 
     /// Whether an arch-repo exists.
@@ -355,6 +394,20 @@ impl Store {
         };
         Ok(Some((postcard::from_bytes(&summary)?, postcard::from_bytes(&detail)?)))
     }
+}
+
+/// The arches of `repo` in an `arch_repos` table (read-only or within a write transaction).
+fn arches_in(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    repo: &str,
+) -> Result<BTreeSet<String>, StoreError> {
+    let (lo, hi) = prefix_range(repo);
+    let mut out = BTreeSet::new();
+    for row in table.range(lo.as_str()..hi.as_str())? {
+        let (k, _) = row?;
+        out.insert(k.value().rsplit('/').next().unwrap_or_default().to_owned());
+    }
+    Ok(out)
 }
 
 /// Removes a `files` row and drops its pool reference.

@@ -5,6 +5,7 @@ pub mod api_repos;
 pub mod builds;
 pub mod delete;
 pub mod files;
+pub mod health;
 pub mod publish;
 
 use std::sync::Arc;
@@ -26,9 +27,7 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 /// Every route, with JSON errors and request metrics.
 pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let keys = app.keys.clone();
-    let health = warp::path!("health")
-        .and(warp::get())
-        .map(|| error::ok(&serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })));
+    let health = warp::path!("health").and(warp::get()).map(health::health);
 
     let openapi = warp::path!("api" / "v1" / "openapi.json")
         .and(warp::get())
