@@ -9,7 +9,6 @@ use std::time::SystemTime;
 
 use libvieter::db::ArchiveKind;
 use libvieter::name::Arch;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use warp::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use warp::Reply;
 
@@ -96,12 +95,8 @@ pub async fn serve(
     let mut response = if head {
         builder.body(Vec::new()).map(Reply::into_response)
     } else {
-        let mut f = file_handle;
-        if start > 0 {
-            f.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::internal("seeking", e))?;
-        }
-        let stream = tokio_util::io::ReaderStream::with_capacity(f.take(count), 256 * 1024);
-        let mut r = warp::reply::stream(stream).into_response();
+        let file = file_handle.into_std().await;
+        let mut r = warp::reply::stream(read_range(file, start, count)).into_response();
         *r.status_mut() = status;
         let built = builder.body(()).map_err(|e| ApiError::internal("building a response", e))?;
         r.headers_mut().extend(built.headers().clone());
@@ -113,6 +108,38 @@ pub async fn serve(
         response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     }
     Ok(response)
+}
+
+/// Bytes `start..start + count` of `file` as a stream. One blocking task reads the whole range (rather
+/// than one blocking-pool hop per read) into a channel of two chunks: memory per download stays bounded.
+fn read_range(
+    mut file: std::fs::File,
+    start: u64,
+    count: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Sync + 'static {
+    use std::io::{Read, Seek};
+    const CHUNK: u64 = 256 * 1024;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut left = count;
+        while left > 0 {
+            let mut buf = vec![0u8; left.min(CHUNK) as usize];
+            if let Err(e) = file.read_exact(&mut buf) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            left -= buf.len() as u64;
+            // The client went away: stop reading.
+            if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
+                return;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
 /// Finds the file behind a URL: an archive name, or a package file name recorded in redb.
