@@ -427,3 +427,81 @@ fn unlink_file(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(name: &str, arch: &str) -> (Package, StoredEntry) {
+        let info = format!("pkgname = {name}\npkgver = 1-1\narch = {arch}\nsize = 0\n");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(info.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, ".PKGINFO", info.as_bytes()).unwrap();
+        let bytes = zstd::encode_all(&b.into_inner().unwrap()[..], 1).unwrap();
+        let package = libvieter::package::read_package(&bytes[..], &Default::default()).unwrap();
+        let entry = libvieter::db::DbEntry::new(&package, &package.filename(), Default::default(), None)
+            .unwrap()
+            .compress(0)
+            .unwrap();
+        (package, entry)
+    }
+
+    fn put(
+        store: &Store,
+        p: &(Package, StoredEntry),
+        placement: Placement<'_>,
+        locked: &[&str],
+    ) -> Locked<Vec<String>> {
+        let filename = p.0.filename();
+        let new = NewPackage { package: &p.0, entry: &p.1, filename: &filename, published_at: Utc::now() };
+        let locked: Vec<String> = locked.iter().map(|s| s.to_string()).collect();
+        match store.put_package("r", placement, &locked, &new).unwrap() {
+            Locked::Done((archs, _)) => Locked::Done(archs),
+            Locked::NeedLocks(more) => Locked::NeedLocks(more),
+        }
+    }
+
+    #[test]
+    fn changes_to_every_arch_need_the_locks_of_every_arch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.redb")).unwrap();
+        let arm = package("arm", "aarch64");
+        assert!(matches!(put(&store, &arm, Placement::Arch("aarch64"), &["aarch64"]), Locked::Done(_)));
+
+        // The caller only locked the default arch, but the repository has aarch64 too: nothing is written.
+        let any = package("docs", "any");
+        let placement = Placement::Any { default_arch: "x86_64" };
+        match put(&store, &any, placement, &["x86_64"]) {
+            Locked::NeedLocks(more) => assert_eq!(more, ["aarch64", "x86_64"]),
+            Locked::Done(a) => panic!("written without the aarch64 lock: {a:?}"),
+        }
+        assert!(store.summaries("r", "x86_64").unwrap().is_empty());
+        assert_eq!(store.summaries("r", "aarch64").unwrap().len(), 1);
+        match put(&store, &any, placement, &["aarch64", "x86_64"]) {
+            Locked::Done(archs) => assert_eq!(archs, ["aarch64", "x86_64"]),
+            Locked::NeedLocks(m) => panic!("{m:?}"),
+        }
+        assert_eq!(store.pool_hashes().unwrap().len(), 2, "the any file is one pool entry for two arches");
+
+        // A repository delete likewise needs every arch it finds in its transaction.
+        let only_arm = vec!["aarch64".to_owned()];
+        match store.remove("r", None, None, &only_arm, Utc::now()).unwrap() {
+            Locked::NeedLocks(more) => assert_eq!(more, ["aarch64", "x86_64"]),
+            Locked::Done(_) => panic!("removed without the x86_64 lock"),
+        }
+        assert_eq!(store.arch_repos().unwrap().len(), 2, "nothing was removed");
+        let both = vec!["aarch64".to_owned(), "x86_64".to_owned()];
+        match store.remove("r", None, None, &both, Utc::now()).unwrap() {
+            Locked::Done(removed) => {
+                assert!(removed.found);
+                assert_eq!(removed.archs, both);
+                assert_eq!(removed.changes.unreferenced.len(), 2);
+            }
+            Locked::NeedLocks(m) => panic!("{m:?}"),
+        }
+        assert!(store.arch_repos().unwrap().is_empty());
+        assert!(store.pool_hashes().unwrap().is_empty());
+    }
+}
