@@ -48,6 +48,22 @@ enum Command {
     /// Browse and remove repository contents.
     #[command(subcommand)]
     Repos(commands::repos::ReposCommand),
+    /// Build targets: list, add, edit, remove, build.
+    #[command(subcommand)]
+    Targets(commands::builds::TargetsCommand),
+    /// Jobs: list, info, cancel, retry.
+    #[command(subcommand)]
+    Jobs(commands::builds::JobsCommand),
+    /// Print a job's build log.
+    Logs {
+        job: u64,
+        /// Keep streaming until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Build agents.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
     /// Add packages to a local repository database, like pacman's repo-add (no server needed).
     RepoAdd(commands::repo_add::RepoAddArgs),
     /// Print the next run times of a schedule (no server needed).
@@ -65,6 +81,12 @@ enum Command {
         /// Directory to write vieter.1 and one page per subcommand into.
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentsCommand {
+    /// Every agent seen: arch, capacity, last contact, running jobs.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +138,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Publish(args) => block_on(commands::publish::run(&ctx, args)),
         Command::Repos(cmd) => block_on(commands::repos::run(&ctx, cmd)),
         Command::RepoAdd(args) => commands::repo_add::run(&ctx, args),
+        Command::Targets(cmd) => block_on(commands::builds::targets(&ctx, cmd)),
+        Command::Jobs(cmd) => block_on(commands::builds::jobs(&ctx, cmd)),
+        Command::Logs { job, follow } => block_on(commands::builds::logs(&ctx, job, follow)),
+        Command::Agents(AgentsCommand::List) => block_on(commands::builds::agents(&ctx)),
         Command::Schedule(args) => commands::schedule::run(&ctx, args),
         Command::Config(ConfigCommand::Init { force }) => {
             let path = config_path.ok_or("no config path: set --config, HOME or XDG_CONFIG_HOME")?;

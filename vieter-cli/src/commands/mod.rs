@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod builds;
 pub mod publish;
 pub mod repo_add;
 pub mod repos;

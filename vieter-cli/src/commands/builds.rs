@@ -1,0 +1,318 @@
+//! `vieter targets ...`, `vieter jobs ...`, `vieter logs`, `vieter agents list`.
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+use libvieter::api::QueueRequest;
+use libvieter::job::{Job, JobId};
+use libvieter::name::Arch;
+use libvieter::target::{NewTarget, Target, TargetId, TargetPatch};
+use vieter_client::{Client, JobAction};
+
+use crate::output::table;
+use crate::Context;
+
+/// Fields of a target, for `add` and `edit`.
+#[derive(Debug, Args)]
+pub struct TargetFields {
+    /// git, url or aur.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Clone URL (git), PKGBUILD URL (url) or package base (aur).
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long)]
+    branch: Option<String>,
+    /// Subdirectory holding the PKGBUILD.
+    #[arg(long)]
+    path: Option<String>,
+    #[arg(long)]
+    repo: Option<String>,
+    /// e.g. '0 3' (daily at 03:00) or 5-field cron.
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Architectures (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    arch: Vec<String>,
+    #[arg(long)]
+    base_image: Option<String>,
+    /// Build timeout in seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Enable or disable scheduled builds.
+    #[arg(long)]
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetsCommand {
+    /// List targets.
+    List {
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long)]
+        arch: Option<String>,
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        offset: Option<usize>,
+    },
+    /// Add a target.
+    Add(TargetFields),
+    /// Show a target.
+    Info { id: u64 },
+    /// Change fields of a target.
+    Edit {
+        id: u64,
+        #[command(flatten)]
+        fields: TargetFields,
+    },
+    /// Delete a target (its active jobs are cancelled).
+    Remove { id: u64 },
+    /// Queue a build now; with --follow, stream its log and exit with its result.
+    Build {
+        id: u64,
+        #[arg(long)]
+        arch: Option<String>,
+        /// Build even if the same versions are already published.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        target: Option<u64>,
+        #[arg(long)]
+        arch: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show a job.
+    Info { id: u64 },
+    /// Cancel a queued or running job.
+    Cancel { id: u64 },
+    /// Queue a new attempt of an ended job.
+    Retry { id: u64 },
+}
+
+fn err(e: vieter_client::ClientError) -> String {
+    e.to_string()
+}
+
+fn target_table(targets: &[Target]) -> comfy_table::Table {
+    let mut t = table(["ID", "KIND", "URL", "REPO", "ARCH", "SCHEDULE", "ENABLED"]);
+    for x in targets {
+        let arch = x.arch.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",");
+        let schedule = x.schedule.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "(global)".into());
+        t.add_row(vec![
+            x.id.to_string(),
+            x.kind.to_string(),
+            x.url.clone(),
+            x.repo.to_string(),
+            arch,
+            schedule,
+            x.enabled.to_string(),
+        ]);
+    }
+    t
+}
+
+fn job_table(jobs: &[Job]) -> comfy_table::Table {
+    let mut t = table(["ID", "TARGET", "ARCH", "STATE", "TRIGGER", "ATTEMPT", "QUEUED", "AGENT", "CAUSE"]);
+    for j in jobs {
+        t.add_row(vec![
+            j.id.to_string(),
+            j.target.to_string(),
+            j.arch.to_string(),
+            j.state.to_string(),
+            format!("{:?}", j.trigger).to_lowercase(),
+            j.attempt.to_string(),
+            j.queued_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            j.agent.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+            j.cause.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
+    let client = ctx.client()?;
+    match cmd {
+        TargetsCommand::List { repo, arch, query, limit, offset } => {
+            let mut filters = Vec::new();
+            for (k, v) in [("repo", repo), ("arch", arch), ("query", query)] {
+                if let Some(v) = v {
+                    filters.push((k, v));
+                }
+            }
+            for (k, v) in [("limit", limit), ("offset", offset)] {
+                if let Some(v) = v {
+                    filters.push((k, v.to_string()));
+                }
+            }
+            let list = client.targets(&filters).await.map_err(err)?;
+            ctx.out.print(&list, || target_table(&list))
+        }
+        TargetsCommand::Add(f) => {
+            let input = NewTarget {
+                kind: f.kind.unwrap_or_default(),
+                url: f.url.unwrap_or_default(),
+                branch: f.branch,
+                path: f.path,
+                repo: f.repo.unwrap_or_default(),
+                schedule: f.schedule,
+                arch: (!f.arch.is_empty()).then_some(f.arch),
+                base_image: f.base_image,
+                build_timeout_secs: f.timeout,
+                enabled: f.enabled,
+            };
+            let t = client.create_target(&input).await.map_err(err)?;
+            ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))
+        }
+        TargetsCommand::Info { id } => {
+            let t = client.target(TargetId(id)).await.map_err(err)?;
+            ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))
+        }
+        TargetsCommand::Edit { id, fields: f } => {
+            let patch = TargetPatch {
+                kind: f.kind,
+                url: f.url,
+                branch: f.branch.map(Some),
+                path: f.path.map(Some),
+                repo: f.repo,
+                schedule: f.schedule.map(Some),
+                arch: (!f.arch.is_empty()).then_some(f.arch),
+                base_image: f.base_image.map(Some),
+                build_timeout_secs: f.timeout.map(Some),
+                enabled: f.enabled,
+            };
+            let t = client.patch_target(TargetId(id), &patch).await.map_err(err)?;
+            ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))
+        }
+        TargetsCommand::Remove { id } => {
+            client.delete_target(TargetId(id)).await.map_err(err)?;
+            ctx.out.say(format!("removed target {id}"));
+            Ok(())
+        }
+        TargetsCommand::Build { id, arch, force, follow } => {
+            let arch = arch.map(|a| Arch::new(a).map_err(|e| e.to_string())).transpose()?;
+            let jobs =
+                client.queue(&QueueRequest { target: TargetId(id), arch, force }).await.map_err(err)?;
+            if !follow {
+                return ctx.out.print(&jobs, || job_table(&jobs));
+            }
+            let mut failed = Vec::new();
+            for job in &jobs {
+                ctx.out.say(format!("==> job {} ({})", job.id, job.arch));
+                stream_log(&client, job.id, true, !ctx.out.json).await?;
+                let end = wait_for_end(&client, job.id).await?;
+                if !matches!(
+                    end.state,
+                    libvieter::job::JobState::Succeeded | libvieter::job::JobState::Skipped
+                ) {
+                    failed.push(format!(
+                        "job {} {}{}",
+                        end.id,
+                        end.state,
+                        end.cause.map(|c| format!(": {c}")).unwrap_or_default()
+                    ));
+                }
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(failed.join("; "))
+            }
+        }
+    }
+}
+
+async fn stream_log(client: &Client, id: JobId, follow: bool, print: bool) -> Result<(), String> {
+    let resp = client.log(id, follow).await.map_err(err)?;
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("the log stream broke: {e}"))?;
+        if print {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&chunk);
+            let _ = out.flush();
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_end(client: &Client, id: JobId) -> Result<Job, String> {
+    loop {
+        let job = client.job(id).await.map_err(err)?;
+        if job.state.is_final() {
+            return Ok(job);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), String> {
+    let client = ctx.client()?;
+    match cmd {
+        JobsCommand::List { state, target, arch, limit } => {
+            let mut filters = Vec::new();
+            if let Some(s) = state {
+                filters.push(("state", s));
+            }
+            if let Some(t) = target {
+                filters.push(("target", t.to_string()));
+            }
+            if let Some(a) = arch {
+                filters.push(("arch", a));
+            }
+            if let Some(l) = limit {
+                filters.push(("limit", l.to_string()));
+            }
+            let list = client.jobs(&filters).await.map_err(err)?;
+            ctx.out.print(&list, || job_table(&list))
+        }
+        JobsCommand::Info { id } => {
+            let j = client.job(JobId(id)).await.map_err(err)?;
+            ctx.out.print(&j, || job_table(std::slice::from_ref(&j)))
+        }
+        JobsCommand::Cancel { id } | JobsCommand::Retry { id } => {
+            let action =
+                if matches!(cmd, JobsCommand::Cancel { .. }) { JobAction::Cancel } else { JobAction::Retry };
+            let j = client.job_action(JobId(id), action).await.map_err(err)?;
+            ctx.out.print(&j, || job_table(std::slice::from_ref(&j)))
+        }
+    }
+}
+
+pub async fn logs(ctx: &Context, job: u64, follow: bool) -> Result<(), String> {
+    stream_log(&ctx.client()?, JobId(job), follow, true).await
+}
+
+pub async fn agents(ctx: &Context) -> Result<(), String> {
+    let list = ctx.client()?.agents().await.map_err(err)?;
+    ctx.out.print(&list, || {
+        let mut t = table(["AGENT", "ARCH", "CAPACITY", "LAST SEEN", "RUNNING"]);
+        for a in &list {
+            let running = a.running.iter().map(|j| j.to_string()).collect::<Vec<_>>().join(",");
+            t.add_row(vec![
+                a.id.to_string(),
+                a.arch.to_string(),
+                a.capacity.to_string(),
+                a.last_seen.to_rfc3339(),
+                running,
+            ]);
+        }
+        t
+    })
+}

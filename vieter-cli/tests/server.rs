@@ -1,0 +1,194 @@
+//! The CLI against the real server binary: every build-system command, `--json` parsed, error messages.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+const KEY: &str = "cli-test-key";
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server binary next to ours (built on demand when only this crate's tests were built).
+fn server_binary() -> PathBuf {
+    let cli = PathBuf::from(env!("CARGO_BIN_EXE_vieter"));
+    let path = cli.with_file_name("vieter-server");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status =
+            Command::new(cargo).args(["build", "-p", "vieter-server"]).status().expect("cargo build");
+        assert!(status.success(), "building vieter-server failed");
+    }
+    path
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(server_binary())
+        .env_clear()
+        .env("VIETER_ADDRESS", "127.0.0.1:0")
+        .env("VIETER_DATA_DIR", dir.path().join("data"))
+        .env("VIETER_API_KEY", KEY)
+        .env("VIETER_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("vieter-server listening on ").unwrap().to_owned();
+    Server { child, url, _dir: dir }
+}
+
+fn vieter(s: &Server, key: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vieter"))
+        .env_remove("VIETER_ADDRESS")
+        .env_remove("VIETER_API_KEY")
+        .env("VIETER_CONFIG", "/nonexistent/vieter.toml")
+        .args(["--server", &s.url, "--api-key", key])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn package(name: &str) -> tempfile::NamedTempFile {
+    let info =
+        format!("pkgname = {name}\npkgver = 1.0-1\narch = x86_64\nsize = 1\npkgdesc = from the cli test\n");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(info.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, ".PKGINFO", info.as_bytes()).unwrap();
+    let f = tempfile::Builder::new().suffix(".pkg.tar").tempfile().unwrap();
+    std::fs::write(f.path(), b.into_inner().unwrap()).unwrap();
+    f
+}
+
+#[test]
+fn repository_commands() {
+    let s = start();
+    let (a, b) = (package("alpha"), package("beta"));
+    let out = vieter(
+        &s,
+        KEY,
+        &["--json", "publish", "main", a.path().to_str().unwrap(), b.path().to_str().unwrap()],
+    );
+    let landed = json(&out);
+    assert_eq!(landed.as_array().unwrap().len(), 2);
+    let repos = json(&vieter(&s, KEY, &["--json", "repos", "list"]));
+    assert_eq!(repos[0]["archs"][0]["packages"], 2);
+    let pkgs = json(&vieter(&s, KEY, &["--json", "repos", "packages", "main", "--query", "alp"]));
+    assert_eq!(pkgs.as_array().unwrap().len(), 1);
+    let info = json(&vieter(&s, KEY, &["--json", "repos", "info", "main", "x86_64", "beta"]));
+    assert_eq!(info["info"]["desc"], "from the cli test");
+    // People get a table.
+    let out = vieter(&s, KEY, &["repos", "packages", "main"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NAME") && text.contains("alpha") && text.contains("1.0-1"), "{text}");
+    // Removal needs --yes without a terminal.
+    let out = vieter(&s, KEY, &["repos", "remove", "main", "x86_64", "alpha"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    assert!(vieter(&s, KEY, &["repos", "remove", "main", "x86_64", "alpha", "--yes"]).status.success());
+    let out = vieter(&s, KEY, &["repos", "info", "main", "x86_64", "alpha"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn build_commands_and_errors() {
+    let s = start();
+    let t = json(&vieter(
+        &s,
+        KEY,
+        &[
+            "--json",
+            "targets",
+            "add",
+            "--kind",
+            "git",
+            "--url",
+            "https://example.org/x.git",
+            "--repo",
+            "main",
+            "--arch",
+            "x86_64,aarch64",
+            "--schedule",
+            "0 4",
+        ],
+    ));
+    let id = t["id"].as_u64().unwrap().to_string();
+    assert_eq!(t["arch"], serde_json::json!(["x86_64", "aarch64"]));
+    let out = vieter(
+        &s,
+        KEY,
+        &[
+            "targets",
+            "add",
+            "--kind",
+            "git",
+            "--url",
+            "https://example.org/y.git",
+            "--repo",
+            "main",
+            "--schedule",
+            "0 0 30 2",
+        ],
+    );
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("HTTP 400") && e.contains("schedule"), "{e}");
+    let list = json(&vieter(&s, KEY, &["--json", "targets", "list"]));
+    assert_eq!(list.as_array().unwrap().len(), 1, "the refused target was not stored");
+    let edited = json(&vieter(&s, KEY, &["--json", "targets", "edit", &id, "--branch", "main"]));
+    assert_eq!(edited["branch"], "main");
+    assert_eq!(json(&vieter(&s, KEY, &["--json", "targets", "info", &id]))["branch"], "main");
+
+    let jobs = json(&vieter(&s, KEY, &["--json", "targets", "build", &id, "--arch", "aarch64"]));
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    let job = jobs[0]["id"].as_u64().unwrap().to_string();
+    let listed = json(&vieter(&s, KEY, &["--json", "jobs", "list", "--state", "queued"]));
+    assert_eq!(listed[0]["id"].as_u64().unwrap().to_string(), job);
+    assert_eq!(json(&vieter(&s, KEY, &["--json", "jobs", "info", &job]))["arch"], "aarch64");
+    assert_eq!(json(&vieter(&s, KEY, &["--json", "jobs", "cancel", &job]))["state"], "cancelled");
+    let retried = json(&vieter(&s, KEY, &["--json", "jobs", "retry", &job]));
+    assert_eq!(retried["trigger"], "retry");
+    let out = vieter(&s, KEY, &["logs", &job]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&vieter(&s, KEY, &["--json", "agents", "list"])), serde_json::json!([]));
+
+    // A refused key, an unknown target, a server that is down.
+    let out = vieter(&s, "wrong", &["targets", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the API key"));
+    let out = vieter(&s, KEY, &["targets", "info", "999"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("target 999 not found"));
+    assert!(vieter(&s, KEY, &["targets", "remove", &id]).status.success());
+    let url = s.url.clone();
+    drop(s);
+    let out = Command::new(env!("CARGO_BIN_EXE_vieter"))
+        .args(["--server", &url, "targets", "list"])
+        .env("VIETER_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("could not reach the Vieter server at {url}"))
+    );
+}
