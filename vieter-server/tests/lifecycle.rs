@@ -276,3 +276,50 @@ async fn any_packages_reach_the_arches_present_when_published() {
     assert_eq!((status, v["data"]["archs"].clone()), (200, serde_json::json!(["aarch64", "x86_64"])));
     assert_eq!(server.pool_files().len(), 2);
 }
+
+#[tokio::test]
+async fn db_downloads_are_conditional_and_never_stale() {
+    let server = Server::start(&[]);
+    let http = reqwest::Client::new();
+    assert_eq!(publish(&http, &server.url, "r", package("one", "1-1", "x86_64", &[])).await.status(), 200);
+    let db_url = format!("{}/r/x86_64/r.db", server.url);
+    let first = http.get(&db_url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["content-type"], "application/gzip");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let last_modified = first.headers()["last-modified"].to_str().unwrap().to_owned();
+    let first_body = first.bytes().await.unwrap();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "a strong tag: {etag}");
+
+    // Unchanged: 304 for either validator, and HEAD gives the length GET would send.
+    let r = http.get(&db_url).header("If-Modified-Since", &last_modified).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    let r = http.get(&db_url).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    let r = http.head(&db_url).send().await.unwrap();
+    assert_eq!(r.headers()["content-length"].to_str().unwrap(), first_body.len().to_string());
+    let r = http.get(&db_url).header("Range", "bytes=0-9").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap(), first_body.slice(0..10));
+
+    // A change within the same second is never answered 304 (pacman sends If-Modified-Since).
+    assert_eq!(publish(&http, &server.url, "r", package("two", "1-1", "x86_64", &[])).await.status(), 200);
+    let r = http.get(&db_url).header("If-Modified-Since", &last_modified).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
+    let names: Vec<String> = libvieter::db::Database::read(&r.bytes().await.unwrap()[..])
+        .unwrap()
+        .iter()
+        .map(|e| e.entry.dir_name())
+        .collect();
+    assert_eq!(names, ["one-1-1", "two-1-1"]);
+    let r = http.get(&db_url).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // No signatures are stored: .sig is 404 (pacman with SigLevel Optional goes on without).
+    let (status, body) =
+        get_bytes(&http, &format!("{}/r/x86_64/one-1-1-x86_64.pkg.tar.zst.sig", server.url)).await;
+    assert_eq!(status, 404);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["message"].as_str().unwrap().contains("not found"), "{v}");
+}
