@@ -93,21 +93,6 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             respond(publish::raw(app, repo, length, Box::pin(body)).await)
         });
 
-    let delete = warp::delete()
-        .and(auth::require(keys, Role::Admin))
-        .and(
-            warp::path!(String)
-                .map(|r| (r, None, None))
-                .or(warp::path!(String / String).map(|r, a| (r, Some(a), None)))
-                .unify()
-                .or(warp::path!(String / String / String).map(|r, a, n| (r, Some(a), Some(n))))
-                .unify(),
-        )
-        .and(with_app(app.clone()))
-        .then(|_role, (repo, arch, name), app| async move {
-            respond(delete::remove(app, repo, arch, name).await)
-        });
-
     // `/api/...` is never a repository: leave those paths to the API's own rejections (401/403/404).
     let not_api = warp::path::peek().and_then(|p: warp::path::Peek| async move {
         if p.as_str() == "api" || p.as_str().starts_with("api/") {
@@ -116,6 +101,35 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             Ok(())
         }
     });
+    // The delete paths (`/{repo}`, `/{repo}/{arch}`, `/{repo}/{arch}/{name}`) cover any one to three
+    // segments: another method on them is "not found", not "method not allowed", or every unknown path
+    // (`GET /api/v1/nothing`) would answer 405.
+    let only_delete = warp::method()
+        .and_then(|m: warp::http::Method| async move {
+            if m == warp::http::Method::DELETE {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one();
+    let delete = not_api
+        .untuple_one()
+        .and(
+            warp::path!(String)
+                .map(|r| (r, None, None))
+                .or(warp::path!(String / String).map(|r, a| (r, Some(a), None)))
+                .unify()
+                .or(warp::path!(String / String / String).map(|r, a, n| (r, Some(a), Some(n))))
+                .unify(),
+        )
+        .and(only_delete)
+        .and(auth::require(keys, Role::Admin))
+        .and(with_app(app.clone()))
+        .then(|(repo, arch, name), _role, app| async move {
+            respond(delete::remove(app, repo, arch, name).await)
+        });
+
     let files = not_api
         .untuple_one()
         .and(warp::path!(String / String / String))
