@@ -272,7 +272,7 @@ impl Repos {
             let path = self.archive_path(repo, arch, kind);
             let dir = path.parent().map(Path::to_owned).unwrap_or_default();
             fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-            let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("db")));
+            let tmp = archive_tmp_path(&path);
             let file = File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
             let mut out = BufWriter::with_capacity(1 << 20, &file);
             self.store.write_archive(repo, arch, kind, &mut out)?;
@@ -284,6 +284,21 @@ impl Repos {
             sync_dir(&dir)?;
         }
         Ok(())
+    }
+
+    /// Whether both archives of an arch-repo on disk are byte for byte what redb would write now.
+    fn archives_current(&self, repo: &str, arch: &str) -> Result<bool, RepoError> {
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            let Ok(file) = File::open(self.archive_path(repo, arch, kind)) else { return Ok(false) };
+            let mut compare = SameAs { existing: std::io::BufReader::new(file), same: true, buf: Vec::new() };
+            self.store.write_archive(repo, arch, kind, &mut compare)?;
+            let mut rest = [0u8; 1];
+            let at_end = matches!(std::io::Read::read(&mut compare.existing, &mut rest), Ok(0));
+            if !(compare.same && at_end) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn remove_archives(&self, repo: &str, arch: &str) -> Result<(), RepoError> {
@@ -333,8 +348,18 @@ impl Repos {
         let live: BTreeSet<(String, String)> =
             arch_repos.iter().map(|(r, a, _)| (r.clone(), a.clone())).collect();
         for (repo, arch) in &live {
-            self.write_archives(repo, arch)?;
-            report.archives_rewritten += 1;
+            // Leftovers of an archive rewrite cut short.
+            for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+                let _ = fs::remove_file(archive_tmp_path(&self.archive_path(repo, arch, kind)));
+            }
+            // An archive that already says what redb says keeps its time: pacman need not download it
+            // again after every restart.
+            if self.archives_current(repo, arch)? {
+                report.archives_unchanged += 1;
+            } else {
+                self.write_archives(repo, arch)?;
+                report.archives_rewritten += 1;
+            }
         }
         let repos_dir = self.data_dir.join("repos");
         for repo_dir in fs::read_dir(&repos_dir).map_err(io("listing repos/"))?.flatten() {
@@ -363,9 +388,36 @@ impl Repos {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
     pub temp_files_removed: usize,
+    pub archives_unchanged: usize,
     pub archives_rewritten: usize,
     pub stale_archives_removed: usize,
     pub orphans_removed: usize,
+}
+
+/// Where an archive is written before it replaces `path`.
+fn archive_tmp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("db");
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// A writer that only checks that what is written equals the rest of `existing`.
+struct SameAs<R> {
+    existing: R,
+    same: bool,
+    buf: Vec<u8>,
+}
+
+impl<R: std::io::Read> Write for SameAs<R> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.same {
+            self.buf.resize(data.len(), 0);
+            self.same = self.existing.read_exact(&mut self.buf).is_ok() && self.buf == data;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A whole-second time not before `now` and at least one second after `previous`.

@@ -323,3 +323,45 @@ async fn db_downloads_are_conditional_and_never_stale() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(v["message"].as_str().unwrap().contains("not found"), "{v}");
 }
+
+#[tokio::test]
+async fn a_restart_keeps_intact_archives_and_rewrites_damaged_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let http = reqwest::Client::new();
+    let validators = |r: &reqwest::Response| {
+        (
+            r.headers()["etag"].to_str().unwrap().to_owned(),
+            r.headers()["last-modified"].to_str().unwrap().to_owned(),
+        )
+    };
+    let mut server = Server::start_on(&data, &[]);
+    assert_eq!(publish(&http, &server.url, "r", package("kept", "1-1", "x86_64", &[])).await.status(), 200);
+    let before = http.get(format!("{}/r/x86_64/r.db", server.url)).send().await.unwrap();
+    let (etag, last_modified) = validators(&before);
+    let db_before = before.bytes().await.unwrap();
+    server.kill();
+
+    // Intact: same bytes, same validators, so pacman's If-Modified-Since still gets 304.
+    let mut server = Server::start_on(&data, &[]);
+    let db_url = format!("{}/r/x86_64/r.db", server.url);
+    let r = http.get(&db_url).send().await.unwrap();
+    assert_eq!(validators(&r), (etag.clone(), last_modified.clone()));
+    assert_eq!(r.bytes().await.unwrap(), db_before);
+    let r = http.get(&db_url).header("If-Modified-Since", &last_modified).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    server.kill();
+
+    // Damaged (cut short) and a leftover temp file: rewritten from redb, the leftover removed.
+    let archive = data.join("repos/r/x86_64/r.db.tar.gz");
+    let bytes = std::fs::read(&archive).unwrap();
+    std::fs::write(&archive, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(data.join("repos/r/x86_64/.r.files.tar.gz.tmp"), b"half").unwrap();
+    let server = Server::start_on(&data, &[]);
+    let (status, served) = get_bytes(&http, &format!("{}/r/x86_64/r.db", server.url)).await;
+    assert_eq!(status, 200);
+    let names: Vec<String> =
+        libvieter::db::Database::read(&served[..]).unwrap().iter().map(|e| e.entry.dir_name()).collect();
+    assert_eq!(names, ["kept-1-1"]);
+    assert!(!data.join("repos/r/x86_64/.r.files.tar.gz.tmp").exists());
+}
