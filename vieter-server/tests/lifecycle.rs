@@ -365,3 +365,23 @@ async fn a_restart_keeps_intact_archives_and_rewrites_damaged_ones() {
     assert_eq!(names, ["kept-1-1"]);
     assert!(!data.join("repos/r/x86_64/.r.files.tar.gz.tmp").exists());
 }
+
+#[tokio::test]
+async fn the_agent_key_publishes_but_never_deletes() {
+    let server = Server::start(&[("VIETER_AGENT_KEY", "agent-key")]);
+    let http = reqwest::Client::new();
+    let pkg = package("built", "1-1", "x86_64", &[]);
+    assert_eq!(publish_with(&http, &server.url, "agent-key", pkg).await, 200);
+    for path in ["r/x86_64/built", "r/x86_64", "r"] {
+        let r = http
+            .delete(format!("{}/{path}", server.url))
+            .header("X-Api-Key", "agent-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let names: Vec<String> =
+        served_entries(&http, &server.url, "r", "x86_64").await.into_iter().map(|e| e.0).collect();
+    assert_eq!(names, ["built-1-1"]);
+}
