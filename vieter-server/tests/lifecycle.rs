@@ -385,3 +385,56 @@ async fn the_agent_key_publishes_but_never_deletes() {
         served_entries(&http, &server.url, "r", "x86_64").await.into_iter().map(|e| e.0).collect();
     assert_eq!(names, ["built-1-1"]);
 }
+
+#[tokio::test]
+async fn a_config_file_is_read_and_the_environment_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-file");
+    let config = dir.path().join("vieter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "address = \"127.0.0.1:0\"\ndata_dir = \"{}\"\napi_key = \"file-key\"\ndefault_arch = \"aarch64\"\nmax_upload_size = 1000\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vieter-server"));
+    cmd.env_clear()
+        .arg("--config")
+        .arg(&config)
+        .env("VIETER_MAX_UPLOAD_SIZE", "100000")
+        .env("VIETER_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("vieter-server listening on ").unwrap().to_owned();
+    let http = reqwest::Client::new();
+    // The file's key and default arch, the environment's upload limit (the file's 1000 would refuse it).
+    let any = package("docs", "1-1", "any", &[("usr/share/doc/docs", &[3u8; 2000])]);
+    let r =
+        http.post(format!("{url}/r/publish")).header("X-Api-Key", "file-key").body(any).send().await.unwrap();
+    let (status, v) = json(r).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["archs"], serde_json::json!(["aarch64"]));
+    assert!(data.join("vieter.redb").exists(), "the file's data_dir is used");
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
+
+    // An unknown key is refused, naming it.
+    std::fs::write(&config, "adress = \"127.0.0.1:0\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vieter-server"))
+        .env_clear()
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("adress"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
