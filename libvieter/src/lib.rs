@@ -15,9 +15,12 @@
 //! - [`target`]: build targets (git, PKGBUILD URL, AUR) and the validation of their input.
 //! - [`job`]: build jobs, their states, leases, failure causes and retry policy.
 //! - [`scheduler`]: which scheduled builds are due, and the job queue that leases them to agents.
+//! - [`srcinfo`]: the `.SRCINFO` format (`makepkg --printsrcinfo`).
+//! - [`build`]: the steps of a build job and the driver that runs them through a [`build::BuildHost`].
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
 
 pub mod api;
+pub mod build;
 pub mod db;
 pub mod depend;
 pub mod digest;
@@ -27,5 +30,6 @@ pub mod package;
 pub mod pkginfo;
 pub mod schedule;
 pub mod scheduler;
+pub mod srcinfo;
 pub mod target;
 pub mod version;
