@@ -3,15 +3,15 @@
 //!
 //! ```text
 //! pkgbase = hello
-//! 	pkgver = 1.2
-//! 	pkgrel = 1
-//! 	epoch = 1
-//! 	arch = x86_64
+//!     pkgver = 1.2
+//!     pkgrel = 1
+//!     epoch = 1
+//!     arch = x86_64
 //!
 //! pkgname = hello
 //!
 //! pkgname = hello-doc
-//! 	arch = any
+//!     arch = any
 //! ```
 //!
 //! Only what a build agent needs is typed (names, version, architectures, dependencies); every other
