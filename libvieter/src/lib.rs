@@ -4,6 +4,7 @@
 //! database, no container runtime. The binaries (`vieter-server`, `vieter-agent`, `vieter`) wire it to
 //! the world.
 //!
+//! - [`config`]: layered settings (TOML file, `VIETER_*` variables, `_FILE` secrets).
 //! - [`api`]: the JSON shapes of the HTTP API.
 //! - [`version`]: pacman's version comparison and validated package versions.
 //! - [`name`]: validated package names and architectures.
@@ -21,6 +22,7 @@
 
 pub mod api;
 pub mod build;
+pub mod config;
 pub mod db;
 pub mod depend;
 pub mod digest;

@@ -72,36 +72,28 @@ impl Default for Config {
     }
 }
 
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("environment variable {var}: {message}")]
-    Env { var: String, message: String },
-}
+pub use libvieter::config::ConfigError;
+use libvieter::config::KeyKind::{self, Bool, Integer, String as Text};
 
-/// Every key, and whether its value is a string (the others are numbers or booleans).
-const KEYS: &[(&str, bool)] = &[
-    ("address", true),
-    ("data_dir", true),
-    ("api_key", true),
-    ("agent_key", true),
-    ("default_arch", true),
-    ("log_level", true),
-    ("max_upload_size", false),
-    ("db_format", true),
-    ("metrics_auth", false),
-    ("timezone", true),
-    ("global_schedule", true),
-    ("base_image", true),
-    ("default_build_timeout", false),
-    ("lease_secs", false),
-    ("retry_max_attempts", false),
-    ("retry_backoff_secs", false),
-    ("max_log_age", false),
+/// Every key and the type of its value.
+const KEYS: &[(&str, KeyKind)] = &[
+    ("address", Text),
+    ("data_dir", Text),
+    ("api_key", Text),
+    ("agent_key", Text),
+    ("default_arch", Text),
+    ("log_level", Text),
+    ("max_upload_size", Integer),
+    ("db_format", Text),
+    ("metrics_auth", Bool),
+    ("timezone", Text),
+    ("global_schedule", Text),
+    ("base_image", Text),
+    ("default_build_timeout", Integer),
+    ("lease_secs", Integer),
+    ("retry_max_attempts", Integer),
+    ("retry_backoff_secs", Integer),
+    ("max_log_age", Integer),
 ];
 
 impl Config {
@@ -110,48 +102,7 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })?
-            }
-            None => toml::Table::new(),
-        };
-        let env: Vec<(String, String)> = env.into_iter().collect();
-        for &(key, is_string) in KEYS {
-            let var = format!("VIETER_{}", key.to_uppercase());
-            let file_var = format!("{var}_FILE");
-            let value = if let Some((_, v)) = env.iter().find(|(k, _)| *k == var) {
-                Some(v.clone())
-            } else if let Some((_, path)) = env.iter().find(|(k, _)| *k == file_var) {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Env {
-                    var: file_var.clone(),
-                    message: format!("{path}: {e}"),
-                })?;
-                Some(text.trim_end_matches(['\n', '\r']).to_owned())
-            } else {
-                None
-            };
-            if let Some(value) = value {
-                let parsed = if is_string {
-                    toml::Value::String(value)
-                } else if let Ok(flag) = value.trim().parse::<bool>() {
-                    toml::Value::Boolean(flag)
-                } else {
-                    value.trim().parse::<i64>().map(toml::Value::Integer).map_err(|_| ConfigError::Env {
-                        var: var.clone(),
-                        message: format!("{value:?} is not a whole number"),
-                    })?
-                };
-                table.insert(key.to_owned(), parsed);
-            }
-        }
-        let source = file.map(|p| p.display().to_string()).unwrap_or_else(|| "environment".to_owned());
-        Config::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Parse { path: source, message: e.to_string() })
+        libvieter::config::load_layered(file, env, KEYS)
     }
 }
 
