@@ -28,7 +28,7 @@ impl Server {
 
     /// Starts a server on an existing data dir.
     pub fn start_on(data: &Path, extra_env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vieter-server"));
+        let mut cmd = Command::new(server_binary());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("VIETER_ADDRESS", "127.0.0.1:0")
@@ -71,6 +71,23 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The `vieter-server` binary: Cargo's for this crate's tests; next to the test executable (built on
+/// demand) when another crate's tests include this module.
+pub fn server_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_vieter-server") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable");
+    let path = exe.parent().and_then(Path::parent).expect("target dir").join("vieter-server");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status =
+            Command::new(cargo).args(["build", "-p", "vieter-server"]).status().expect("cargo build");
+        assert!(status.success(), "building vieter-server failed");
+    }
+    path
 }
 
 /// A package file's bytes: a zstd tar with `.PKGINFO` and the given files.
