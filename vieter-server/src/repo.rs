@@ -74,6 +74,10 @@ pub struct Repos {
     /// Held shared from "file is in the pool" to "the transaction referencing it committed", and
     /// exclusively while deleting pool files: a file is never deleted between those two steps.
     pool_guard: RwLock<()>,
+    /// Held shared while an arch-repo directory is created and its first file put in it, and exclusively
+    /// while an emptied repository directory is removed: the removal of one arch-repo never pulls the
+    /// repository directory from under the creation of another.
+    repo_dirs: RwLock<()>,
 }
 
 impl Repos {
@@ -91,6 +95,7 @@ impl Repos {
             format,
             locks: Mutex::default(),
             pool_guard: RwLock::new(()),
+            repo_dirs: RwLock::new(()),
         })
     }
 
@@ -271,9 +276,8 @@ impl Repos {
         for kind in [ArchiveKind::Db, ArchiveKind::Files] {
             let path = self.archive_path(repo, arch, kind);
             let dir = path.parent().map(Path::to_owned).unwrap_or_default();
-            fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
             let tmp = archive_tmp_path(&path);
-            let file = File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+            let file = self.create_in_dir(&dir, &tmp).map_err(io(format!("creating {}", tmp.display())))?;
             let mut out = BufWriter::with_capacity(1 << 20, &file);
             self.store.write_archive(repo, arch, kind, &mut out)?;
             out.flush().map_err(io("writing an archive"))?;
@@ -308,9 +312,22 @@ impl Repos {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(format!("removing {}", dir.display()))(e)),
         }
-        // The repository directory goes when its last arch does.
-        let _ = fs::remove_dir(self.data_dir.join("repos").join(repo));
+        self.remove_repo_dir_if_empty(repo);
         Ok(())
+    }
+
+    /// The repository directory goes when its last arch-repo does.
+    fn remove_repo_dir_if_empty(&self, repo: &str) {
+        let _exclusive = self.repo_dirs.write().unwrap_or_else(|p| p.into_inner());
+        let _ = fs::remove_dir(self.data_dir.join("repos").join(repo));
+    }
+
+    /// Creates `file` in the arch-repo directory `dir`, creating it (and its repository's) first. Once
+    /// the file exists the directories are not empty, so they stay.
+    fn create_in_dir(&self, dir: &Path, file: &Path) -> std::io::Result<File> {
+        let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
+        fs::create_dir_all(dir)?;
+        File::create(file)
     }
 
     fn delete_unreferenced(&self, changes: &PoolChanges) {
@@ -455,5 +472,33 @@ mod tests {
         for bad in ["", "api", ".hidden", "-x", "a/b", "a b", "..", "%2e%2e", "é"] {
             assert!(validate_repo_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn archive_files_survive_a_racing_removal_of_the_repository_directory() {
+        let root = std::env::temp_dir().join(format!("vieter-race-{}", std::process::id()));
+        let repos = Repos::open(&root, Arch::new("x86_64").unwrap(), DbFormat::Current).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    repos.remove_repo_dir_if_empty("r");
+                }
+            });
+            let dir = root.join("repos/r/x86_64");
+            let file = dir.join("r.db.tmp");
+            for i in 0..2000 {
+                let created = repos.create_in_dir(&dir, &file);
+                if let Err(e) = created {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("attempt {i}: {e}");
+                }
+                fs::remove_file(&file).unwrap();
+                fs::remove_dir(&dir).unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        drop(repos);
+        let _ = fs::remove_dir_all(&root);
     }
 }

@@ -28,8 +28,10 @@ async fn publishes_racing_deletes_stay_consistent() {
                     arch,
                     &[("usr/share/p", &[n as u8; 5000])],
                 );
-                let status = publish(&http, &url, "r", pkg).await.status().as_u16();
-                assert_eq!(status, 200);
+                let r = publish(&http, &url, "r", pkg).await;
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                assert_eq!(status, 200, "publish p{n} {w}.{i}-1 ({arch}): {body}");
             }
         }));
     }
