@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use libvieter::api::LeasedJob;
 use libvieter::build::{self, BuildHost, BuildPlan, PlanOptions, Step, StepOutput};
-use libvieter::job::{AgentId, BuiltPackage, FailureCause, FailureStep, Outcome};
+use libvieter::job::{AgentId, BuiltPackage, FailureCause, FailureStep, JobId, Outcome};
 use tokio::sync::{mpsc, watch};
 use vieter_client::{Client, ClientError};
 
@@ -180,8 +180,14 @@ async fn heartbeat(client: Client, job: LeasedJob, agent: AgentId, lost: watch::
     let every = Duration::from_secs(job.heartbeat_secs.max(1));
     loop {
         tokio::time::sleep(every).await;
-        match client.heartbeat(job.job.id, &agent).await {
-            Ok(()) => {}
+        // A renewal that hangs must not hold up the next one.
+        let renewal = tokio::time::timeout(every * 2, client.heartbeat(job.job.id, &agent)).await;
+        let Ok(renewal) = renewal else {
+            tracing::warn!(job = %job.job.id, "heartbeat got no answer in {} s", every.as_secs() * 2);
+            continue;
+        };
+        match renewal {
+            Ok(()) => tracing::debug!(job = %job.job.id, "lease renewed"),
             Err(ClientError::Http { status: 409, message } | ClientError::NotFound { message }) => {
                 tracing::warn!(job = %job.job.id, "the server took the job back: {message}");
                 let _ = lost.send(true);
@@ -255,7 +261,8 @@ pub async fn run(ctx: Arc<JobContext>, job: LeasedJob, mut stop: watch::Receiver
             None
         }
     };
-    beat.abort();
+    // The lease is renewed until the report is in: removing the container and sending the rest of the
+    // log take time too.
     if let Err(e) = ctx.runtime.remove_job(id).await {
         tracing::warn!(job = %id, "removing the build container failed: {e}");
     }
@@ -265,6 +272,12 @@ pub async fn run(ctx: Arc<JobContext>, job: LeasedJob, mut stop: watch::Receiver
     drop(log_tx);
     let _ = shipper.await;
     let Some(outcome) = outcome else { return };
+    report(&ctx, id, outcome).await;
+    beat.abort();
+}
+
+/// Tells the server how the job ended, retrying while the server is unreachable or failing.
+async fn report(ctx: &JobContext, id: JobId, outcome: Outcome) {
     let state = match &outcome {
         Outcome::Succeeded { .. } => "succeeded",
         Outcome::Skipped { .. } => "skipped",

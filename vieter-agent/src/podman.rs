@@ -98,7 +98,8 @@ impl Runtime {
     }
 
     async fn delete(&self, id: &str) -> Result<(), String> {
-        let opts = ContainerDeleteOpts::builder().force(true).volumes(true).build();
+        // `sleep infinity` as PID 1 ignores SIGTERM: kill at once rather than after podman's 10 s.
+        let opts = ContainerDeleteOpts::builder().force(true).volumes(true).timeout(0).build();
         match self.podman.containers().get(id).delete(&opts).await {
             Ok(()) => Ok(()),
             Err(e) if e.to_string().contains("no such container") => Ok(()),

@@ -95,11 +95,16 @@ impl GitDaemon {
         let base = tempfile::tempdir().expect("temp dir");
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let child = Command::new("git")
-            .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+        // `git daemon` runs `git-daemon` as a child that outlives a killed `git`: start it directly.
+        let exec_path = Command::new("git").arg("--exec-path").output().expect("git --exec-path");
+        let exec_path = String::from_utf8_lossy(&exec_path.stdout).trim().to_owned();
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.path().display()))
             .arg(base.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start git daemon");
@@ -167,7 +172,7 @@ impl Agent {
             .env("VIETER_NETWORK", "host")
             .env("VIETER_DATA_DIR", data)
             .env("VIETER_POLL_WAIT", "2")
-            .env("VIETER_LOG_LEVEL", "info")
+            .env("VIETER_LOG_LEVEL", std::env::var("VIETER_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra {
