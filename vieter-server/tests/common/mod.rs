@@ -80,11 +80,16 @@ pub fn server_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable");
-    let path = exe.parent().and_then(Path::parent).expect("target dir").join("vieter-server");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = profile_dir.join("vieter-server");
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status =
-            Command::new(cargo).args(["build", "-p", "vieter-server"]).status().expect("cargo build");
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "vieter-server"]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo build");
         assert!(status.success(), "building vieter-server failed");
     }
     path
