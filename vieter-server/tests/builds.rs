@@ -420,3 +420,56 @@ async fn the_shared_client_speaks_the_protocol() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn logs_older_than_max_log_age_are_removed_and_their_jobs_kept() {
+    use libvieter::api::{PollRequest, QueueRequest};
+    use libvieter::job::{AgentId, JobState, Outcome};
+    use libvieter::name::Arch;
+    use libvieter::target::NewTarget;
+    use vieter_client::Client;
+
+    // A one-second lease makes the server tick (and look at old logs) at least every second.
+    let s = server(&[("VIETER_MAX_LOG_AGE", "7"), ("VIETER_LEASE_SECS", "1")]);
+    let admin = Client::new(&s.url, Some(KEY.to_owned())).unwrap();
+    let agent_client = Client::new(&s.url, Some(AGENT_KEY.to_owned())).unwrap();
+    let agent = AgentId::new("retention").unwrap();
+    let mut ids = Vec::new();
+    for name in ["old", "recent"] {
+        let target = admin
+            .create_target(&NewTarget {
+                kind: "git".into(),
+                url: format!("https://example.org/{name}.git"),
+                repo: "r".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let job = admin.queue(&QueueRequest { target: target.id, arch: None, force: false }).await.unwrap();
+        let poll = PollRequest {
+            agent_id: agent.clone(),
+            arch: Arch::new("x86_64").unwrap(),
+            capacity: 1,
+            wait: None,
+        };
+        assert_eq!(agent_client.poll(&poll).await.unwrap()[0].job.id, job[0].id);
+        agent_client.append_log(job[0].id, &agent, format!("{name} log\n").into_bytes()).await.unwrap();
+        agent_client.finish(job[0].id, &agent, Outcome::TimedOut).await.unwrap();
+        ids.push(job[0].id);
+    }
+    let file = |id: libvieter::job::JobId| s.data.join("logs").join(format!("{}.log", id.0));
+    assert!(file(ids[0]).exists() && file(ids[1]).exists(), "logs are files in the data dir");
+    // Eight days old, past the seven kept; the other log is eight days younger.
+    let eight_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+    std::fs::File::options().write(true).open(file(ids[0])).unwrap().set_modified(eight_days_ago).unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while file(ids[0]).exists() {
+        assert!(std::time::Instant::now() < deadline, "the old log was not removed");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let old = admin.job(ids[0]).await.expect("the job record is kept");
+    assert_eq!(old.state, JobState::TimedOut);
+    assert_eq!(admin.log(ids[0], false).await.unwrap().text().await.unwrap(), "");
+    assert_eq!(admin.log(ids[1], false).await.unwrap().text().await.unwrap(), "recent log\n");
+}
