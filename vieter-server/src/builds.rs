@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use libvieter::api::{AgentInfo, LeasedJob, PollRequest};
@@ -82,7 +82,14 @@ pub struct Builds {
     pub notify: tokio::sync::Notify,
     pub settings: BuildSettings,
     logs: PathBuf,
+    /// Every agent seen since the start, with when its record was last written to redb. A poll only
+    /// writes when the agent is new, changed its arch or capacity, or was last written a while ago: polls
+    /// stay cheap, and after a restart `last_seen` is at most [`AGENT_PERSIST_EVERY`] old.
+    agents: Mutex<BTreeMap<String, (AgentInfo, DateTime<Utc>)>>,
 }
+
+/// How stale the stored `last_seen` of a polling agent may get.
+const AGENT_PERSIST_EVERY: Duration = Duration::seconds(30);
 
 impl Builds {
     /// Opens `builds.redb` in `data_dir` and reloads the active jobs.
@@ -115,7 +122,14 @@ impl Builds {
         }
         queue.set_next_id(JobId(max_id + 1));
         tracing::info!(reloaded, "active jobs reloaded");
-        Ok(Builds { db, queue: Mutex::new(queue), notify: tokio::sync::Notify::new(), settings, logs })
+        Ok(Builds {
+            db,
+            queue: Mutex::new(queue),
+            notify: tokio::sync::Notify::new(),
+            settings,
+            logs,
+            agents: Mutex::default(),
+        })
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, JobQueue> {
@@ -331,20 +345,22 @@ impl Builds {
     }
 
     /// Leases due jobs to an agent; with `wait`, waits up to that long for one.
-    pub async fn poll(&self, req: &PollRequest) -> Result<Vec<LeasedJob>, ApiError> {
-        self.see_agent(req)?;
+    ///
+    /// The database work runs on the blocking pool; only the wait is async.
+    pub async fn poll(self: &Arc<Self>, req: PollRequest) -> Result<Vec<LeasedJob>, ApiError> {
         let deadline =
             tokio::time::Instant::now() + std::time::Duration::from_secs(req.wait.unwrap_or(0).min(120));
+        let req = Arc::new(req);
+        let mut first = true;
         loop {
             let notified = self.notify.notified();
-            self.expire_leases()?;
-            let leased = {
-                let mut q = self.queue();
-                q.lease(&req.arch, req.capacity.clamp(0, 64) as usize, &req.agent_id, Utc::now())
-            };
+            let (builds, r) = (self.clone(), req.clone());
+            let leased = tokio::task::spawn_blocking(move || builds.try_lease(&r, first))
+                .await
+                .map_err(|e| ApiError::internal("a blocking task", e))??;
+            first = false;
             if !leased.is_empty() {
-                self.save_jobs(&leased)?;
-                return leased.into_iter().map(|job| self.leased(job)).collect();
+                return Ok(leased);
             }
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
@@ -353,6 +369,23 @@ impl Builds {
             // Woken by new jobs, or re-check at least every second (retries whose back-off ends).
             let _ = tokio::time::timeout(remaining.min(std::time::Duration::from_secs(1)), notified).await;
         }
+    }
+
+    /// One attempt of a poll: records the agent (on the first), expires leases, leases what is due.
+    fn try_lease(&self, req: &PollRequest, first: bool) -> Result<Vec<LeasedJob>, ApiError> {
+        if first {
+            self.see_agent(req)?;
+        }
+        self.expire_leases()?;
+        let leased = {
+            let mut q = self.queue();
+            q.lease(&req.arch, req.capacity.clamp(0, 64) as usize, &req.agent_id, Utc::now())
+        };
+        if leased.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.save_jobs(&leased)?;
+        leased.into_iter().map(|job| self.leased(job)).collect()
     }
 
     fn leased(&self, job: Job) -> Result<LeasedJob, ApiError> {
@@ -375,13 +408,31 @@ impl Builds {
     }
 
     fn see_agent(&self, req: &PollRequest) -> Result<(), ApiError> {
+        let now = Utc::now();
         let info = AgentInfo {
             id: req.agent_id.clone(),
             arch: req.arch.clone(),
             capacity: req.capacity,
-            last_seen: Utc::now(),
+            last_seen: now,
             running: Vec::new(),
         };
+        {
+            let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+            let persisted = match agents.get(req.agent_id.as_str()) {
+                Some((old, written))
+                    if old.arch == info.arch
+                        && old.capacity == info.capacity
+                        && now - *written < AGENT_PERSIST_EVERY =>
+                {
+                    Some(*written)
+                }
+                _ => None,
+            };
+            agents.insert(req.agent_id.to_string(), (info.clone(), persisted.unwrap_or(now)));
+            if persisted.is_some() {
+                return Ok(());
+            }
+        }
         let txn = self.db.begin_write().map_err(db_err)?;
         txn.open_table(AGENTS)
             .map_err(db_err)?
@@ -400,8 +451,12 @@ impl Builds {
         let read = self.db.begin_read().map_err(db_err)?;
         let t = read.open_table(AGENTS).map_err(db_err)?;
         let mut out = Vec::new();
+        let seen = self.agents.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for row in t.iter().map_err(db_err)? {
             let mut info: AgentInfo = decode(row.map_err(db_err)?.1.value())?;
+            if let Some((newer, _)) = seen.get(info.id.as_str()) {
+                info = newer.clone();
+            }
             info.running = running.remove(info.id.as_str()).unwrap_or_default();
             out.push(info);
         }

@@ -153,7 +153,7 @@ pub async fn retry_job(app: Arc<App>, id: u64) -> Result<warp::reply::Response, 
 pub async fn poll(app: Arc<App>, body: bytes::Bytes) -> Result<warp::reply::Response, ApiError> {
     let req: PollRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid poll request: {e}")))?;
-    Ok(ok(&app.builds.poll(&req).await?))
+    Ok(ok(&app.builds.poll(req).await?))
 }
 
 pub async fn heartbeat(

@@ -1,0 +1,128 @@
+//! The agent protocol under load, measured (not asserted): `cargo bench -p vieter-server --bench poll`.
+//! 100 agents (`VIETER_BENCH_AGENTS`) poll the release server on loopback, each on its own connection:
+//! - idle: nothing is due, every poll answers at once with no job;
+//! - busy: 2,000 queued jobs; each agent leases one at a time (capacity 1) and reports it finished
+//!   before polling again, so most polls lease and write to the database.
+//! Prints the poll round-trip percentiles of each phase. Figures go to BENCHMARKS.md.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, KEY};
+use serde_json::{json, Value};
+
+const AGENT_KEY: &str = "bench-agent-key";
+
+fn percentiles(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    format!(
+        "{} polls: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        v.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    )
+}
+
+/// One agent: polls (and finishes what it leased) until `stop`; returns the poll round trips in ms.
+async fn agent(url: String, id: usize, stop: Instant, jobs_left: Option<usize>) -> Vec<f64> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
+    let body = json!({"agent_id": format!("bench-{id}"), "arch": "x86_64", "capacity": 1});
+    let mut times = Vec::new();
+    let mut budget = jobs_left;
+    while Instant::now() < stop && budget != Some(0) {
+        let t = Instant::now();
+        let r = http
+            .post(format!("{url}/api/v1/jobs/poll"))
+            .header("X-Api-Key", AGENT_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("poll");
+        let v: Value = r.json().await.expect("poll answer");
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        let leased = v["data"].as_array().cloned().unwrap_or_default();
+        if leased.is_empty() && budget.is_some() {
+            break; // the queue is drained
+        }
+        for job in leased {
+            let job_id = job["job"]["id"].as_u64().expect("job id");
+            let finish = json!({"agent_id": body["agent_id"], "outcome": {"state": "timed_out"}});
+            let r = http
+                .post(format!("{url}/api/v1/jobs/{job_id}/finish"))
+                .header("X-Api-Key", AGENT_KEY)
+                .json(&finish)
+                .send()
+                .await
+                .expect("finish");
+            assert!(r.status().is_success(), "finish: {}", r.status());
+            budget = budget.map(|b| b.saturating_sub(1));
+        }
+    }
+    times
+}
+
+async fn run_agents(url: &str, agents: usize, for_secs: u64, jobs: Option<usize>) -> Vec<f64> {
+    let stop = Instant::now() + Duration::from_secs(for_secs);
+    let tasks: Vec<_> =
+        (0..agents).map(|i| tokio::spawn(agent(url.to_owned(), i, stop, jobs.map(|_| usize::MAX)))).collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("agent task"));
+    }
+    all
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo test --all-targets` runs this without `--bench`: a small smoke run then.
+    let full = std::env::args().any(|a| a == "--bench");
+    let agents: usize = std::env::var("VIETER_BENCH_AGENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 100 } else { 4 });
+    let (idle_secs, jobs) = if full { (5, 2000) } else { (1, 20) };
+    let server = Server::start(&[("VIETER_AGENT_KEY", AGENT_KEY)]);
+    let http = reqwest::Client::new();
+
+    // Warm-up, then the idle phase.
+    run_agents(&server.url, agents, 1, None).await;
+    println!(
+        "idle, {agents} agents: {}",
+        percentiles(run_agents(&server.url, agents, idle_secs, None).await)
+    );
+
+    // The busy phase: 2,000 targets, one queued job each.
+    for i in 0..jobs {
+        let body = json!({"kind": "git", "url": format!("https://example.org/p{i}.git"), "repo": "r",
+                          "enabled": false});
+        let r = http
+            .post(format!("{}/api/v1/targets", server.url))
+            .header("X-Api-Key", KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("create target");
+        let v: Value = r.json().await.expect("target");
+        let id = v["data"]["id"].as_u64().expect("target id");
+        http.post(format!("{}/api/v1/jobs", server.url))
+            .header("X-Api-Key", KEY)
+            .json(&json!({"target": id}))
+            .send()
+            .await
+            .expect("queue");
+    }
+    let started = Instant::now();
+    let times = run_agents(&server.url, agents, 600, Some(jobs)).await;
+    assert!(times.len() >= jobs, "every job was leased by a poll");
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "busy, {agents} agents, {jobs} jobs leased and finished in {secs:.1} s ({:.0} jobs/s): {}",
+        jobs as f64 / secs,
+        percentiles(times)
+    );
+}
