@@ -3,6 +3,7 @@
 //! - idle: nothing is due, every poll answers at once with no job;
 //! - busy: 2,000 queued jobs; each agent leases one at a time (capacity 1) and reports it finished
 //!   before polling again, so most polls lease and write to the database.
+//!
 //! Prints the poll round-trip percentiles of each phase. Figures go to BENCHMARKS.md.
 
 #[path = "../tests/common/mod.rs"]
