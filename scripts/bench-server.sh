@@ -61,7 +61,7 @@ ln -s "$dir/data/pool/$sha" "$dir/www/bench/x86_64/$pkg_name"
 chmod 755 "$dir"
 cat > "$dir/nginx.conf" <<CONF
 $( [ "$(id -u)" -eq 0 ] && echo "user root;" )
-worker_processes 2;
+worker_processes 1;
 daemon off;
 error_log $dir/nginx.err;
 pid $dir/nginx.pid;
@@ -72,14 +72,28 @@ http {
   server { listen 127.0.0.1:18089; root $dir/www; }
 }
 CONF
-nginx -c "$dir/nginx.conf" &
+# The servers share core 0, wrk gets core 1 (with 2+ cores), so the client does not steal the servers' CPU;
+# runs alternate between the two servers and the medians are compared.
+pin_server=() pin_client=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  pin_server=(taskset -c 0) pin_client=(taskset -c 1)
+  taskset -a -p -c 0 "$server_pid" >/dev/null
+fi
+"${pin_server[@]}" nginx -c "$dir/nginx.conf" &
 nginx_pid=$!
 sleep 0.5
+RUNS=${RUNS:-5}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for what in "bench.db" "$pkg_name"; do
   curl -sf -o /dev/null "http://127.0.0.1:18089/bench/x86_64/$what" || { echo "nginx does not serve $what" >&2; exit 1; }
-  v=$(wrk -t2 -c64 -d8s "$url/bench/x86_64/$what" | awk '/Requests\/sec/ {print $2}')
-  n=$(wrk -t2 -c64 -d8s "http://127.0.0.1:18089/bench/x86_64/$what" | awk '/Requests\/sec/ {print $2}')
-  printf 'GET %-28s vieter %10.0f req/s   nginx %10.0f req/s   ratio %.2f\n' "$what" "$v" "$n" "$(echo "$v / $n" | bc -l)"
+  vs=() ns=()
+  for _ in $(seq "$RUNS"); do
+    vs+=("$("${pin_client[@]}" wrk -t1 -c64 -d5s "$url/bench/x86_64/$what" | awk '/Requests\/sec/ {print $2}')")
+    ns+=("$("${pin_client[@]}" wrk -t1 -c64 -d5s "http://127.0.0.1:18089/bench/x86_64/$what" | awk '/Requests\/sec/ {print $2}')")
+  done
+  v=$(printf '%s\n' "${vs[@]}" | median) n=$(printf '%s\n' "${ns[@]}" | median)
+  printf 'GET %-28s vieter %10.0f req/s   nginx %10.0f req/s   ratio %.2f  (medians of %d alternating runs; vieter %s; nginx %s)\n' \
+    "$what" "$v" "$n" "$(echo "$v / $n" | bc -l)" "$RUNS" "${vs[*]}" "${ns[*]}"
 done
 kill "$nginx_pid"; nginx_pid=
 

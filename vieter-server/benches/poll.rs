@@ -1,6 +1,8 @@
 //! The agent protocol under load, measured (not asserted): `cargo bench -p vieter-server --bench poll`.
 //! 100 agents (`VIETER_BENCH_AGENTS`) poll the release server on loopback, each on its own connection:
-//! - idle: nothing is due, every poll answers at once with no job;
+//! - idle, paced: nothing is due; each agent polls every 20 ms (5,000 polls/s in all), a far higher rate than
+//!   long-polling agents cause;
+//! - idle, flat out: each agent polls again as soon as it has its answer (the server saturated);
 //! - busy: 2,000 queued jobs; each agent leases one at a time (capacity 1) and reports it finished
 //!   before polling again, so most polls lease and write to the database.
 //!
@@ -30,12 +32,26 @@ fn percentiles(mut v: Vec<f64>) -> String {
 }
 
 /// One agent: polls (and finishes what it leased) until `stop`; returns the poll round trips in ms.
-async fn agent(url: String, id: usize, stop: Instant, jobs_left: Option<usize>) -> Vec<f64> {
+async fn agent(
+    url: String,
+    id: usize,
+    stop: Instant,
+    jobs_left: Option<usize>,
+    pace: Option<Duration>,
+) -> Vec<f64> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
     let body = json!({"agent_id": format!("bench-{id}"), "arch": "x86_64", "capacity": 1});
     let mut times = Vec::new();
     let mut budget = jobs_left;
+    let mut ticks = pace.map(|p| {
+        // Spread the agents over the period.
+        let start = tokio::time::Instant::now() + p.mul_f64(id as f64 / 100.0 % 1.0);
+        tokio::time::interval_at(start, p)
+    });
     while Instant::now() < stop && budget != Some(0) {
+        if let Some(t) = ticks.as_mut() {
+            t.tick().await;
+        }
         let t = Instant::now();
         let r = http
             .post(format!("{url}/api/v1/jobs/poll"))
@@ -67,10 +83,17 @@ async fn agent(url: String, id: usize, stop: Instant, jobs_left: Option<usize>) 
     times
 }
 
-async fn run_agents(url: &str, agents: usize, for_secs: u64, jobs: Option<usize>) -> Vec<f64> {
+async fn run_agents(
+    url: &str,
+    agents: usize,
+    for_secs: u64,
+    jobs: Option<usize>,
+    pace: Option<Duration>,
+) -> Vec<f64> {
     let stop = Instant::now() + Duration::from_secs(for_secs);
-    let tasks: Vec<_> =
-        (0..agents).map(|i| tokio::spawn(agent(url.to_owned(), i, stop, jobs.map(|_| usize::MAX)))).collect();
+    let tasks: Vec<_> = (0..agents)
+        .map(|i| tokio::spawn(agent(url.to_owned(), i, stop, jobs.map(|_| usize::MAX), pace)))
+        .collect();
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await.expect("agent task"));
@@ -91,11 +114,12 @@ async fn main() {
     let http = reqwest::Client::new();
 
     // Warm-up, then the idle phase.
-    run_agents(&server.url, agents, 1, None).await;
-    println!(
-        "idle, {agents} agents: {}",
-        percentiles(run_agents(&server.url, agents, idle_secs, None).await)
-    );
+    run_agents(&server.url, agents, 1, None, None).await;
+    let pace = Some(Duration::from_millis(20));
+    let paced = run_agents(&server.url, agents, idle_secs, None, pace).await;
+    println!("idle, {agents} agents, each polling every 20 ms: {}", percentiles(paced));
+    let flat_out = run_agents(&server.url, agents, idle_secs, None, None).await;
+    println!("idle, {agents} agents polling flat out: {}", percentiles(flat_out));
 
     // The busy phase: 2,000 targets, one queued job each.
     for i in 0..jobs {
@@ -118,7 +142,7 @@ async fn main() {
             .expect("queue");
     }
     let started = Instant::now();
-    let times = run_agents(&server.url, agents, 600, Some(jobs)).await;
+    let times = run_agents(&server.url, agents, 600, Some(jobs), None).await;
     assert!(times.len() >= jobs, "every job was leased by a poll");
     let secs = started.elapsed().as_secs_f64();
     println!(

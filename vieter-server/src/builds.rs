@@ -74,9 +74,80 @@ pub struct TargetFilter {
     pub offset: Option<usize>,
 }
 
+/// Group commit of job records. Whoever saves jobs hands them to one writer thread, which writes all it
+/// was handed meanwhile in one durable transaction: many agents polling at once share a commit (and its
+/// fsync) instead of queueing for one each. Records are written in the order they were handed over, and
+/// they are handed over under the queue's lock, so an older state of a job never overwrites a newer one.
+struct JobWriter {
+    tx: std::sync::mpsc::Sender<JobBatch>,
+}
+
+type JobBatch = (Vec<(u64, Vec<u8>)>, std::sync::mpsc::SyncSender<Result<(), String>>);
+
+/// Job records handed to the [`JobWriter`]; [`Pending::wait`] returns once they are durable.
+#[must_use]
+struct Pending(Option<std::sync::mpsc::Receiver<Result<(), String>>>);
+
+impl Pending {
+    fn wait(self) -> Result<(), ApiError> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx.recv().map_err(|_| db_err("the job writer stopped"))?.map_err(db_err),
+        }
+    }
+}
+
+impl JobWriter {
+    fn start(db: Arc<redb::Database>) -> Result<JobWriter, ApiError> {
+        let (tx, rx) = std::sync::mpsc::channel::<JobBatch>();
+        std::thread::Builder::new()
+            .name("job-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    let result = Self::write(&db, &batch).map_err(|e| e.to_string());
+                    for (_, reply) in batch {
+                        let _ = reply.send(result.clone());
+                    }
+                }
+            })
+            .map_err(db_err)?;
+        Ok(JobWriter { tx })
+    }
+
+    fn write(db: &redb::Database, batch: &[JobBatch]) -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        {
+            let mut t = txn.open_table(JOBS)?;
+            for (id, bytes) in batch.iter().flat_map(|(records, _)| records) {
+                t.insert(*id, bytes.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn submit<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Result<Pending, ApiError> {
+        let records =
+            jobs.into_iter().map(|j| Ok((j.id.0, encode(j)?))).collect::<Result<Vec<_>, ApiError>>()?;
+        if records.is_empty() {
+            return Ok(Pending(None));
+        }
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.tx.send((records, reply)).map_err(|_| db_err("the job writer stopped"))?;
+        Ok(Pending(Some(rx)))
+    }
+}
+
+fn ended_jobs(ended: &[Ended]) -> impl Iterator<Item = &Job> {
+    ended.iter().flat_map(|e| std::iter::once(&e.job).chain(e.retry.as_ref()))
+}
+
 /// The build system's state.
 pub struct Builds {
-    db: redb::Database,
+    db: Arc<redb::Database>,
+    writer: JobWriter,
     queue: Mutex<JobQueue>,
     /// Wakes long-polling agents when jobs are queued.
     pub notify: tokio::sync::Notify,
@@ -122,7 +193,9 @@ impl Builds {
         }
         queue.set_next_id(JobId(max_id + 1));
         tracing::info!(reloaded, "active jobs reloaded");
+        let db = Arc::new(db);
         Ok(Builds {
+            writer: JobWriter::start(db.clone())?,
             db,
             queue: Mutex::new(queue),
             notify: tokio::sync::Notify::new(),
@@ -134,22 +207,6 @@ impl Builds {
 
     fn queue(&self) -> std::sync::MutexGuard<'_, JobQueue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Writes jobs (and nothing else) in one transaction.
-    fn save_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Result<(), ApiError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = txn.open_table(JOBS).map_err(db_err)?;
-            for job in jobs {
-                t.insert(job.id.0, encode(job)?.as_slice()).map_err(db_err)?;
-            }
-        }
-        txn.commit().map_err(db_err)
-    }
-
-    fn save_ended(&self, ended: &[Ended]) -> Result<(), ApiError> {
-        self.save_jobs(ended.iter().flat_map(|e| std::iter::once(&e.job).chain(e.retry.as_ref())))
     }
 
     // ---- targets ----
@@ -234,12 +291,13 @@ impl Builds {
             return Err(ApiError::not_found(format!("target {id} not found")));
         }
         let now = Utc::now();
-        let cancelled: Vec<Job> = {
+        let saved = {
             let mut q = self.queue();
             let ids: Vec<JobId> = q.jobs().filter(|j| j.target == id).map(|j| j.id).collect();
-            ids.into_iter().filter_map(|jid| q.cancel(jid, now).ok()).collect()
+            let cancelled: Vec<Job> = ids.into_iter().filter_map(|jid| q.cancel(jid, now).ok()).collect();
+            self.writer.submit(&cancelled)?
         };
-        self.save_jobs(&cancelled)
+        saved.wait()
     }
 
     // ---- jobs ----
@@ -269,17 +327,19 @@ impl Builds {
         trigger: Trigger,
     ) -> Result<Vec<Job>, ApiError> {
         let now = Utc::now();
-        let jobs: Vec<Job> = {
+        let (jobs, saved) = {
             let mut q = self.queue();
-            pairs
+            let jobs: Vec<Job> = pairs
                 .into_iter()
                 .filter_map(|(t, a)| {
                     let id = q.enqueue(t, &a, force, trigger, now).job();
                     q.get(id).cloned()
                 })
-                .collect()
+                .collect();
+            let saved = self.writer.submit(&jobs)?;
+            (jobs, saved)
         };
-        self.save_jobs(&jobs)?;
+        saved.wait()?;
         self.notify.notify_waiters();
         Ok(jobs)
     }
@@ -323,12 +383,23 @@ impl Builds {
     }
 
     pub fn cancel(&self, id: JobId) -> Result<Job, ApiError> {
-        let job = self.queue().cancel(id, Utc::now()).map_err(|e| match self.job(id) {
-            Ok(Some(_)) => ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string()),
-            _ => ApiError::not_found(format!("job {id} not found")),
-        })?;
-        self.save_jobs([&job])?;
-        Ok(job)
+        let cancelled = {
+            let mut q = self.queue();
+            match q.cancel(id, Utc::now()) {
+                Ok(job) => Ok((self.writer.submit([&job])?, job)),
+                Err(e) => Err(e),
+            }
+        };
+        match cancelled {
+            Ok((saved, job)) => {
+                saved.wait()?;
+                Ok(job)
+            }
+            Err(e) => Err(match self.job(id) {
+                Ok(Some(_)) => ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string()),
+                _ => ApiError::not_found(format!("job {id} not found")),
+            }),
+        }
     }
 
     /// Queues a new attempt of a finished job.
@@ -377,14 +448,16 @@ impl Builds {
             self.see_agent(req)?;
         }
         self.expire_leases()?;
-        let leased = {
+        let (leased, saved) = {
             let mut q = self.queue();
-            q.lease(&req.arch, req.capacity.clamp(0, 64) as usize, &req.agent_id, Utc::now())
+            let leased = q.lease(&req.arch, req.capacity.clamp(0, 64) as usize, &req.agent_id, Utc::now());
+            let saved = self.writer.submit(&leased)?;
+            (leased, saved)
         };
+        saved.wait()?;
         if leased.is_empty() {
             return Ok(Vec::new());
         }
-        self.save_jobs(&leased)?;
         leased.into_iter().map(|job| self.leased(job)).collect()
     }
 
@@ -464,23 +537,27 @@ impl Builds {
     }
 
     pub fn heartbeat(&self, id: JobId, agent: &AgentId) -> Result<DateTime<Utc>, ApiError> {
-        let (expiry, job) = {
+        let (expiry, saved) = {
             let mut q = self.queue();
             let expiry = q
                 .heartbeat(id, agent, Utc::now())
                 .map_err(|e| ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string()))?;
-            (expiry, q.get(id).cloned())
+            (expiry, self.writer.submit(q.get(id))?)
         };
-        self.save_jobs(job.as_ref())?;
+        saved.wait()?;
         Ok(expiry)
     }
 
     pub fn finish(&self, id: JobId, agent: &AgentId, outcome: Outcome) -> Result<Job, ApiError> {
-        let ended = self
-            .queue()
-            .finish(id, agent, outcome, Utc::now())
-            .map_err(|e| ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string()))?;
-        self.save_ended(std::slice::from_ref(&ended))?;
+        let (ended, saved) = {
+            let mut q = self.queue();
+            let ended = q
+                .finish(id, agent, outcome, Utc::now())
+                .map_err(|e| ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string()))?;
+            let saved = self.writer.submit(ended_jobs(std::slice::from_ref(&ended)))?;
+            (ended, saved)
+        };
+        saved.wait()?;
         if ended.retry.is_some() {
             self.notify.notify_waiters();
         }
@@ -517,12 +594,17 @@ impl Builds {
 
     /// Turns ended leases into lost jobs (and their retries), persisted.
     fn expire_leases(&self) -> Result<(), ApiError> {
-        let ended = self.queue().expire(Utc::now());
+        let (ended, saved) = {
+            let mut q = self.queue();
+            let ended = q.expire(Utc::now());
+            let saved = self.writer.submit(ended_jobs(&ended))?;
+            (ended, saved)
+        };
+        saved.wait()?;
         if !ended.is_empty() {
             for e in &ended {
                 tracing::warn!(job = %e.job.id, agent = ?e.job.agent, retry = ?e.retry.as_ref().map(|r| r.id), "lease expired: job lost");
             }
-            self.save_ended(&ended)?;
             self.notify.notify_waiters();
         }
         Ok(())
