@@ -1,52 +1,15 @@
 //! The CLI against the real server binary: every build-system command, `--json` parsed, error messages.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-const KEY: &str = "cli-test-key";
+#[path = "../../vieter-server/tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
 
-struct Server {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The server binary next to ours (built on demand when only this crate's tests were built).
-fn server_binary() -> PathBuf {
-    let cli = PathBuf::from(env!("CARGO_BIN_EXE_vieter"));
-    let path = cli.with_file_name("vieter-server");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status =
-            Command::new(cargo).args(["build", "-p", "vieter-server"]).status().expect("cargo build");
-        assert!(status.success(), "building vieter-server failed");
-    }
-    path
-}
+use common::{Server, KEY};
 
 fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(server_binary())
-        .env_clear()
-        .env("VIETER_ADDRESS", "127.0.0.1:0")
-        .env("VIETER_DATA_DIR", dir.path().join("data"))
-        .env("VIETER_API_KEY", KEY)
-        .env("VIETER_LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("vieter-server listening on ").unwrap().to_owned();
-    Server { child, url, _dir: dir }
+    Server::start(&[])
 }
 
 fn vieter(s: &Server, key: &str, args: &[&str]) -> Output {
