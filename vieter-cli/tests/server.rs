@@ -3,7 +3,6 @@
 use std::process::{Command, Output};
 
 #[path = "../../vieter-server/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use common::{Server, KEY};
