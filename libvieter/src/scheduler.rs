@@ -316,6 +316,17 @@ impl JobQueue {
         self.waiting.get(arch).map_or(0, BTreeSet::len)
     }
 
+    /// Whether a poll for `arch` at `now` would change anything: a lease has ended (to expire) or a queued
+    /// job of `arch` is due (to lease). Lets a server answer idle polls without a write.
+    pub fn has_work(&self, arch: &Arch, now: DateTime<Utc>) -> bool {
+        self.leases.first().is_some_and(|&(expiry, _)| expiry <= now)
+            || self
+                .waiting
+                .get(arch)
+                .and_then(BTreeSet::first)
+                .is_some_and(|&(not_before, _)| not_before <= now)
+    }
+
     /// Leases up to `capacity` queued jobs of `arch` that are due at `now` to `agent`, oldest first, and
     /// returns them (running, with their lease expiry). Each job is handed out once.
     pub fn lease(&mut self, arch: &Arch, capacity: usize, agent: &AgentId, now: DateTime<Utc>) -> Vec<Job> {
@@ -631,6 +642,23 @@ mod tests {
         assert_eq!(q.lease(&x, 10, &agent("b"), t(10)).len(), 2);
         assert_eq!(q.lease(&x, 10, &agent("c"), t(10)), []);
         assert_eq!(q.lease(&a64, 10, &agent("d"), t(10))[0].id, other);
+    }
+
+    #[test]
+    fn has_work_exactly_when_a_poll_would_lease_or_expire() {
+        let mut q = queue();
+        let (x, a64) = (arch("x86_64"), arch("aarch64"));
+        assert!(!q.has_work(&x, t(0)));
+        q.enqueue(TargetId(1), &x, false, Trigger::Manual, t(0));
+        assert!(q.has_work(&x, t(0)) && !q.has_work(&a64, t(0)));
+        assert_eq!(q.lease(&x, 1, &agent("a"), t(0)).len(), 1);
+        // Leased (expires at 60): nothing to do for anyone until the lease ends.
+        assert!(!q.has_work(&x, t(59)) && !q.has_work(&a64, t(59)));
+        assert!(q.has_work(&a64, t(60)), "an ended lease is work for any poll");
+        let retry = q.expire(t(60))[0].retry.clone().unwrap();
+        // The retry waits for its back-off.
+        assert!(!q.has_work(&x, t(60)));
+        assert!(q.has_work(&x, retry.not_before));
     }
 
     #[test]

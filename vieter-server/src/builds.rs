@@ -425,13 +425,19 @@ impl Builds {
         let mut first = true;
         loop {
             let notified = self.notify.notified();
-            let (builds, r) = (self.clone(), req.clone());
-            let leased = tokio::task::spawn_blocking(move || builds.try_lease(&r, first))
-                .await
-                .map_err(|e| ApiError::internal("a blocking task", e))??;
-            first = false;
-            if !leased.is_empty() {
-                return Ok(leased);
+            // An idle poll of a known agent changes nothing: answered here, without the blocking pool.
+            let work = self.queue().has_work(&req.arch, Utc::now());
+            if !work && (!first || self.saw_recently(&req)) {
+                first = false;
+            } else {
+                let (builds, r) = (self.clone(), req.clone());
+                let leased = tokio::task::spawn_blocking(move || builds.try_lease(&r, first))
+                    .await
+                    .map_err(|e| ApiError::internal("a blocking task", e))??;
+                first = false;
+                if !leased.is_empty() {
+                    return Ok(leased);
+                }
             }
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
@@ -478,6 +484,24 @@ impl Builds {
             job,
             target,
         })
+    }
+
+    /// Notes a poll of an agent whose stored record is fresh (same arch and capacity, written less than
+    /// [`AGENT_PERSIST_EVERY`] ago), in memory; false when the record must be written ([`Self::see_agent`]).
+    fn saw_recently(&self, req: &PollRequest) -> bool {
+        let now = Utc::now();
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        match agents.get_mut(req.agent_id.as_str()) {
+            Some((info, written))
+                if info.arch == req.arch
+                    && info.capacity == req.capacity
+                    && now - *written < AGENT_PERSIST_EVERY =>
+            {
+                info.last_seen = now;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn see_agent(&self, req: &PollRequest) -> Result<(), ApiError> {
