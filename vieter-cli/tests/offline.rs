@@ -115,3 +115,32 @@ fn schedule_prints_run_times_and_names_bad_fields() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("day") && err.contains("32"), "{err}");
 }
+
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    let out = vieter(&["completions", "bash"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script = String::from_utf8_lossy(&out.stdout);
+    for word in ["vieter", "publish", "targets", "jobs", "logs", "agents", "schedule", "repo-add", "--follow"]
+    {
+        assert!(script.contains(word), "bash completion lacks {word}");
+    }
+    let out = vieter(&["completions", "nosuchshell"], &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nosuchshell"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = vieter(&["man", dir.path().to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for page in
+        ["vieter.1", "vieter-publish.1", "vieter-targets-build.1", "vieter-jobs-retry.1", "vieter-logs.1"]
+    {
+        assert!(pages.iter().any(|p| p == page), "{page} missing from {pages:?}");
+    }
+    let top = std::fs::read_to_string(dir.path().join("vieter.1")).unwrap();
+    assert!(top.starts_with(".ie") || top.contains(".TH"), "a roff page");
+}

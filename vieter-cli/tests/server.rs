@@ -154,3 +154,82 @@ fn build_commands_and_errors() {
         String::from_utf8_lossy(&out.stderr).contains(&format!("could not reach the Vieter server at {url}"))
     );
 }
+
+/// `targets build --follow` streams the log an agent appends and exits with the job's result; `logs
+/// --follow` of an ended job prints it whole; `--quiet` silences what is for people.
+#[test]
+fn build_follow_streams_the_log_and_exits_with_the_result() {
+    use libvieter::api::PollRequest;
+    use libvieter::job::{AgentId, FailureCause, FailureStep, Outcome};
+    use libvieter::name::Arch;
+    use std::process::Stdio;
+
+    const AGENT_KEY: &str = "cli-agent-key";
+    let s = Server::start(&[("VIETER_AGENT_KEY", AGENT_KEY)]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let agent = vieter_client::Client::new(&s.url, Some(AGENT_KEY.into())).unwrap();
+    let me = AgentId::new("cli-agent").unwrap();
+    let poll =
+        PollRequest { agent_id: me.clone(), arch: Arch::new("x86_64").unwrap(), capacity: 1, wait: Some(10) };
+    let add = |url: &str| {
+        let t = json(&vieter(
+            &s,
+            KEY,
+            &[
+                "--json", "targets", "add", "--kind", "git", "--url", url, "--repo", "main", "--arch",
+                "x86_64",
+            ],
+        ));
+        t["id"].as_u64().unwrap().to_string()
+    };
+    let follow = |target: &str| {
+        Command::new(env!("CARGO_BIN_EXE_vieter"))
+            .env("VIETER_CONFIG", "/nonexistent/vieter.toml")
+            .args(["--server", &s.url, "--api-key", KEY, "targets", "build", target, "--follow"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // A build that fails: the log is streamed, the exit code is non-zero and names the cause.
+    let failing = add("https://example.org/fails.git");
+    let cli = follow(&failing);
+    let job = rt.block_on(async {
+        let leased = agent.poll(&poll).await.unwrap();
+        let id = leased[0].job.id;
+        agent.append_log(id, &me, b"==> [vieter] makepkg: started\n".to_vec()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        agent.append_log(id, &me, b"boom\n".to_vec()).await.unwrap();
+        let cause =
+            FailureCause { exit_code: Some(4), ..FailureCause::new(FailureStep::Makepkg, "build() failed") };
+        agent.finish(id, &me, Outcome::Failed { cause }).await.unwrap();
+        id
+    });
+    let out = cli.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "a failed build exits non-zero");
+    assert!(stdout.contains("==> [vieter] makepkg: started\nboom\n"), "{stdout}");
+    assert!(stderr.contains(&format!("job {job} failed")) && stderr.contains("makepkg"), "{stderr}");
+
+    // A build that succeeds exits 0; `logs --follow` of the ended job prints the whole log.
+    let working = add("https://example.org/works.git");
+    let cli = follow(&working);
+    let job = rt.block_on(async {
+        let id = agent.poll(&poll).await.unwrap()[0].job.id;
+        agent.append_log(id, &me, b"all good\n".to_vec()).await.unwrap();
+        agent.finish(id, &me, Outcome::Skipped { versions: Vec::new() }).await.unwrap();
+        id
+    });
+    let out = cli.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all good\n"));
+    let out = vieter(&s, KEY, &["logs", &job.to_string(), "--follow"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "all good\n");
+
+    // --quiet: a command for people prints nothing, and still fails loudly.
+    let out = vieter(&s, KEY, &["--quiet", "targets", "remove", &working]);
+    assert!(out.status.success() && out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = vieter(&s, KEY, &["--quiet", "targets", "remove", &working]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
