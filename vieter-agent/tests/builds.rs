@@ -128,16 +128,7 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     let data_b = work.path().join("agent-b");
     let mut agent_a = Agent::start("agent-a", &server.url, &podman, &data_a, &[]);
     let first = queue(&admin, &t_slow, false).await;
-    eventually(120, "agent-a to be inside makepkg", || async {
-        let job = admin.job(first.id).await.ok()?;
-        let text = log(&admin, first.id).await;
-        (job.state == JobState::Running && text.contains("==> [vieter] makepkg: started")).then_some(())
-    })
-    .await;
-    assert_eq!(
-        admin.job(first.id).await.unwrap().agent.map(|a| a.as_str().to_owned()).as_deref(),
-        Some("agent-a")
-    );
+    inside_makepkg(&admin, &first, "agent-a").await;
     agent_a.kill9();
     assert_eq!(
         containers_labelled("org.vieter.agent", "agent-a").len(),
@@ -226,9 +217,47 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     assert!(root.join("usr/share/doc/splitty/README").exists() && root.join("usr/lib/splitty/bin").exists());
     assert!(root.join("usr/share/slow-one/done").exists());
 
-    // 6. Every container is gone; both agents stop cleanly on SIGTERM.
+    // 6. Every container is gone.
     assert!(containers_labelled("org.vieter.agent", "agent-a").is_empty());
     assert!(containers_labelled("org.vieter.agent", "agent-b").is_empty());
+
+    // 7. SIGTERM: an idle agent exits at once; one in the middle of a build finishes it, reports it and
+    //    then exits.
     assert!(agent_a.terminate(), "agent-a exits cleanly");
-    assert!(agent_b.terminate(), "agent-b exits cleanly");
+    let drained = queue(&admin, &t_slow, true).await;
+    inside_makepkg(&admin, &drained, "agent-b").await;
+    assert!(agent_b.terminate(), "agent-b exits cleanly after its build");
+    let drained = admin.job(drained.id).await.unwrap();
+    assert_eq!(drained.state, JobState::Succeeded, "{:?}\n{}", drained.cause, log(&admin, drained.id).await);
+
+    // 8. With a short grace the build is handed back instead: an agent failure, which the server retries.
+    let mut agent_c = Agent::start(
+        "agent-c",
+        &server.url,
+        &podman,
+        &work.path().join("agent-c"),
+        &[("VIETER_SHUTDOWN_GRACE", "1")],
+    );
+    let handed = queue(&admin, &t_slow, true).await;
+    inside_makepkg(&admin, &handed, "agent-c").await;
+    assert!(agent_c.terminate(), "agent-c exits cleanly after handing its build back");
+    let handed = admin.job(handed.id).await.unwrap();
+    assert_eq!(handed.state, JobState::Failed);
+    assert_eq!(handed.cause.as_ref().map(|c| c.step), Some(FailureStep::Agent), "{:?}", handed.cause);
+    assert!(log(&admin, handed.id).await.contains("handing the job back"));
+    let jobs = admin.jobs(&[("target", t_slow.id.to_string())]).await.unwrap();
+    assert!(jobs.iter().any(|j| j.retry_of == Some(handed.id) && j.state == JobState::Queued), "retried");
+    assert!(containers_labelled("org.vieter.agent", "agent-c").is_empty(), "its container was removed");
+}
+
+/// Waits until `job` runs on `agent` and has started its `makepkg` step.
+async fn inside_makepkg(admin: &Client, job: &Job, agent: &str) {
+    eventually(120, &format!("job {} to be inside makepkg on {agent}", job.id), || async {
+        let j = admin.job(job.id).await.ok()?;
+        let text = log(admin, job.id).await;
+        (j.state == JobState::Running && text.contains("==> [vieter] makepkg: started")).then_some(())
+    })
+    .await;
+    let holder = admin.job(job.id).await.unwrap().agent.map(|a| a.as_str().to_owned());
+    assert_eq!(holder.as_deref(), Some(agent));
 }
