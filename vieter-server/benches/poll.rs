@@ -14,7 +14,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Server, KEY};
-use serde_json::{json, Value};
+use libvieter::api::{PollRequest, QueueRequest};
+use libvieter::job::{AgentId, Outcome};
+use libvieter::name::Arch;
+use libvieter::target::NewTarget;
+use vieter_client::Client;
 
 const AGENT_KEY: &str = "bench-agent-key";
 
@@ -31,53 +35,35 @@ fn percentiles(mut v: Vec<f64>) -> String {
     )
 }
 
-/// One agent: polls (and finishes what it leased) until `stop`; returns the poll round trips in ms.
-async fn agent(
-    url: String,
-    id: usize,
-    stop: Instant,
-    jobs_left: Option<usize>,
-    pace: Option<Duration>,
-) -> Vec<f64> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
-    let body = json!({"agent_id": format!("bench-{id}"), "arch": "x86_64", "capacity": 1});
+/// One agent: polls (and finishes what it leased) until `stop`, or with `drain` until a poll finds nothing;
+/// returns the poll round trips in ms.
+async fn agent(url: String, id: usize, stop: Instant, drain: bool, pace: Option<Duration>) -> Vec<f64> {
+    let client = Client::new(&url, Some(AGENT_KEY.into())).expect("client");
+    let me = AgentId::new(format!("bench-{id}")).expect("agent id");
+    let poll = PollRequest {
+        agent_id: me.clone(),
+        arch: Arch::new("x86_64").expect("arch"),
+        capacity: 1,
+        wait: None,
+    };
     let mut times = Vec::new();
-    let mut budget = jobs_left;
     let mut ticks = pace.map(|p| {
         // Spread the agents over the period.
         let start = tokio::time::Instant::now() + p.mul_f64(id as f64 / 100.0 % 1.0);
         tokio::time::interval_at(start, p)
     });
-    while Instant::now() < stop && budget != Some(0) {
+    while Instant::now() < stop {
         if let Some(t) = ticks.as_mut() {
             t.tick().await;
         }
         let t = Instant::now();
-        let r = http
-            .post(format!("{url}/api/v1/jobs/poll"))
-            .header("X-Api-Key", AGENT_KEY)
-            .json(&body)
-            .send()
-            .await
-            .expect("poll");
-        let v: Value = r.json().await.expect("poll answer");
+        let leased = client.poll(&poll).await.expect("poll");
         times.push(t.elapsed().as_secs_f64() * 1000.0);
-        let leased = v["data"].as_array().cloned().unwrap_or_default();
-        if leased.is_empty() && budget.is_some() {
-            break; // the queue is drained
+        if leased.is_empty() && drain {
+            break;
         }
         for job in leased {
-            let job_id = job["job"]["id"].as_u64().expect("job id");
-            let finish = json!({"agent_id": body["agent_id"], "outcome": {"state": "timed_out"}});
-            let r = http
-                .post(format!("{url}/api/v1/jobs/{job_id}/finish"))
-                .header("X-Api-Key", AGENT_KEY)
-                .json(&finish)
-                .send()
-                .await
-                .expect("finish");
-            assert!(r.status().is_success(), "finish: {}", r.status());
-            budget = budget.map(|b| b.saturating_sub(1));
+            client.finish(job.job.id, &me, Outcome::TimedOut).await.expect("finish");
         }
     }
     times
@@ -87,13 +73,12 @@ async fn run_agents(
     url: &str,
     agents: usize,
     for_secs: u64,
-    jobs: Option<usize>,
+    drain: bool,
     pace: Option<Duration>,
 ) -> Vec<f64> {
     let stop = Instant::now() + Duration::from_secs(for_secs);
-    let tasks: Vec<_> = (0..agents)
-        .map(|i| tokio::spawn(agent(url.to_owned(), i, stop, jobs.map(|_| usize::MAX), pace)))
-        .collect();
+    let tasks: Vec<_> =
+        (0..agents).map(|i| tokio::spawn(agent(url.to_owned(), i, stop, drain, pace))).collect();
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await.expect("agent task"));
@@ -111,38 +96,32 @@ async fn main() {
         .unwrap_or(if full { 100 } else { 4 });
     let (idle_secs, jobs) = if full { (5, 2000) } else { (1, 20) };
     let server = Server::start(&[("VIETER_AGENT_KEY", AGENT_KEY)]);
-    let http = reqwest::Client::new();
+    let admin = Client::new(&server.url, Some(KEY.into())).expect("client");
 
     // Warm-up, then the idle phase.
-    run_agents(&server.url, agents, 1, None, None).await;
+    run_agents(&server.url, agents, 1, false, None).await;
     let pace = Some(Duration::from_millis(20));
-    let paced = run_agents(&server.url, agents, idle_secs, None, pace).await;
+    let paced = run_agents(&server.url, agents, idle_secs, false, pace).await;
     println!("idle, {agents} agents, each polling every 20 ms: {}", percentiles(paced));
-    let flat_out = run_agents(&server.url, agents, idle_secs, None, None).await;
+    let flat_out = run_agents(&server.url, agents, idle_secs, false, None).await;
     println!("idle, {agents} agents polling flat out: {}", percentiles(flat_out));
 
     // The busy phase: 2,000 targets, one queued job each.
     for i in 0..jobs {
-        let body = json!({"kind": "git", "url": format!("https://example.org/p{i}.git"), "repo": "r",
-                          "enabled": false});
-        let r = http
-            .post(format!("{}/api/v1/targets", server.url))
-            .header("X-Api-Key", KEY)
-            .json(&body)
-            .send()
+        let target = admin
+            .create_target(&NewTarget {
+                kind: "git".into(),
+                url: format!("https://example.org/p{i}.git"),
+                repo: "r".into(),
+                enabled: Some(false),
+                ..NewTarget::default()
+            })
             .await
             .expect("create target");
-        let v: Value = r.json().await.expect("target");
-        let id = v["data"]["id"].as_u64().expect("target id");
-        http.post(format!("{}/api/v1/jobs", server.url))
-            .header("X-Api-Key", KEY)
-            .json(&json!({"target": id}))
-            .send()
-            .await
-            .expect("queue");
+        admin.queue(&QueueRequest { target: target.id, arch: None, force: false }).await.expect("queue");
     }
     let started = Instant::now();
-    let times = run_agents(&server.url, agents, 600, Some(jobs), None).await;
+    let times = run_agents(&server.url, agents, 600, true, None).await;
     assert!(times.len() >= jobs, "every job was leased by a poll");
     let secs = started.elapsed().as_secs_f64();
     println!(
