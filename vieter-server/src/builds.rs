@@ -504,7 +504,11 @@ impl Builds {
         }
     }
 
+    /// Records a poll of an agent, writing its record when [`Self::saw_recently`] says it must be.
     fn see_agent(&self, req: &PollRequest) -> Result<(), ApiError> {
+        if self.saw_recently(req) {
+            return Ok(());
+        }
         let now = Utc::now();
         let info = AgentInfo {
             id: req.agent_id.clone(),
@@ -513,23 +517,10 @@ impl Builds {
             last_seen: now,
             running: Vec::new(),
         };
-        {
-            let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-            let persisted = match agents.get(req.agent_id.as_str()) {
-                Some((old, written))
-                    if old.arch == info.arch
-                        && old.capacity == info.capacity
-                        && now - *written < AGENT_PERSIST_EVERY =>
-                {
-                    Some(*written)
-                }
-                _ => None,
-            };
-            agents.insert(req.agent_id.to_string(), (info.clone(), persisted.unwrap_or(now)));
-            if persisted.is_some() {
-                return Ok(());
-            }
-        }
+        self.agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(req.agent_id.to_string(), (info.clone(), now));
         let txn = self.db.begin_write().map_err(db_err)?;
         txn.open_table(AGENTS)
             .map_err(db_err)?
