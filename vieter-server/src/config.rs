@@ -46,6 +46,20 @@ pub struct Config {
     pub retry_backoff_secs: u64,
     /// Build logs older than this many days are deleted (0 keeps them).
     pub max_log_age: u64,
+    /// Seconds a client has to send a complete request head (also the idle time allowed between two
+    /// requests on a kept-alive connection).
+    pub header_read_timeout: u64,
+    /// Seconds a request body may stall (no byte received) before the request is dropped.
+    pub body_idle_timeout: u64,
+    /// Most connections served at once; further ones wait in the listen backlog. 0: derived from the
+    /// process's open-file limit (three quarters of it, the rest left for files and the database).
+    pub max_connections: u64,
+    /// Largest build log of one job in bytes; past it the log ends with a marker line and the build goes on.
+    pub max_log_size: u64,
+    /// Most jobs one poll may lease (an agent's `capacity` above it is capped).
+    pub max_agent_capacity: u32,
+    /// Seconds after which an agent that has not polled, and holds no job, is forgotten.
+    pub agent_expiry_secs: u64,
 }
 
 impl Default for Config {
@@ -68,6 +82,12 @@ impl Default for Config {
             retry_max_attempts: 3,
             retry_backoff_secs: 30,
             max_log_age: 30,
+            header_read_timeout: 10,
+            body_idle_timeout: 30,
+            max_connections: 0,
+            max_log_size: 64 << 20,
+            max_agent_capacity: 64,
+            agent_expiry_secs: 7 * 86_400,
         }
     }
 }
@@ -94,6 +114,12 @@ const KEYS: &[(&str, KeyKind)] = &[
     ("retry_max_attempts", Integer),
     ("retry_backoff_secs", Integer),
     ("max_log_age", Integer),
+    ("header_read_timeout", Integer),
+    ("body_idle_timeout", Integer),
+    ("max_connections", Integer),
+    ("max_log_size", Integer),
+    ("max_agent_capacity", Integer),
+    ("agent_expiry_secs", Integer),
 ];
 
 impl Config {
