@@ -112,8 +112,20 @@ pub struct PackageDetail {
     pub summary: PackageSummary,
     /// Every `.PKGINFO` field, typed (dependencies, licenses, ...).
     pub info: PackageInfo,
-    /// The package's file list.
+    /// A page of the package's file list (see [`FilesQuery`]): the whole list when it is short.
     pub files: Vec<String>,
+    /// How many names the whole file list has.
+    #[serde(default)]
+    pub files_total: u64,
+}
+
+/// Query parameters of a package's detail: which page of its file list to include.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesQuery {
+    /// First name of the page (0 by default).
+    pub files_offset: Option<usize>,
+    /// Most names in the page (1,000 by default, at most 10,000).
+    pub files_limit: Option<usize>,
 }
 
 /// Query parameters of a paginated listing.

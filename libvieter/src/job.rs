@@ -313,6 +313,9 @@ pub enum Outcome {
 pub enum JobError {
     #[error("job {job} is {state}: cannot {action} it")]
     IllegalTransition { job: JobId, state: JobState, action: &'static str },
+    /// The job exists but has ended: nothing can be done to it any more.
+    #[error("job {job} is already {state}")]
+    Finished { job: JobId, state: JobState },
     #[error("job {job} is leased by agent {holder}, not by {agent}")]
     WrongAgent { job: JobId, holder: AgentId, agent: AgentId },
     #[error("job {job} is not due before {not_before}")]
@@ -354,6 +357,9 @@ pub struct Job {
     pub cause: Option<FailureCause>,
     /// What it built or found already published.
     pub versions: Vec<BuiltPackage>,
+    /// Its log reached the server's `max_log_size`: the rest was discarded (see [`plan_log_append`]).
+    #[serde(default)]
+    pub log_truncated: bool,
 }
 
 impl Job {
@@ -383,6 +389,7 @@ impl Job {
             agent: None,
             cause: None,
             versions: Vec::new(),
+            log_truncated: false,
         }
     }
 
@@ -397,6 +404,9 @@ impl Job {
     }
 
     fn illegal(&self, action: &'static str) -> JobError {
+        if self.state.is_final() {
+            return JobError::Finished { job: self.id, state: self.state };
+        }
         JobError::IllegalTransition { job: self.id, state: self.state, action }
     }
 
@@ -507,6 +517,47 @@ impl Job {
     }
 }
 
+/// What to do with one append to a job's build log, given the log's size and the server's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogAppend {
+    /// How many bytes of the appended chunk to write (its first ones).
+    pub keep: usize,
+    /// Whether to write the [`log_truncation_marker`] after them: this append crossed the limit.
+    pub truncate: bool,
+}
+
+/// The line that ends a log cut at `max` bytes.
+///
+/// ```
+/// assert_eq!(libvieter::job::log_truncation_marker(10), "\n[vieter: log truncated at 10 bytes (max_log_size)]\n");
+/// ```
+pub fn log_truncation_marker(max: u64) -> String {
+    format!("\n[vieter: log truncated at {max} bytes (max_log_size)]\n")
+}
+
+/// Plans an append of `incoming` bytes to a log of `current` bytes that may hold at most `max` bytes of
+/// output. What fits is kept; the append that crosses the limit also writes the marker (which is the
+/// only thing ever written past `max`, so a log never exceeds `max` plus the marker); once the log is
+/// past `max` (the marker is there), every further append is discarded.
+///
+/// ```
+/// use libvieter::job::{plan_log_append, LogAppend};
+/// assert_eq!(plan_log_append(0, 6, 10), LogAppend { keep: 6, truncate: false });
+/// assert_eq!(plan_log_append(6, 6, 10), LogAppend { keep: 4, truncate: true });
+/// assert_eq!(plan_log_append(60, 6, 10), LogAppend { keep: 0, truncate: false });
+/// ```
+pub fn plan_log_append(current: u64, incoming: usize, max: u64) -> LogAppend {
+    if incoming == 0 || current > max {
+        return LogAppend { keep: 0, truncate: false };
+    }
+    let room = max - current;
+    match u64::try_from(incoming) {
+        Ok(n) if n <= room => LogAppend { keep: incoming, truncate: false },
+        // `room < incoming`, a usize: it fits one.
+        _ => LogAppend { keep: usize::try_from(room).unwrap_or(incoming), truncate: true },
+    }
+}
+
 /// When and how often to retry lost jobs and infrastructure failures.
 ///
 /// The delay before attempt `n + 1` is `backoff_base_secs * backoff_factor^(n - 1)`, at most
@@ -614,8 +665,15 @@ mod tests {
         j.finish(&a, Outcome::TimedOut, t(30)).unwrap();
         assert_eq!(j.state, JobState::TimedOut);
         let err = j.cancel(t(31)).unwrap_err();
-        assert_eq!(err.to_string(), "job 1 is timed_out: cannot cancel it");
-        assert!(j.finish(&a, Outcome::TimedOut, t(32)).is_err());
+        assert_eq!(err.to_string(), "job 1 is already timed_out");
+        assert_eq!(
+            j.finish(&a, Outcome::TimedOut, t(32)),
+            Err(JobError::Finished { job: JobId(1), state: JobState::TimedOut })
+        );
+        assert_eq!(
+            j.heartbeat(&a, t(32), LEASE).map_err(|e| e.to_string()),
+            Err("job 1 is already timed_out".to_owned())
+        );
     }
 
     #[test]
@@ -700,6 +758,40 @@ mod tests {
     }
 
     #[test]
+    fn log_appends_stop_at_the_limit_with_one_marker() {
+        // Exactly filling the log keeps everything; the next byte writes the marker only.
+        assert_eq!(plan_log_append(0, 10, 10), LogAppend { keep: 10, truncate: false });
+        assert_eq!(plan_log_append(10, 1, 10), LogAppend { keep: 0, truncate: true });
+        // Crossing keeps what fits.
+        assert_eq!(plan_log_append(3, 100, 10), LogAppend { keep: 7, truncate: true });
+        // Past the limit (the marker is written): discarded, and never a second marker.
+        let marker = log_truncation_marker(10).len() as u64;
+        assert_eq!(plan_log_append(10 + marker, 5, 10), LogAppend { keep: 0, truncate: false });
+        // Empty appends change nothing, even at the limit.
+        assert_eq!(plan_log_append(10, 0, 10), LogAppend { keep: 0, truncate: false });
+        // A zero limit keeps only the marker.
+        assert_eq!(plan_log_append(0, 5, 0), LogAppend { keep: 0, truncate: true });
+        assert_eq!(plan_log_append(u64::MAX, usize::MAX, u64::MAX), LogAppend { keep: 0, truncate: true });
+        // Simulated: many appends never leave more than max + marker on disk.
+        for max in [0u64, 1, 7, 64, 1000] {
+            let mut size = 0u64;
+            let mut markers = 0;
+            for chunk in [0usize, 3, 50, 1, 999, 2, 4096] {
+                let plan = plan_log_append(size, chunk, max);
+                assert!(plan.keep <= chunk);
+                size += plan.keep as u64;
+                if plan.truncate {
+                    markers += 1;
+                    size += log_truncation_marker(max).len() as u64;
+                }
+                assert!(size <= max + log_truncation_marker(max).len() as u64, "max {max}: {size}");
+            }
+            assert_eq!(markers, 1, "max {max}");
+        }
+        assert!(log_truncation_marker(64).contains("max_log_size"));
+    }
+
+    #[test]
     fn serde_shapes() {
         let o: Outcome = serde_json::from_str(
             r#"{"state":"failed","cause":{"step":"makepkg","exit_code":4,"http_status":null,"message":"m"}}"#,
@@ -715,6 +807,10 @@ mod tests {
         assert_eq!("timed_out".parse::<JobState>(), Ok(JobState::TimedOut));
         let j = failed(FailureStep::Upload, 1);
         assert_eq!(serde_json::from_str::<Job>(&serde_json::to_string(&j).unwrap()).unwrap(), j);
+        // Records written before `log_truncated` existed still read.
+        let mut old = serde_json::to_value(&j).unwrap();
+        old.as_object_mut().unwrap().remove("log_truncated");
+        assert_eq!(serde_json::from_value::<Job>(old).unwrap(), j);
         assert!(serde_json::from_str::<AgentId>("\"a b\"").is_err());
         let c =
             FailureCause { http_status: Some(502), ..FailureCause::new(FailureStep::Upload, "bad gateway") };

@@ -9,6 +9,9 @@
 //!   [`RetryPolicy`]. Jobs that reach a final state leave the queue and are handed back to the caller,
 //!   which keeps their record. It serialises (serde) to its list of active jobs, so a server can persist
 //!   it and rebuild it after a restart.
+//! - The rules about agents, which are semi-trusted (anyone holding an agent key may call the protocol):
+//!   [`lease_capacity`] (how many jobs one poll may lease), [`check_agent_key`] (an agent id belongs to
+//!   the key it first used) and [`agent_expired`] (when an idle agent's record is forgotten).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -104,6 +107,99 @@ pub fn due_runs<'a>(
         }
     }
     tick
+}
+
+/// The SHA-256 digest of an API key: what an agent id is bound to (the key itself is never stored).
+pub type KeyDigest = [u8; 32];
+
+/// How many jobs a poll may lease: what the agent asks for, but never more than `max` jobs held by the
+/// agent at once (`held` are already leased to it). A single poll asking for a million jobs, or an agent
+/// polling in a loop without finishing anything, gets at most `max`.
+///
+/// ```
+/// use libvieter::scheduler::lease_capacity;
+/// assert_eq!(lease_capacity(1_000_000, 0, 64), 64);
+/// assert_eq!(lease_capacity(4, 62, 64), 2);
+/// ```
+pub fn lease_capacity(requested: u32, held: usize, max: u32) -> usize {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let requested = usize::try_from(requested).unwrap_or(usize::MAX);
+    requested.min(max.saturating_sub(held))
+}
+
+/// What to do with a request that names an agent id, given the key the id is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// No key is bound to the id yet (a new agent, or a record from before keys were bound): the
+    /// presented key may be bound to it.
+    Unbound,
+    /// The presented key is the one bound to the id.
+    Matches,
+    /// The id is bound to a key the server no longer accepts (it was rotated out): the presented key may
+    /// take the id over, so that changing keys does not lock agents out until their record expires.
+    Stale,
+    /// Another key the server accepts is bound to the id: the request must be refused.
+    Refused,
+}
+
+impl KeyCheck {
+    /// Whether the request may go on.
+    pub fn allowed(self) -> bool {
+        self != KeyCheck::Refused
+    }
+}
+
+/// Decides whether a key may speak for an agent id bound to `bound`. `bound_accepted` tells whether the
+/// server still accepts the bound key. Digests are compared in constant time.
+///
+/// ```
+/// use libvieter::scheduler::{check_agent_key, KeyCheck};
+/// let (a, b) = ([1u8; 32], [2u8; 32]);
+/// assert_eq!(check_agent_key(None, &a, false), KeyCheck::Unbound);
+/// assert_eq!(check_agent_key(Some(&a), &a, true), KeyCheck::Matches);
+/// assert_eq!(check_agent_key(Some(&a), &b, true), KeyCheck::Refused);
+/// assert_eq!(check_agent_key(Some(&a), &b, false), KeyCheck::Stale);
+/// ```
+pub fn check_agent_key(bound: Option<&KeyDigest>, presented: &KeyDigest, bound_accepted: bool) -> KeyCheck {
+    let Some(bound) = bound else { return KeyCheck::Unbound };
+    let diff = bound.iter().zip(presented).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    if diff == 0 {
+        KeyCheck::Matches
+    } else if bound_accepted {
+        KeyCheck::Refused
+    } else {
+        KeyCheck::Stale
+    }
+}
+
+/// Whether an agent last seen at `last_seen` is forgotten at `now`: it holds no job and has not been
+/// seen for `expiry` (`None`: agents are never forgotten). An agent holding a job is always kept, so
+/// its key binding protects the job until the job ends.
+///
+/// ```
+/// use chrono::{Duration, TimeZone, Utc};
+/// use libvieter::scheduler::agent_expired;
+/// let seen = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+/// let week = Some(Duration::days(7));
+/// assert!(!agent_expired(seen, seen + Duration::days(6), week, false));
+/// assert!(agent_expired(seen, seen + Duration::days(7), week, false));
+/// assert!(!agent_expired(seen, seen + Duration::days(70), week, true));
+/// ```
+pub fn agent_expired(
+    last_seen: DateTime<Utc>,
+    now: DateTime<Utc>,
+    expiry: Option<Duration>,
+    holds_jobs: bool,
+) -> bool {
+    match expiry {
+        Some(expiry) if !holds_jobs => agent_expires_at(last_seen, expiry) <= now,
+        _ => false,
+    }
+}
+
+/// When an idle agent last seen at `last_seen` expires (saturating far in the future).
+pub fn agent_expires_at(last_seen: DateTime<Utc>, expiry: Duration) -> DateTime<Utc> {
+    last_seen.checked_add_signed(expiry).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// What [`JobQueue::enqueue`] did.
@@ -325,6 +421,25 @@ impl JobQueue {
                 .get(arch)
                 .and_then(BTreeSet::first)
                 .is_some_and(|&(not_before, _)| not_before <= now)
+    }
+
+    /// How many running jobs `agent` holds a lease on.
+    pub fn held_by(&self, agent: &AgentId) -> usize {
+        self.leases
+            .iter()
+            .filter(|(_, id)| self.jobs.get(id).is_some_and(|j| j.agent.as_ref() == Some(agent)))
+            .count()
+    }
+
+    /// Notes that running job `id`'s log reached its limit; returns the job when this changed it (so the
+    /// caller writes its record once).
+    pub fn mark_log_truncated(&mut self, id: JobId) -> Option<&Job> {
+        let job = self.jobs.get_mut(&id)?;
+        if job.log_truncated {
+            return None;
+        }
+        job.log_truncated = true;
+        Some(job)
     }
 
     /// Leases up to `capacity` queued jobs of `arch` that are due at `now` to `agent`, oldest first, and
@@ -642,6 +757,74 @@ mod tests {
         assert_eq!(q.lease(&x, 10, &agent("b"), t(10)).len(), 2);
         assert_eq!(q.lease(&x, 10, &agent("c"), t(10)), []);
         assert_eq!(q.lease(&a64, 10, &agent("d"), t(10))[0].id, other);
+    }
+
+    #[test]
+    fn capacity_is_capped_by_the_jobs_an_agent_already_holds() {
+        assert_eq!(lease_capacity(1_000_000, 0, 3), 3);
+        assert_eq!(lease_capacity(2, 0, 3), 2);
+        assert_eq!(lease_capacity(2, 3, 3), 0);
+        assert_eq!(lease_capacity(2, 10, 3), 0, "over the cap (the limit was lowered): nothing more");
+        assert_eq!(lease_capacity(u32::MAX, 0, u32::MAX), u32::MAX as usize);
+        assert_eq!(lease_capacity(5, 0, 0), 0);
+        // Against the queue: an agent polling in a loop holds at most the cap; finishing frees a slot.
+        let mut q = queue();
+        let x = arch("x86_64");
+        for i in 0..10 {
+            q.enqueue(TargetId(i), &x, false, Trigger::Manual, t(0));
+        }
+        let (a, b) = (agent("a"), agent("b"));
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let n = lease_capacity(1_000_000, q.held_by(&a), 3);
+            got.extend(q.lease(&x, n, &a, t(1)));
+        }
+        assert_eq!((got.len(), q.held_by(&a), q.held_by(&b)), (3, 3, 0));
+        q.finish(got[0].id, &a, Outcome::TimedOut, t(2)).unwrap();
+        assert_eq!(q.held_by(&a), 2);
+        assert_eq!(q.lease(&x, lease_capacity(1_000_000, q.held_by(&a), 3), &a, t(3)).len(), 1);
+        assert_eq!(q.lease(&x, lease_capacity(1_000_000, q.held_by(&b), 3), &b, t(3)).len(), 3);
+    }
+
+    #[test]
+    fn agent_keys_bind_and_stale_bindings_can_be_taken_over() {
+        let (k1, k2) = ([7u8; 32], [8u8; 32]);
+        let mut almost = k1;
+        almost[31] ^= 1;
+        assert_eq!(check_agent_key(None, &k1, true), KeyCheck::Unbound);
+        assert_eq!(check_agent_key(Some(&k1), &k1, true), KeyCheck::Matches);
+        assert_eq!(check_agent_key(Some(&k1), &k1, false), KeyCheck::Matches);
+        assert_eq!(check_agent_key(Some(&k1), &k2, true), KeyCheck::Refused);
+        assert_eq!(check_agent_key(Some(&k1), &almost, true), KeyCheck::Refused, "the last byte counts");
+        assert_eq!(check_agent_key(Some(&k1), &k2, false), KeyCheck::Stale);
+        assert!(!KeyCheck::Refused.allowed());
+        assert!(KeyCheck::Unbound.allowed() && KeyCheck::Matches.allowed() && KeyCheck::Stale.allowed());
+    }
+
+    #[test]
+    fn idle_agents_expire_busy_ones_never() {
+        let week = Some(Duration::days(7));
+        assert!(!agent_expired(t(0), t(0), week, false));
+        assert!(!agent_expired(t(0), t(7 * 86_400 - 1), week, false));
+        assert!(agent_expired(t(0), t(7 * 86_400), week, false));
+        assert!(!agent_expired(t(0), t(700 * 86_400), week, true), "holding a job");
+        assert!(!agent_expired(t(0), t(700 * 86_400), None, false), "no expiry configured");
+        // A last contact in the future (clock skew) is not expired.
+        assert!(!agent_expired(t(100), t(0), Some(Duration::seconds(1)), false));
+        assert_eq!(agent_expires_at(DateTime::<Utc>::MAX_UTC, Duration::days(1)), DateTime::<Utc>::MAX_UTC);
+    }
+
+    #[test]
+    fn a_truncated_log_is_marked_once_on_the_job() {
+        let mut q = queue();
+        let x = arch("x86_64");
+        let id = q.enqueue(TargetId(1), &x, false, Trigger::Manual, t(0)).job();
+        q.lease(&x, 1, &agent("a"), t(0));
+        assert!(q.mark_log_truncated(id).is_some_and(|j| j.log_truncated));
+        assert!(q.mark_log_truncated(id).is_none(), "already marked: nothing to write");
+        assert!(q.mark_log_truncated(JobId(99)).is_none());
+        let ended = q.finish(id, &agent("a"), Outcome::TimedOut, t(1)).unwrap();
+        assert!(ended.job.log_truncated, "the mark stays on the record");
     }
 
     #[test]

@@ -3,23 +3,37 @@
 //! The active jobs live in a [`JobQueue`] (libvieter's pure model: leasing, heartbeats, expiry, retries)
 //! behind a mutex; every change is written through to `builds.redb` before the request is answered, so a
 //! restart reloads queued and running jobs with their leases. Finished jobs stay in redb as history.
-//! A tick task expires leases (lost → retried per policy) and queues scheduled runs.
+//! A tick task expires leases (lost → retried per policy), queues scheduled runs and forgets idle agents.
+//!
+//! Agents are semi-trusted: whoever holds an agent key may speak the protocol. So an agent id belongs to
+//! the key it first used (its SHA-256 digest is kept with the agent's record; another accepted key
+//! naming that id is refused with 403), a job is only renewed, finished or logged by the agent holding
+//! its lease, one agent holds at most `max_agent_capacity` jobs, a job's log stops at `max_log_size`, and
+//! agents idle for `agent_expiry` are forgotten. The rules are libvieter's ([`libvieter::scheduler`],
+//! [`libvieter::job::plan_log_append`]); this module does the I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use libvieter::api::{AgentInfo, LeasedJob, PollRequest};
-use libvieter::job::{AgentId, Job, JobId, JobState, Outcome, RetryPolicy, Trigger};
+use libvieter::job::{
+    log_truncation_marker, plan_log_append, AgentId, Job, JobError, JobId, JobState, Outcome, RetryPolicy,
+    Trigger,
+};
 use libvieter::name::Arch;
 use libvieter::schedule::Schedule;
-use libvieter::scheduler::{due_runs, Ended, JobQueue};
+use libvieter::scheduler::{
+    agent_expired, agent_expires_at, check_agent_key, due_runs, lease_capacity, Ended, JobQueue, KeyCheck,
+    KeyDigest,
+};
 use libvieter::target::{NewTarget, Target, TargetId, TargetPatch};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 const TARGETS: TableDefinition<u64, &[u8]> = TableDefinition::new("targets");
@@ -39,6 +53,12 @@ pub struct BuildSettings {
     pub retry: RetryPolicy,
     pub max_log_age_days: u64,
     pub default_arch: Arch,
+    /// Largest log of one job in bytes (past it: a marker line, the rest discarded).
+    pub max_log_size: u64,
+    /// Most jobs one agent holds at once (a poll's `capacity` is capped by what is left of it).
+    pub max_agent_capacity: u32,
+    /// Agents idle (no job, no contact) this long are forgotten; `None`: never.
+    pub agent_expiry: Option<Duration>,
 }
 
 fn db_err(e: impl std::fmt::Display) -> ApiError {
@@ -151,12 +171,59 @@ pub struct Builds {
     queue: Mutex<JobQueue>,
     /// Wakes long-polling agents when jobs are queued.
     pub notify: tokio::sync::Notify,
+    /// Wakes the tick before its planned time, and that time: an agent may expire sooner (only with an
+    /// `agent_expiry` shorter than the tick's period).
+    tick_wake: tokio::sync::Notify,
+    next_tick: Mutex<DateTime<Utc>>,
     pub settings: BuildSettings,
     logs: PathBuf,
-    /// Every agent seen since the start, with when its record was last written to redb. A poll only
-    /// writes when the agent is new, changed its arch or capacity, or was last written a while ago: polls
-    /// stay cheap, and after a restart `last_seen` is at most [`AGENT_PERSIST_EVERY`] old.
-    agents: Mutex<BTreeMap<String, (AgentInfo, DateTime<Utc>)>>,
+    /// Every known agent (loaded from redb at start), with the key it is bound to and when its record
+    /// was last written to redb. A poll only writes when the agent is new, changed its arch, capacity or
+    /// key, or was last written a while ago: polls stay cheap, and after a restart `last_seen` is at most
+    /// [`AGENT_PERSIST_EVERY`] old.
+    agents: Mutex<BTreeMap<AgentId, AgentEntry>>,
+    /// Appends to one job's log are serialised (size check, then write), by job id modulo the shards.
+    log_locks: [Mutex<()>; LOG_LOCK_SHARDS],
+}
+
+const LOG_LOCK_SHARDS: usize = 16;
+
+/// An agent as kept in memory.
+#[derive(Debug, Clone)]
+struct AgentEntry {
+    info: AgentInfo,
+    /// The digest of the key the id is bound to (`None`: a record from before keys were bound).
+    key: Option<KeyDigest>,
+    /// When the record was last written to redb.
+    written: DateTime<Utc>,
+}
+
+/// An agent's record in redb: what the API shows, plus the digest of its key (never shown).
+#[derive(Serialize, serde::Deserialize)]
+struct StoredAgent {
+    #[serde(flatten)]
+    info: AgentInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_sha256: Option<String>,
+}
+
+impl StoredAgent {
+    fn of(entry: &AgentEntry) -> StoredAgent {
+        StoredAgent { info: entry.info.clone(), key_sha256: entry.key.map(hex::encode) }
+    }
+
+    fn into_entry(self) -> AgentEntry {
+        let key = self
+            .key_sha256
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|bytes| KeyDigest::try_from(bytes.as_slice()).ok());
+        AgentEntry { info: self.info, key, written: DateTime::<Utc>::MIN_UTC }
+    }
+}
+
+/// The 403 of a request naming an agent id bound to another key.
+fn bound_elsewhere(agent: &AgentId) -> ApiError {
+    ApiError::forbidden(format!("agent id {agent} is bound to another key: use the key it registered with"))
 }
 
 /// How stale the stored `last_seen` of a polling agent may get.
@@ -193,15 +260,27 @@ impl Builds {
         }
         queue.set_next_id(JobId(max_id + 1));
         tracing::info!(reloaded, "active jobs reloaded");
+        let mut agents = BTreeMap::new();
+        {
+            let read = db.begin_read().map_err(db_err)?;
+            let t = read.open_table(AGENTS).map_err(db_err)?;
+            for row in t.iter().map_err(db_err)? {
+                let stored: StoredAgent = decode(row.map_err(db_err)?.1.value())?;
+                agents.insert(stored.info.id.clone(), stored.into_entry());
+            }
+        }
         let db = Arc::new(db);
         Ok(Builds {
             writer: JobWriter::start(db.clone())?,
             db,
             queue: Mutex::new(queue),
             notify: tokio::sync::Notify::new(),
+            tick_wake: tokio::sync::Notify::new(),
+            next_tick: Mutex::new(DateTime::<Utc>::MIN_UTC),
             settings,
             logs,
-            agents: Mutex::default(),
+            agents: Mutex::new(agents),
+            log_locks: Default::default(),
         })
     }
 
@@ -382,6 +461,25 @@ impl Builds {
         Ok(out)
     }
 
+    /// The answer to a refused action on job `id`: 404 for an id that never existed, 409 naming the state
+    /// of one that has ended (`job 1 is already succeeded`) or why it is refused otherwise.
+    ///
+    /// Must not be called with the queue's lock held.
+    fn refused(&self, id: JobId, e: JobError) -> ApiError {
+        let conflict = |e: JobError| ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string());
+        match e {
+            JobError::NoSuchJob(_) => match self.job(id) {
+                Ok(Some(job)) if job.state.is_final() => {
+                    conflict(JobError::Finished { job: id, state: job.state })
+                }
+                Ok(Some(_)) => conflict(e),
+                Ok(None) => ApiError::not_found(format!("job {id} not found")),
+                Err(db) => db,
+            },
+            other => conflict(other),
+        }
+    }
+
     pub fn cancel(&self, id: JobId) -> Result<Job, ApiError> {
         let cancelled = {
             let mut q = self.queue();
@@ -395,10 +493,7 @@ impl Builds {
                 saved.wait()?;
                 Ok(job)
             }
-            Err(e) => Err(match self.job(id) {
-                Ok(Some(_)) => ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string()),
-                _ => ApiError::not_found(format!("job {id} not found")),
-            }),
+            Err(e) => Err(self.refused(id, e)),
         }
     }
 
@@ -417,21 +512,29 @@ impl Builds {
 
     /// Leases due jobs to an agent; with `wait`, waits up to that long for one.
     ///
-    /// The database work runs on the blocking pool; only the wait is async.
-    pub async fn poll(self: &Arc<Self>, req: PollRequest) -> Result<Vec<LeasedJob>, ApiError> {
+    /// The agent id must be unbound or bound to the caller's key (else 403, and nothing changes); the
+    /// capacity is capped by `max_agent_capacity`. The database work runs on the blocking pool; only the
+    /// wait is async.
+    pub async fn poll(
+        self: &Arc<Self>,
+        req: PollRequest,
+        caller: Caller,
+    ) -> Result<Vec<LeasedJob>, ApiError> {
         let deadline =
             tokio::time::Instant::now() + std::time::Duration::from_secs(req.wait.unwrap_or(0).min(120));
-        let req = Arc::new(req);
+        let capacity = req.capacity.min(self.settings.max_agent_capacity);
+        let req = Arc::new(PollRequest { capacity, ..req });
+        let caller = Arc::new(caller);
         let mut first = true;
         loop {
             let notified = self.notify.notified();
             // An idle poll of a known agent changes nothing: answered here, without the blocking pool.
             let work = self.queue().has_work(&req.arch, Utc::now());
-            if !work && (!first || self.saw_recently(&req)) {
+            if !work && (!first || self.saw_recently(&req, &caller)?) {
                 first = false;
             } else {
-                let (builds, r) = (self.clone(), req.clone());
-                let leased = tokio::task::spawn_blocking(move || builds.try_lease(&r, first))
+                let (builds, r, c) = (self.clone(), req.clone(), caller.clone());
+                let leased = tokio::task::spawn_blocking(move || builds.try_lease(&r, &c, first))
                     .await
                     .map_err(|e| ApiError::internal("a blocking task", e))??;
                 first = false;
@@ -448,15 +551,19 @@ impl Builds {
         }
     }
 
-    /// One attempt of a poll: records the agent (on the first), expires leases, leases what is due.
-    fn try_lease(&self, req: &PollRequest, first: bool) -> Result<Vec<LeasedJob>, ApiError> {
+    /// One attempt of a poll: records the agent (on the first), expires leases, leases what is due (no
+    /// more than the agent may still hold).
+    fn try_lease(&self, req: &PollRequest, caller: &Caller, first: bool) -> Result<Vec<LeasedJob>, ApiError> {
         if first {
-            self.see_agent(req)?;
+            self.see_agent(req, caller)?;
         }
         self.expire_leases()?;
         let (leased, saved) = {
             let mut q = self.queue();
-            let leased = q.lease(&req.arch, req.capacity.clamp(0, 64) as usize, &req.agent_id, Utc::now());
+            let room =
+                lease_capacity(req.capacity, q.held_by(&req.agent_id), self.settings.max_agent_capacity);
+            let leased =
+                if room == 0 { Vec::new() } else { q.lease(&req.arch, room, &req.agent_id, Utc::now()) };
             let saved = self.writer.submit(&leased)?;
             (leased, saved)
         };
@@ -486,96 +593,171 @@ impl Builds {
         })
     }
 
-    /// Notes a poll of an agent whose stored record is fresh (same arch and capacity, written less than
-    /// [`AGENT_PERSIST_EVERY`] ago), in memory; false when the record must be written ([`Self::see_agent`]).
-    fn saw_recently(&self, req: &PollRequest) -> bool {
-        let now = Utc::now();
-        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        match agents.get_mut(req.agent_id.as_str()) {
-            Some((info, written))
-                if info.arch == req.arch
-                    && info.capacity == req.capacity
-                    && now - *written < AGENT_PERSIST_EVERY =>
-            {
-                info.last_seen = now;
-                true
-            }
-            _ => false,
+    /// Makes the tick run by `at` (when it planned to run later).
+    fn tick_by(&self, at: DateTime<Utc>) {
+        if at < *self.next_tick.lock().unwrap_or_else(|p| p.into_inner()) {
+            self.tick_wake.notify_one();
         }
     }
 
-    /// Records a poll of an agent, writing its record when [`Self::saw_recently`] says it must be.
-    fn see_agent(&self, req: &PollRequest) -> Result<(), ApiError> {
-        if self.saw_recently(req) {
+    /// An agent may have become idle: makes the tick run by the time it would expire.
+    fn tick_by_expiry_of(&self, agent: &AgentId) {
+        let Some(expiry) = self.settings.agent_expiry else { return };
+        let last_seen = self.agents_lock().get(agent).map(|e| e.info.last_seen);
+        if let Some(seen) = last_seen {
+            self.tick_by(agent_expires_at(seen, expiry));
+        }
+    }
+
+    fn agents_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<AgentId, AgentEntry>> {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks that the caller's key may speak for `agent` (403 if the id is bound to another accepted
+    /// key); a known agent's last contact is noted (in memory). Binds nothing: only a poll does.
+    fn authorize(&self, agent: &AgentId, caller: &Caller) -> Result<(), ApiError> {
+        let mut agents = self.agents_lock();
+        if let Some(entry) = agents.get_mut(agent) {
+            let check = check_agent_key(
+                entry.key.as_ref(),
+                &caller.key,
+                entry.key.is_some_and(|k| caller.accepts(&k)),
+            );
+            if !check.allowed() {
+                return Err(bound_elsewhere(agent));
+            }
+            if check == KeyCheck::Matches {
+                entry.info.last_seen = Utc::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes a poll of an agent whose stored record is fresh (same arch, capacity and key, written less
+    /// than [`AGENT_PERSIST_EVERY`] ago), in memory; false when the record must be written
+    /// ([`Self::see_agent`]); 403 when the id is bound to another key.
+    fn saw_recently(&self, req: &PollRequest, caller: &Caller) -> Result<bool, ApiError> {
+        let now = Utc::now();
+        let mut agents = self.agents_lock();
+        let Some(entry) = agents.get_mut(&req.agent_id) else { return Ok(false) };
+        let check =
+            check_agent_key(entry.key.as_ref(), &caller.key, entry.key.is_some_and(|k| caller.accepts(&k)));
+        match check {
+            KeyCheck::Refused => Err(bound_elsewhere(&req.agent_id)),
+            KeyCheck::Matches
+                if entry.info.arch == req.arch
+                    && entry.info.capacity == req.capacity
+                    && now - entry.written < AGENT_PERSIST_EVERY =>
+            {
+                entry.info.last_seen = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Records a poll of an agent, binding its id to the caller's key if it is new (or its binding is
+    /// stale), and writes its record when [`Self::saw_recently`] says it must be.
+    fn see_agent(&self, req: &PollRequest, caller: &Caller) -> Result<(), ApiError> {
+        if self.saw_recently(req, caller)? {
             return Ok(());
         }
         let now = Utc::now();
-        let info = AgentInfo {
-            id: req.agent_id.clone(),
-            arch: req.arch.clone(),
-            capacity: req.capacity,
-            last_seen: now,
-            running: Vec::new(),
+        let entry = AgentEntry {
+            info: AgentInfo {
+                id: req.agent_id.clone(),
+                arch: req.arch.clone(),
+                capacity: req.capacity,
+                last_seen: now,
+                running: Vec::new(),
+            },
+            key: Some(caller.key),
+            written: now,
         };
-        self.agents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(req.agent_id.to_string(), (info.clone(), now));
+        let record = encode(&StoredAgent::of(&entry))?;
+        {
+            // Checked again under the same lock as the insert: of two first polls of an id with
+            // different keys, the second is refused.
+            let mut agents = self.agents_lock();
+            if let Some(known) = agents.get(&req.agent_id) {
+                let accepted = known.key.is_some_and(|k| caller.accepts(&k));
+                match check_agent_key(known.key.as_ref(), &caller.key, accepted) {
+                    KeyCheck::Refused => return Err(bound_elsewhere(&req.agent_id)),
+                    KeyCheck::Stale => {
+                        tracing::warn!(agent = %req.agent_id, "agent id taken over by another key (its key is no longer accepted)")
+                    }
+                    KeyCheck::Unbound | KeyCheck::Matches => {}
+                }
+            }
+            agents.insert(req.agent_id.clone(), entry);
+        }
+        if let Some(expiry) = self.settings.agent_expiry {
+            self.tick_by(agent_expires_at(now, expiry));
+        }
         let txn = self.db.begin_write().map_err(db_err)?;
         txn.open_table(AGENTS)
             .map_err(db_err)?
-            .insert(req.agent_id.as_str(), encode(&info)?.as_slice())
+            .insert(req.agent_id.as_str(), record.as_slice())
             .map_err(db_err)?;
         txn.commit().map_err(db_err)
     }
 
     pub fn agents(&self) -> Result<Vec<AgentInfo>, ApiError> {
-        let mut running: BTreeMap<String, Vec<JobId>> = BTreeMap::new();
+        let mut running: BTreeMap<AgentId, Vec<JobId>> = BTreeMap::new();
         for job in self.queue().jobs().filter(|j| j.state == JobState::Running) {
             if let Some(a) = &job.agent {
-                running.entry(a.to_string()).or_default().push(job.id);
+                running.entry(a.clone()).or_default().push(job.id);
             }
         }
-        let read = self.db.begin_read().map_err(db_err)?;
-        let t = read.open_table(AGENTS).map_err(db_err)?;
-        let mut out = Vec::new();
-        let seen = self.agents.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for row in t.iter().map_err(db_err)? {
-            let mut info: AgentInfo = decode(row.map_err(db_err)?.1.value())?;
-            if let Some((newer, _)) = seen.get(info.id.as_str()) {
-                info = newer.clone();
-            }
-            info.running = running.remove(info.id.as_str()).unwrap_or_default();
-            out.push(info);
-        }
-        Ok(out)
+        let agents = self.agents_lock();
+        Ok(agents
+            .values()
+            .map(|entry| {
+                let mut info = entry.info.clone();
+                info.running = running.remove(&info.id).unwrap_or_default();
+                info
+            })
+            .collect())
     }
 
-    pub fn heartbeat(&self, id: JobId, agent: &AgentId) -> Result<DateTime<Utc>, ApiError> {
-        let (expiry, saved) = {
+    pub fn heartbeat(&self, id: JobId, agent: &AgentId, caller: &Caller) -> Result<DateTime<Utc>, ApiError> {
+        self.authorize(agent, caller)?;
+        let renewed = {
             let mut q = self.queue();
-            let expiry = q
-                .heartbeat(id, agent, Utc::now())
-                .map_err(|e| ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string()))?;
-            (expiry, self.writer.submit(q.get(id))?)
+            match q.heartbeat(id, agent, Utc::now()) {
+                Ok(expiry) => Ok((expiry, self.writer.submit(q.get(id))?)),
+                Err(e) => Err(e),
+            }
         };
+        let (expiry, saved) = renewed.map_err(|e| self.refused(id, e))?;
         saved.wait()?;
         Ok(expiry)
     }
 
-    pub fn finish(&self, id: JobId, agent: &AgentId, outcome: Outcome) -> Result<Job, ApiError> {
-        let (ended, saved) = {
+    pub fn finish(
+        &self,
+        id: JobId,
+        agent: &AgentId,
+        outcome: Outcome,
+        caller: &Caller,
+    ) -> Result<Job, ApiError> {
+        self.authorize(agent, caller)?;
+        let finished = {
             let mut q = self.queue();
-            let ended = q
-                .finish(id, agent, outcome, Utc::now())
-                .map_err(|e| ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string()))?;
-            let saved = self.writer.submit(ended_jobs(std::slice::from_ref(&ended)))?;
-            (ended, saved)
+            match q.finish(id, agent, outcome, Utc::now()) {
+                Ok(ended) => {
+                    let saved = self.writer.submit(ended_jobs(std::slice::from_ref(&ended)))?;
+                    Ok((ended, saved))
+                }
+                Err(e) => Err(e),
+            }
         };
+        let (ended, saved) = finished.map_err(|e| self.refused(id, e))?;
         saved.wait()?;
         if ended.retry.is_some() {
             self.notify.notify_waiters();
         }
+        self.tick_by_expiry_of(agent);
         Ok(ended.job)
     }
 
@@ -585,24 +767,104 @@ impl Builds {
         self.logs.join(format!("{}.log", id.0))
     }
 
-    /// Appends to a running job's log; only the agent holding the lease may.
-    pub fn append_log(&self, id: JobId, agent: &AgentId, bytes: &[u8]) -> Result<(), ApiError> {
+    /// Appends to a running job's log; only the agent holding the lease may. The log keeps at most
+    /// `max_log_size` bytes: the append that crosses it writes what fits and the truncation marker, and
+    /// marks the job; later appends are accepted and discarded, so the build goes on.
+    pub fn append_log(
+        &self,
+        id: JobId,
+        agent: &AgentId,
+        caller: &Caller,
+        bytes: &[u8],
+    ) -> Result<(), ApiError> {
+        self.authorize(agent, caller)?;
         let job = self.job(id)?.ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
+        if job.state.is_final() {
+            return Err(self.refused(id, JobError::Finished { job: id, state: job.state }));
+        }
         if job.state != JobState::Running || job.agent.as_ref() != Some(agent) {
             return Err(ApiError::new(
                 warp::http::StatusCode::CONFLICT,
                 format!("job {id} is not running on agent {agent}"),
             ));
         }
-        use std::io::Write;
-        let mut f =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id)).map_err(db_err)?;
-        f.write_all(bytes).map_err(db_err)
+        let shard = usize::try_from(id.0 % LOG_LOCK_SHARDS as u64).unwrap_or(0);
+        let truncated = {
+            let _guard = self.log_locks[shard].lock().unwrap_or_else(|p| p.into_inner());
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path(id))
+                .map_err(|e| ApiError::internal("opening a build log", e))?;
+            let size = f.metadata().map_err(|e| ApiError::internal("reading a build log's size", e))?.len();
+            let max = self.settings.max_log_size;
+            let plan = plan_log_append(size, bytes.len(), max);
+            let mut out = bytes.get(..plan.keep).unwrap_or(bytes).to_vec();
+            if plan.truncate {
+                out.extend_from_slice(log_truncation_marker(max).as_bytes());
+            }
+            if !out.is_empty() {
+                f.write_all(&out).map_err(|e| ApiError::internal("writing a build log", e))?;
+            }
+            plan.truncate
+        };
+        if truncated {
+            tracing::warn!(job = %id, max = self.settings.max_log_size, "build log truncated (max_log_size)");
+            let saved = {
+                let mut q = self.queue();
+                let marked = q.mark_log_truncated(id);
+                self.writer.submit(marked)?
+            };
+            saved.wait()?;
+        }
+        Ok(())
     }
 
     /// The log file of a job (it may not exist yet).
     pub fn log_file(&self, id: JobId) -> PathBuf {
         self.log_path(id)
+    }
+
+    /// Forgets agents idle past `agent_expiry` that hold no job, in memory and in redb. Returns when the
+    /// next one would expire.
+    fn expire_agents(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let Some(expiry) = self.settings.agent_expiry else { return Ok(None) };
+        let holding: BTreeSet<AgentId> = self
+            .queue()
+            .jobs()
+            .filter(|j| j.state == JobState::Running)
+            .filter_map(|j| j.agent.clone())
+            .collect();
+        let mut removed = Vec::new();
+        let mut next: Option<DateTime<Utc>> = None;
+        {
+            let mut agents = self.agents_lock();
+            agents.retain(|id, entry| {
+                let busy = holding.contains(id);
+                if agent_expired(entry.info.last_seen, now, Some(expiry), busy) {
+                    removed.push(id.clone());
+                    return false;
+                }
+                if !busy {
+                    let at = agent_expires_at(entry.info.last_seen, expiry);
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+                true
+            });
+        }
+        if !removed.is_empty() {
+            let txn = self.db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(AGENTS).map_err(db_err)?;
+                for id in &removed {
+                    t.remove(id.as_str()).map_err(db_err)?;
+                }
+            }
+            txn.commit().map_err(db_err)?;
+            tracing::info!(removed = removed.len(), "idle agents forgotten (agent_expiry_secs)");
+        }
+        Ok(next)
     }
 
     // ---- the tick ----
@@ -625,7 +887,8 @@ impl Builds {
         Ok(())
     }
 
-    /// Expires leases, queues due scheduled runs, removes old logs. Returns when to tick again.
+    /// Expires leases, queues due scheduled runs, removes old logs, forgets idle agents. Returns when to
+    /// tick again.
     pub fn tick(&self) -> Result<DateTime<Utc>, ApiError> {
         let now = Utc::now();
         self.expire_leases()?;
@@ -661,10 +924,12 @@ impl Builds {
             tracing::info!(queued = jobs.len(), "scheduled builds queued");
         }
         self.remove_old_logs(now);
+        let next_agent_expiry = self.expire_agents(now)?;
         let next_queue_event = self.queue().next_event(now);
         // At least once per lease period, so a lease granted since is expired in time.
         let cap = now + self.settings.lease.min(Duration::seconds(30));
-        let next = [tick.next_wakeup, next_queue_event, Some(cap)].into_iter().flatten().min();
+        let next =
+            [tick.next_wakeup, next_queue_event, next_agent_expiry, Some(cap)].into_iter().flatten().min();
         Ok(next.unwrap_or(now + Duration::seconds(30)))
     }
 
@@ -705,9 +970,14 @@ pub async fn run_ticks(builds: std::sync::Arc<Builds>) {
                 std::time::Duration::from_secs(5)
             }
         };
-        tokio::time::sleep(
-            wait.clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(30)),
-        )
-        .await;
+        let floor = std::time::Duration::from_millis(200);
+        let wait = wait.clamp(floor, std::time::Duration::from_secs(30));
+        let planned = chrono::Duration::from_std(wait).map_or(Utc::now(), |w| Utc::now() + w);
+        *builds.next_tick.lock().unwrap_or_else(|p| p.into_inner()) = planned;
+        // Woken early when an agent may expire sooner, but never more than every `floor`.
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = async { tokio::time::sleep(floor).await; builds.tick_wake.notified().await } => {}
+        }
     }
 }

@@ -53,7 +53,7 @@ impl Reply for ApiError {
                 .into_response();
         // These are answered before an upload's body is read: the connection cannot be reused, so say so
         // and keep clients from sending their next request on it.
-        if matches!(status.as_u16(), 401 | 403 | 411 | 413) {
+        if matches!(status.as_u16(), 401 | 403 | 408 | 411 | 413) {
             let close = warp::http::HeaderValue::from_static("close");
             response.headers_mut().insert(warp::http::header::CONNECTION, close);
         }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod metrics;
 pub mod repo;
 pub mod routes;
+pub mod serve;
 pub mod shutdown;
 pub mod store;
 
@@ -99,6 +100,13 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
         },
         max_log_age_days: config.max_log_age,
         default_arch: config.default_arch.clone(),
+        max_log_size: config.max_log_size,
+        max_agent_capacity: config.max_agent_capacity,
+        // 0 keeps agents forever.
+        agent_expiry: i64::try_from(config.agent_expiry_secs.min(100 * 365 * 86_400))
+            .ok()
+            .filter(|&s| s > 0)
+            .map(chrono::Duration::seconds),
     };
     let builds = builds::Builds::open(data_dir, settings).map_err(|e| StartError::Builds(e.message))?;
     Ok(Arc::new(App { config, keys, repos, builds: Arc::new(builds), metrics: metrics::Metrics::new()? }))
@@ -118,8 +126,16 @@ pub async fn serve(
     println!("vieter-server listening on http://{local}");
     let _ = std::io::stdout().flush();
     tracing::info!("listening on http://{local}, data in {}", app.config.data_dir.display());
+    let limits = serve::ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_secs(app.config.header_read_timeout.max(1)),
+        max_connections: match app.config.max_connections {
+            0 => serve::default_max_connections(),
+            n => n as usize,
+        },
+    };
+    tracing::debug!(?limits, "connection limits");
     let ticks = tokio::spawn(builds::run_ticks(app.builds.clone()));
-    warp::serve(routes::routes(app)).incoming(listener).graceful(shutdown).run().await;
+    serve::serve(listener, routes::routes(app), limits, shutdown).await;
     ticks.abort();
     tracing::info!("stopped");
     Ok(())

@@ -86,6 +86,13 @@ impl Metrics {
     }
 }
 
+/// The method label of a request: one of a fixed set, so that invented methods (anyone can send
+/// `FOO /`) cannot grow the metrics without bound.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    KNOWN.iter().find(|m| **m == method).copied().unwrap_or("other")
+}
+
 /// The route template of a request path, so labels stay few.
 pub fn route_of(method: &str, path: &str) -> &'static str {
     let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
@@ -131,6 +138,15 @@ mod tests {
             route_of("GET", "/api/v1/repos/core/x86_64/packages/foo"),
             "/api/v1/repos/{repo}/{arch}/packages/{name}"
         );
+    }
+
+    #[test]
+    fn methods_are_a_fixed_set() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("DELETE"), "DELETE");
+        assert_eq!(method_label("FOO"), "other");
+        assert_eq!(method_label("get"), "other");
+        assert_eq!(route_of("FOO", "/a/b/c/d/e"), "other");
     }
 
     #[test]

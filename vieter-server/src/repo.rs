@@ -30,8 +30,9 @@ use libvieter::api::PublishResult;
 use libvieter::db::{ArchiveKind, DbEntry, DbFormat};
 use libvieter::name::Arch;
 use libvieter::package::{read_package, Package, PackageError, ReadOptions};
+use sha2::{Digest, Sha256};
 
-use crate::store::{Locked, NewPackage, Placement, PoolChanges, Store, StoreError};
+use crate::store::{Locked, NewPackage, Placement, PoolChanges, Put, Store, StoreError};
 
 /// Why a repository operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,35 @@ pub struct Repos {
     /// while an emptied repository directory is removed: the removal of one arch-repo never pulls the
     /// repository directory from under the creation of another.
     repo_dirs: RwLock<()>,
+    /// Content tags of the archives, by path (see [`Repos::archive_etag`]).
+    tags: Mutex<std::collections::HashMap<PathBuf, ArchiveTag>>,
+}
+
+/// The tag of an archive as it was written: valid while its length and time are these.
+#[derive(Debug, Clone)]
+struct ArchiveTag {
+    len: u64,
+    mtime: SystemTime,
+    etag: String,
+}
+
+/// A writer that hashes and counts what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.hasher.update(&data[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl Repos {
@@ -96,6 +126,7 @@ impl Repos {
             locks: Mutex::default(),
             pool_guard: RwLock::new(()),
             repo_dirs: RwLock::new(()),
+            tags: Mutex::default(),
         })
     }
 
@@ -174,19 +205,19 @@ impl Repos {
                 pool_guard.take();
             }
             match put? {
-                Locked::Done((archs, changes)) => {
+                Locked::Done(put) => {
                     // Committed: from here on a failure leaves redb ahead of the archives, which the
                     // next change or startup recovery rewrites; no file they list is deleted.
-                    for arch in &archs {
+                    for arch in &put.changed {
                         self.write_archives(repo, arch)?;
                     }
-                    Ok(Locked::Done((archs, changes)))
+                    Ok(Locked::Done(put))
                 }
                 Locked::NeedLocks(more) => Ok(Locked::NeedLocks(more)),
             }
         });
         drop(pool_guard);
-        let (archs, changes) = match committed {
+        let Put { archs, changed, changes } = match committed {
             Ok(done) => done,
             Err(e) => {
                 self.delete_if_unreferenced(&package.sha256);
@@ -194,7 +225,11 @@ impl Repos {
             }
         };
         self.delete_unreferenced(&changes);
-        tracing::info!(repo, archs = ?archs, name = %package.info.name, version = %package.info.version, "published");
+        if changed.is_empty() {
+            tracing::info!(repo, archs = ?archs, name = %package.info.name, version = %package.info.version, "already published");
+        } else {
+            tracing::info!(repo, archs = ?changed, name = %package.info.name, version = %package.info.version, "published");
+        }
         Ok(PublishResult {
             name: package.info.name.clone(),
             version: package.info.version.clone(),
@@ -264,30 +299,63 @@ impl Repos {
         }
     }
 
-    /// Rewrites both archives of an arch-repo from redb, atomically.
-    ///
-    /// pacman sends `If-Modified-Since` with the `Last-Modified` it was given, in whole seconds. So that a
-    /// change within the same second is never answered 304, every rewrite gets a modification time at
-    /// least one whole second after the previous one.
+    /// Rewrites both archives of an arch-repo from redb, atomically. Their modification time is the
+    /// time of the change (never in the future; see [`last_modified`] for how a change within the same
+    /// second is still never answered 304) and their tag a digest of their bytes.
     fn write_archives(&self, repo: &str, arch: &str) -> Result<(), RepoError> {
-        let previous =
-            fs::metadata(self.archive_path(repo, arch, ArchiveKind::Db)).and_then(|m| m.modified()).ok();
-        let mtime = next_mtime(SystemTime::now(), previous);
+        let mtime = SystemTime::now();
         for kind in [ArchiveKind::Db, ArchiveKind::Files] {
             let path = self.archive_path(repo, arch, kind);
             let dir = path.parent().map(Path::to_owned).unwrap_or_default();
             let tmp = archive_tmp_path(&path);
             let file = self.create_in_dir(&dir, &tmp).map_err(io(format!("creating {}", tmp.display())))?;
-            let mut out = BufWriter::with_capacity(1 << 20, &file);
+            let mut out =
+                Hashing { inner: BufWriter::with_capacity(1 << 20, &file), hasher: Sha256::new(), len: 0 };
             self.store.write_archive(repo, arch, kind, &mut out)?;
-            out.flush().map_err(io("writing an archive"))?;
-            drop(out);
+            out.inner.flush().map_err(io("writing an archive"))?;
+            let (len, digest) = (out.len, out.hasher.finalize());
+            drop(out.inner);
             file.set_modified(mtime).map_err(io("setting an archive's time"))?;
             file.sync_all().map_err(io("syncing an archive"))?;
+            let mtime =
+                file.metadata().and_then(|m| m.modified()).map_err(io("reading an archive's time"))?;
             fs::rename(&tmp, &path).map_err(io(format!("replacing {}", path.display())))?;
             sync_dir(&dir)?;
+            let tag = ArchiveTag { len, mtime, etag: hex::encode(&digest[..16]) };
+            self.tags.lock().unwrap_or_else(|p| p.into_inner()).insert(path, tag);
         }
         Ok(())
+    }
+
+    /// The tag (a digest of the content) of the archive at `path` whose open handle is `file`, of length
+    /// `len` and modification time `mtime`. Computed when the archive is written; after a restart, from
+    /// the file on first use.
+    pub fn archive_etag(
+        &self,
+        path: &Path,
+        file: &File,
+        len: u64,
+        mtime: SystemTime,
+    ) -> std::io::Result<String> {
+        let cached = self.tags.lock().unwrap_or_else(|p| p.into_inner()).get(path).cloned();
+        if let Some(tag) = cached.filter(|t| t.len == len && t.mtime == mtime) {
+            return Ok(tag.etag);
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut offset = 0u64;
+        while offset < len {
+            let n = std::os::unix::fs::FileExt::read_at(file, &mut buf, offset)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            offset += n as u64;
+        }
+        let etag = hex::encode(&hasher.finalize()[..16]);
+        let tag = ArchiveTag { len, mtime, etag: etag.clone() };
+        self.tags.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_owned(), tag);
+        Ok(etag)
     }
 
     /// Whether both archives of an arch-repo on disk are byte for byte what redb would write now.
@@ -437,14 +505,18 @@ impl<R: std::io::Read> Write for SameAs<R> {
     }
 }
 
-/// A whole-second time not before `now` and at least one second after `previous`.
-fn next_mtime(now: SystemTime, previous: Option<SystemTime>) -> SystemTime {
+/// The `Last-Modified` second to announce, at `now`, for an archive changed at `mtime`.
+///
+/// pacman sends back the `Last-Modified` it was given as `If-Modified-Since`, in whole seconds, and a
+/// 304 is answered when the archive's second is not after it. While the second of the change is still
+/// running, another change may come within it; so the second before it is announced. A copy announced
+/// as second `L` was fetched after every change up to `L`, and any later change has a later second: it
+/// is never answered 304. Never later than the wall clock.
+pub fn last_modified(mtime: SystemTime, now: SystemTime) -> SystemTime {
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut next = secs(now);
-    if let Some(prev) = previous {
-        next = next.max(secs(prev) + 1);
-    }
-    UNIX_EPOCH + Duration::from_secs(next)
+    let changed = secs(mtime);
+    let announced = if secs(now) > changed { changed } else { changed.saturating_sub(1) };
+    UNIX_EPOCH + Duration::from_secs(announced)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), RepoError> {
@@ -456,12 +528,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn archive_times_strictly_increase_in_whole_seconds() {
-        let t = |s| UNIX_EPOCH + Duration::from_millis(s);
-        assert_eq!(next_mtime(t(10_500), None), t(10_000));
-        assert_eq!(next_mtime(t(10_500), Some(t(10_000))), t(11_000));
-        assert_eq!(next_mtime(t(10_500), Some(t(12_000))), t(13_000));
-        assert_eq!(next_mtime(t(20_000), Some(t(12_000))), t(20_000));
+    fn last_modified_is_never_ahead_and_never_hides_a_change() {
+        let t = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        // Changed at 10.2 s: while second 10 runs, announce 9; afterwards, 10.
+        assert_eq!(last_modified(t(10_200), t(10_900)), t(9_000));
+        assert_eq!(last_modified(t(10_200), t(11_000)), t(10_000));
+        assert_eq!(last_modified(t(10_200), t(50_000)), t(10_000));
+        // A client that fetched at 10.9 (announced 9) and sends If-Modified-Since 9 after a second
+        // change at 10.95 sees the change: its second (10) is after 9.
+        let announced = last_modified(t(10_200), t(10_900));
+        assert!(
+            t(10_950).duration_since(UNIX_EPOCH).unwrap().as_secs()
+                > announced.duration_since(UNIX_EPOCH).unwrap().as_secs()
+        );
+        // Never after the wall clock.
+        for (m, n) in [(10_200, 10_300), (10_000, 10_000), (0, 0), (999, 5_000)] {
+            assert!(last_modified(t(m), t(n)) <= t(n));
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! |---|---|---|
 //! | `members` | `repo/arch/pkgname` | the entry's two gzip members: `u32` LE length of the db member, then the db member, then the files member |
 //! | `summaries` | `repo/arch/pkgname` | postcard [`PackageSummary`] |
-//! | `details` | `repo/arch/pkgname` | postcard [`Package`] (all metadata, file list) |
+//! | `details` | `repo/arch/pkgname` | postcard [`Package`] (all metadata, without the file list) |
+//! | `file_lists` | `repo/arch/pkgname/{chunk:08}` | postcard `Vec<String>`: [`FILE_CHUNK`] names of the file list |
 //! | `files` | `repo/arch/filename` | SHA-256 of the package file in the pool |
 //! | `pool` | SHA-256 | number of `files` rows pointing at it |
 //! | `arch_repos` | `repo/arch` | postcard [`ArchRecord`] |
@@ -31,6 +32,21 @@ const DETAILS: TableDefinition<&str, &[u8]> = TableDefinition::new("details");
 const FILES: TableDefinition<&str, &str> = TableDefinition::new("files");
 const POOL: TableDefinition<&str, u64> = TableDefinition::new("pool");
 const ARCH_REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("arch_repos");
+const FILE_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("file_lists");
+
+/// Names per `file_lists` row: a page of a package's file list reads a few rows, never the whole list.
+pub const FILE_CHUNK: usize = 1000;
+
+fn chunk_key(pkg_key: &str, chunk: usize) -> String {
+    format!("{pkg_key}/{chunk:08}")
+}
+
+/// Removes every `file_lists` row of one package.
+fn remove_file_list(table: &mut redb::Table<&str, &[u8]>, pkg_key: &str) -> Result<(), StoreError> {
+    let (lo, hi) = prefix_range(pkg_key);
+    table.retain_in(lo.as_str()..hi.as_str(), |_, _| false)?;
+    Ok(())
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +112,24 @@ pub enum Placement<'a> {
     Any { default_arch: &'a str },
 }
 
+/// What a publish did.
+#[derive(Debug, Default)]
+pub struct Put {
+    /// The arch-repos the package is in.
+    pub archs: Vec<String>,
+    /// Those of them that changed (their archives must be rewritten); empty when the same file was
+    /// already published everywhere.
+    pub changed: Vec<String>,
+    /// Pool files to delete once the archives are rewritten.
+    pub changes: PoolChanges,
+}
+
 /// What a removal did.
 #[derive(Debug, Default)]
 pub struct Removed {
     /// Whether the package, arch-repo or repository existed.
     pub found: bool,
-    /// The arch-repos looked at (their archives must be rewritten or removed).
+    /// The arch-repos changed (their archives must be rewritten or removed).
     pub archs: Vec<String>,
     /// Pool files to delete once the archives are rewritten.
     pub changes: PoolChanges,
@@ -140,23 +168,39 @@ impl Store {
         txn.open_table(FILES)?;
         txn.open_table(POOL)?;
         txn.open_table(ARCH_REPOS)?;
+        txn.open_table(FILE_LISTS)?;
         txn.commit()?;
         Ok(Store { db })
     }
 
     /// Records `new` in `repo` where `placement` says, replacing the package of the same name; one
-    /// transaction. `locked` are the arch-repos the caller holds the locks of. Returns the arches written.
+    /// transaction. `locked` are the arch-repos the caller holds the locks of. Returns the arches the
+    /// package is in and, of those, the ones that changed: an arch-repo that already serves this very
+    /// file is left alone, and when none changed nothing is written at all.
     pub fn put_package(
         &self,
         repo: &str,
         placement: Placement<'_>,
         locked: &[String],
         new: &NewPackage<'_>,
-    ) -> Result<Locked<(Vec<String>, PoolChanges)>, StoreError> {
+    ) -> Result<Locked<Put>, StoreError> {
         let name = new.package.info.name.as_str();
         let sha = new.package.sha256.as_str();
         let summary = postcard::to_stdvec(&PackageSummary::new(new.package, new.filename, new.published_at))?;
-        let detail = postcard::to_stdvec(new.package)?;
+        let p = new.package;
+        // The file list goes to its own rows: a package's details stay small whatever its size.
+        let without_files = Package {
+            info: p.info.clone(),
+            pkginfo: p.pkginfo.clone(),
+            files: Vec::new(),
+            compression: p.compression,
+            csize: p.csize,
+            sha256: p.sha256.clone(),
+            md5: p.md5.clone(),
+        };
+        let detail = postcard::to_stdvec(&without_files)?;
+        let chunks: Vec<Vec<u8>> =
+            new.package.files.chunks(FILE_CHUNK).map(postcard::to_stdvec).collect::<Result<_, _>>()?;
         let mut members = Vec::with_capacity(4 + new.entry.db_member.len() + new.entry.files_member.len());
         members.extend_from_slice(&(new.entry.db_member.len() as u32).to_le_bytes());
         members.extend_from_slice(&new.entry.db_member);
@@ -177,6 +221,7 @@ impl Store {
             return Ok(Locked::NeedLocks(archs));
         }
         let mut changes = PoolChanges::default();
+        let mut changed = Vec::new();
         {
             let mut t_members = txn.open_table(MEMBERS)?;
             let mut t_summaries = txn.open_table(SUMMARIES)?;
@@ -184,13 +229,22 @@ impl Store {
             let mut t_files = txn.open_table(FILES)?;
             let mut t_pool = txn.open_table(POOL)?;
             let mut t_arch = txn.open_table(ARCH_REPOS)?;
+            let mut t_lists = txn.open_table(FILE_LISTS)?;
             for arch in archs.iter().map(String::as_str) {
                 let pkg_key = key(&[repo, arch, name]);
-                // Unlink the file of the version being replaced.
                 let old_filename = match t_summaries.get(pkg_key.as_str())? {
                     Some(old) => Some(postcard::from_bytes::<PackageSummary>(old.value())?.filename),
                     None => None,
                 };
+                // The same file again: nothing to change in this arch-repo.
+                if old_filename.as_deref() == Some(new.filename) {
+                    let file_key = key(&[repo, arch, new.filename]);
+                    if t_files.get(file_key.as_str())?.is_some_and(|v| v.value() == sha) {
+                        continue;
+                    }
+                }
+                changed.push(arch.to_owned());
+                // Unlink the file of the version being replaced.
                 if let Some(old_filename) = old_filename {
                     unlink_file(&mut t_files, &mut t_pool, &key(&[repo, arch, &old_filename]), &mut changes)?;
                 }
@@ -203,11 +257,19 @@ impl Store {
                 t_members.insert(pkg_key.as_str(), members.as_slice())?;
                 t_summaries.insert(pkg_key.as_str(), summary.as_slice())?;
                 t_details.insert(pkg_key.as_str(), detail.as_slice())?;
+                remove_file_list(&mut t_lists, &pkg_key)?;
+                for (i, chunk) in chunks.iter().enumerate() {
+                    t_lists.insert(chunk_key(&pkg_key, i).as_str(), chunk.as_slice())?;
+                }
                 t_arch.insert(key(&[repo, arch]).as_str(), arch_record.as_slice())?;
             }
         }
-        txn.commit()?;
-        Ok(Locked::Done((archs, changes)))
+        if changed.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(Locked::Done(Put { archs, changed, changes }))
     }
 
     /// Removes one package from one arch-repo (`Some(name)`), a whole arch-repo (`arch` only) or a whole
@@ -231,7 +293,7 @@ impl Store {
             return Ok(Locked::NeedLocks(arches));
         }
         let mut changes = PoolChanges::default();
-        let mut found = false;
+        let mut changed = Vec::new();
         {
             let mut t_members = txn.open_table(MEMBERS)?;
             let mut t_summaries = txn.open_table(SUMMARIES)?;
@@ -239,11 +301,13 @@ impl Store {
             let mut t_files = txn.open_table(FILES)?;
             let mut t_pool = txn.open_table(POOL)?;
             let mut t_arch = txn.open_table(ARCH_REPOS)?;
+            let mut t_lists = txn.open_table(FILE_LISTS)?;
             for arch in &arches {
                 let arch_key = key(&[repo, arch]);
                 if t_arch.get(arch_key.as_str())?.is_none() {
                     continue;
                 }
+                let mut removed_here = false;
                 let names: Vec<String> = match name {
                     Some(n) => vec![n.to_owned()],
                     None => {
@@ -262,22 +326,31 @@ impl Store {
                         Some(old) => postcard::from_bytes::<PackageSummary>(old.value())?.filename,
                         None => continue,
                     };
-                    found = true;
+                    removed_here = true;
                     t_members.remove(pkg_key.as_str())?;
                     t_details.remove(pkg_key.as_str())?;
+                    remove_file_list(&mut t_lists, &pkg_key)?;
                     unlink_file(&mut t_files, &mut t_pool, &key(&[repo, arch, &filename]), &mut changes)?;
                 }
-                if name.is_some() {
+                if name.is_none() {
+                    t_arch.remove(arch_key.as_str())?;
+                    removed_here = true;
+                } else if removed_here {
                     let record = postcard::to_stdvec(&ArchRecord { last_change: now })?;
                     t_arch.insert(arch_key.as_str(), record.as_slice())?;
-                } else {
-                    t_arch.remove(arch_key.as_str())?;
-                    found = true;
+                }
+                if removed_here {
+                    changed.push(arch.clone());
                 }
             }
         }
-        txn.commit()?;
-        Ok(Locked::Done(Removed { found, archs: arches, changes }))
+        // A delete of something that is not there writes nothing.
+        if changed.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(Locked::Done(Removed { found: !changed.is_empty(), archs: changed, changes }))
     }
 
     /// Every arch-repo as `(repo, arch, record)`.
@@ -377,7 +450,52 @@ impl Store {
         Ok(out)
     }
 
-    /// One package's summary and full metadata.
+    /// A page of one package's file list (`offset`, at most `limit` names) and the list's length, or
+    /// `None` when the package is not there. Reads only the rows the page needs.
+    pub fn file_page(
+        &self,
+        repo: &str,
+        arch: &str,
+        name: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<(Vec<String>, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let pkg_key = key(&[repo, arch, name]);
+        let Some(detail) = txn.open_table(DETAILS)?.get(pkg_key.as_str())?.map(|v| v.value().to_vec()) else {
+            return Ok(None);
+        };
+        let table = txn.open_table(FILE_LISTS)?;
+        let (lo, hi) = prefix_range(&pkg_key);
+        // The last row tells the length: every row but the last is full.
+        let last = table.range(lo.as_str()..hi.as_str())?.next_back().transpose()?;
+        let Some((last_key, last_value)) = last else {
+            // Recorded before file lists had their own table: the list is in the details.
+            let package: Package = postcard::from_bytes(&detail)?;
+            let total = package.files.len() as u64;
+            return Ok(Some((package.files.into_iter().skip(offset).take(limit).collect(), total)));
+        };
+        let last_index: usize =
+            last_key.value().rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or_default();
+        let last_len = postcard::from_bytes::<Vec<String>>(last_value.value())?.len();
+        let total = (last_index * FILE_CHUNK + last_len) as u64;
+        let mut page = Vec::with_capacity(limit.min(FILE_CHUNK * 4));
+        let first_chunk = offset / FILE_CHUNK;
+        let mut skip = offset % FILE_CHUNK;
+        let start = chunk_key(&pkg_key, first_chunk);
+        for row in table.range(start.as_str()..hi.as_str())? {
+            if page.len() >= limit {
+                break;
+            }
+            let (_, v) = row?;
+            let names: Vec<String> = postcard::from_bytes(v.value())?;
+            page.extend(names.into_iter().skip(skip).take(limit - page.len()));
+            skip = 0;
+        }
+        Ok(Some((page, total)))
+    }
+
+    /// One package's summary and metadata (without its file list: see [`Store::file_page`]).
     pub fn package(
         &self,
         repo: &str,
@@ -458,7 +576,7 @@ mod tests {
         let new = NewPackage { package: &p.0, entry: &p.1, filename: &filename, published_at: Utc::now() };
         let locked: Vec<String> = locked.iter().map(|s| s.to_string()).collect();
         match store.put_package("r", placement, &locked, &new).unwrap() {
-            Locked::Done((archs, _)) => Locked::Done(archs),
+            Locked::Done(put) => Locked::Done(put.archs),
             Locked::NeedLocks(more) => Locked::NeedLocks(more),
         }
     }

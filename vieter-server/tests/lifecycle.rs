@@ -283,6 +283,12 @@ async fn db_downloads_are_conditional_and_never_stale() {
     let http = reqwest::Client::new();
     assert_eq!(publish(&http, &server.url, "r", package("one", "1-1", "x86_64", &[])).await.status(), 200);
     let db_url = format!("{}/r/x86_64/r.db", server.url);
+    // Fetched within the second of the change, the db is announced as of the second before: another
+    // change may still come within this second, and pacman's If-Modified-Since has whole seconds.
+    let fresh = http.get(&db_url).send().await.unwrap();
+    let fresh_lm = httpdate::parse_http_date(fresh.headers()["last-modified"].to_str().unwrap()).unwrap();
+    assert!(fresh_lm <= std::time::SystemTime::now(), "Last-Modified is never ahead of the clock");
+    next_second().await;
     let first = http.get(&db_url).send().await.unwrap();
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["content-type"], "application/gzip");
@@ -301,6 +307,19 @@ async fn db_downloads_are_conditional_and_never_stale() {
     let r = http.get(&db_url).header("Range", "bytes=0-9").send().await.unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.bytes().await.unwrap(), first_body.slice(0..10));
+
+    // Republishing the same file, or deleting what is not there, changes nothing: same validators.
+    assert_eq!(publish(&http, &server.url, "r", package("one", "1-1", "x86_64", &[])).await.status(), 200);
+    let r = http
+        .delete(format!("{}/r/x86_64/nothing", server.url))
+        .header("X-Api-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http.get(&db_url).send().await.unwrap();
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(r.headers()["last-modified"].to_str().unwrap(), last_modified);
 
     // A change within the same second is never answered 304 (pacman sends If-Modified-Since).
     assert_eq!(publish(&http, &server.url, "r", package("two", "1-1", "x86_64", &[])).await.status(), 200);
@@ -337,6 +356,7 @@ async fn a_restart_keeps_intact_archives_and_rewrites_damaged_ones() {
     };
     let mut server = Server::start_on(&data, &[]);
     assert_eq!(publish(&http, &server.url, "r", package("kept", "1-1", "x86_64", &[])).await.status(), 200);
+    next_second().await;
     let before = http.get(format!("{}/r/x86_64/r.db", server.url)).send().await.unwrap();
     let (etag, last_modified) = validators(&before);
     let db_before = before.bytes().await.unwrap();
@@ -437,4 +457,12 @@ async fn a_config_file_is_read_and_the_environment_overrides_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Waits until the wall clock's second has turned (a db changed in an earlier second is announced as
+/// of that second).
+async fn next_second() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let rest = std::time::Duration::from_secs(1) - std::time::Duration::from_nanos(now.subsec_nanos() as u64);
+    tokio::time::sleep(rest + std::time::Duration::from_millis(20)).await;
 }

@@ -120,7 +120,7 @@ pub async fn run(ctx: &Context, cmd: ReposCommand) -> Result<(), String> {
                     ("Packager", i.packager.clone().unwrap_or_default()),
                     ("SHA-256", p.summary.sha256.clone()),
                     ("Published", p.summary.published_at.to_rfc3339()),
-                    ("Files", p.files.len().to_string()),
+                    ("Files", p.files_total.to_string()),
                 ];
                 for (k, v) in rows {
                     t.add_row(vec![k.to_owned(), v]);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use libvieter::api::{ArchRepoInfo, ListQuery, PackageDetail, RepoInfo};
+use libvieter::api::{ArchRepoInfo, FilesQuery, ListQuery, PackageDetail, RepoInfo};
 use libvieter::name::Arch;
 
 use crate::error::{ok, ApiError};
@@ -69,21 +69,32 @@ pub async fn list_packages(
     Ok(ok(&page))
 }
 
+/// Default and largest page of a package's file list.
+const DEFAULT_FILES: usize = 1_000;
+const MAX_FILES: usize = 10_000;
+
+/// One package with a page of its file list: memory per request stays bounded by the page, however
+/// large the package's list is.
 pub async fn package(
     app: Arc<App>,
     repo: String,
     arch: String,
     name: String,
+    query: FilesQuery,
 ) -> Result<warp::reply::Response, ApiError> {
+    let offset = query.files_offset.unwrap_or(0);
+    let limit = query.files_limit.unwrap_or(DEFAULT_FILES).min(MAX_FILES);
     let detail = blocking(move || {
-        let found = app
-            .repos
-            .store()
-            .package(&repo, &arch, &name)
-            .map_err(|e| ApiError::internal("reading a package", e))?;
-        let (summary, package) =
-            found.ok_or_else(|| ApiError::not_found(format!("package {name} not found in {repo}/{arch}")))?;
-        Ok(PackageDetail { summary, info: package.info, files: package.files })
+        let store = app.repos.store();
+        let not_found = || ApiError::not_found(format!("package {name} not found in {repo}/{arch}"));
+        let found =
+            store.package(&repo, &arch, &name).map_err(|e| ApiError::internal("reading a package", e))?;
+        let (summary, package) = found.ok_or_else(not_found)?;
+        let (files, files_total) = store
+            .file_page(&repo, &arch, &name, offset, limit)
+            .map_err(|e| ApiError::internal("reading a file list", e))?
+            .ok_or_else(not_found)?;
+        Ok(PackageDetail { summary, info: package.info, files, files_total })
     })
     .await?;
     Ok(ok(&detail))

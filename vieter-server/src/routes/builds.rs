@@ -6,9 +6,10 @@ use libvieter::api::{FinishRequest, HeartbeatRequest, PollRequest, QueueRequest}
 use libvieter::job::{AgentId, JobId};
 use libvieter::target::{NewTarget, TargetId, TargetPatch};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
-use crate::builds::{JobFilter, TargetFilter};
+use crate::auth::Caller;
+use crate::builds::{Builds, JobFilter, TargetFilter};
 use crate::error::{ok, ApiError};
 use crate::App;
 
@@ -150,27 +151,37 @@ pub async fn retry_job(app: Arc<App>, id: u64) -> Result<warp::reply::Response, 
     Ok(ok(&blocking(move || app.builds.retry(JobId(id))).await?))
 }
 
-pub async fn poll(app: Arc<App>, body: bytes::Bytes) -> Result<warp::reply::Response, ApiError> {
+pub async fn poll(
+    app: Arc<App>,
+    caller: Caller,
+    body: bytes::Bytes,
+) -> Result<warp::reply::Response, ApiError> {
     let req: PollRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid poll request: {e}")))?;
-    Ok(ok(&app.builds.poll(req).await?))
+    Ok(ok(&app.builds.poll(req, caller).await?))
 }
 
 pub async fn heartbeat(
     app: Arc<App>,
+    caller: Caller,
     id: u64,
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let req: HeartbeatRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid heartbeat: {e}")))?;
-    let expiry = blocking(move || app.builds.heartbeat(JobId(id), &req.agent_id)).await?;
+    let expiry = blocking(move || app.builds.heartbeat(JobId(id), &req.agent_id, &caller)).await?;
     Ok(ok(&serde_json::json!({ "lease_expires_at": expiry })))
 }
 
-pub async fn finish(app: Arc<App>, id: u64, body: bytes::Bytes) -> Result<warp::reply::Response, ApiError> {
+pub async fn finish(
+    app: Arc<App>,
+    caller: Caller,
+    id: u64,
+    body: bytes::Bytes,
+) -> Result<warp::reply::Response, ApiError> {
     let req: FinishRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid finish request: {e}")))?;
-    Ok(ok(&blocking(move || app.builds.finish(JobId(id), &req.agent_id, req.outcome)).await?))
+    Ok(ok(&blocking(move || app.builds.finish(JobId(id), &req.agent_id, req.outcome, &caller)).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,11 +191,12 @@ pub struct AppendQuery {
 
 pub async fn append_log(
     app: Arc<App>,
+    caller: Caller,
     id: u64,
     q: AppendQuery,
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
-    blocking(move || app.builds.append_log(JobId(id), &q.agent_id, &body)).await?;
+    blocking(move || app.builds.append_log(JobId(id), &q.agent_id, &caller, &body)).await?;
     Ok(ok(&serde_json::json!({})))
 }
 
@@ -194,55 +206,116 @@ pub struct LogQuery {
     follow: bool,
 }
 
-/// The whole log, or with `follow=true` a stream that ends when the job does.
+/// How much of a log is read at once: a reader never holds more than a chunk or two of it.
+const LOG_CHUNK: usize = 64 * 1024;
+
+/// What a log stream reads from.
+struct LogReader {
+    builds: Arc<Builds>,
+    id: JobId,
+    path: std::path::PathBuf,
+    file: Option<tokio::fs::File>,
+    /// Bytes still to send (the length announced in Content-Length); `None` when following.
+    left: Option<u64>,
+    /// Following: the job was seen ended, so the next read that finds nothing ends the stream.
+    ended: bool,
+    buf: Vec<u8>,
+}
+
+impl LogReader {
+    /// The next chunk; `None` at the end.
+    async fn next(&mut self) -> Option<std::io::Result<bytes::Bytes>> {
+        loop {
+            if self.left == Some(0) {
+                return None;
+            }
+            if self.file.is_none() {
+                match tokio::fs::File::open(&self.path).await {
+                    Ok(f) => self.file = Some(f),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.left.is_none() => {}
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            if let Some(f) = self.file.as_mut() {
+                let want = self
+                    .left
+                    .map_or(LOG_CHUNK, |left| usize::try_from(left).unwrap_or(LOG_CHUNK).min(LOG_CHUNK));
+                self.buf.resize(want, 0);
+                match f.read(&mut self.buf[..want]).await {
+                    Ok(0) if self.left.is_some() => {
+                        return Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the log is shorter than announced",
+                        )));
+                    }
+                    Ok(0) => {}
+                    Ok(n) => {
+                        if let Some(left) = self.left.as_mut() {
+                            *left -= n as u64;
+                        }
+                        return Some(Ok(bytes::Bytes::copy_from_slice(&self.buf[..n])));
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            // Following and nothing new: end once the job has ended and a last read found nothing (what
+            // was appended before it ended is sent first).
+            if self.ended {
+                return None;
+            }
+            let (builds, id) = (self.builds.clone(), self.id);
+            let state = tokio::task::spawn_blocking(move || builds.job(id)).await;
+            self.ended = match state {
+                Ok(Ok(job)) => job.is_none_or(|j| j.state.is_final()),
+                _ => true,
+            };
+            if !self.ended {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// The whole log, or with `follow=true` a stream that ends when the job does. Either way the file is
+/// streamed in chunks of [`LOG_CHUNK`], never read whole; the whole log has its Content-Length (its size
+/// when the request came: a running job's later output is for the next read).
 pub async fn read_log(app: Arc<App>, id: u64, q: LogQuery) -> Result<warp::reply::Response, ApiError> {
     let builds_app = app.clone();
     if blocking(move || builds_app.builds.job(JobId(id))).await?.is_none() {
         return Err(ApiError::not_found(format!("job {id} not found")));
     }
     let path = app.builds.log_file(JobId(id));
+    let mut reader = LogReader {
+        builds: app.builds.clone(),
+        id: JobId(id),
+        path,
+        file: None,
+        left: None,
+        ended: false,
+        buf: Vec::new(),
+    };
+    let mut length = None;
     if !q.follow {
-        let text = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let len = match tokio::fs::File::open(&reader.path).await {
+            Ok(f) => {
+                let len = f.metadata().await.map_err(|e| ApiError::internal("reading a log", e))?.len();
+                reader.file = Some(f);
+                len
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(ApiError::internal("reading a log", e)),
         };
-        return warp::http::Response::builder()
-            .header("content-type", "text/plain; charset=utf-8")
-            .body(text)
-            .map(warp::Reply::into_response)
-            .map_err(|e| ApiError::internal("building a response", e));
+        reader.left = Some(len);
+        length = Some(len);
     }
     let stream =
-        futures_util::stream::unfold((app, path, 0u64, false), move |(app, path, pos, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let mut chunk = Vec::new();
-                if let Ok(mut f) = tokio::fs::File::open(&path).await {
-                    if f.seek(std::io::SeekFrom::Start(pos)).await.is_ok() {
-                        let _ = f.take(256 * 1024).read_to_end(&mut chunk).await;
-                    }
-                }
-                if !chunk.is_empty() {
-                    let next = pos + chunk.len() as u64;
-                    return Some((
-                        Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)),
-                        (app, path, next, false),
-                    ));
-                }
-                let finished = app.builds.job(JobId(id)).ok().flatten().is_none_or(|j| j.state.is_final());
-                if finished {
-                    return None;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            }
-        });
+        futures_util::stream::unfold(reader, |mut r| async move { r.next().await.map(|item| (item, r)) });
     let mut response = warp::reply::stream(stream).into_response();
-    response
-        .headers_mut()
-        .insert("content-type", warp::http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    let headers = response.headers_mut();
+    headers.insert("content-type", warp::http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    if let Some(len) = length {
+        headers.insert(warp::http::header::CONTENT_LENGTH, warp::http::HeaderValue::from(len));
+    }
     Ok(response)
 }
 

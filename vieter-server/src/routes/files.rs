@@ -16,10 +16,12 @@ use crate::error::ApiError;
 use crate::repo::validate_repo_name;
 use crate::App;
 
-/// What to send and how to describe it.
+/// What to send and how to describe it: an open file, its length, time and tag.
 struct Servable {
-    path: std::path::PathBuf,
-    etag: Option<String>,
+    file: std::fs::File,
+    len: u64,
+    modified: SystemTime,
+    etag: String,
     content_type: &'static str,
 }
 
@@ -42,21 +44,9 @@ pub async fn serve(
             .map_err(|e| ApiError::internal("locating a file", e))??
     };
     let Some(s) = servable else { return Err(not_found()) };
-    let file_handle = match tokio::fs::File::open(&s.path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-        Err(e) => return Err(ApiError::internal("opening a file", e)),
-    };
-    let meta = file_handle.metadata().await.map_err(|e| ApiError::internal("reading file metadata", e))?;
-    let len = meta.len();
-    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    // Archives change in place: their tag is derived from size and modification time.
-    let etag = s.etag.unwrap_or_else(|| {
-        let nanos = modified.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        format!("{len:x}-{nanos:x}")
-    });
-    let etag = format!("\"{etag}\"");
-    let last_modified = httpdate::fmt_http_date(modified);
+    let (len, modified) = (s.len, s.modified);
+    let etag = format!("\"{}\"", s.etag);
+    let last_modified = httpdate::fmt_http_date(crate::repo::last_modified(modified, SystemTime::now()));
 
     let mut builder = Response::builder()
         .header(header::ETAG, &etag)
@@ -95,8 +85,7 @@ pub async fn serve(
     let mut response = if head {
         builder.body(Vec::new()).map(Reply::into_response)
     } else {
-        let file = file_handle.into_std().await;
-        let mut r = warp::reply::stream(read_range(file, start, count)).into_response();
+        let mut r = warp::reply::stream(read_range(s.file, start, count)).into_response();
         *r.status_mut() = status;
         let built = builder.body(()).map_err(|e| ApiError::internal("building a response", e))?;
         r.headers_mut().extend(built.headers().clone());
@@ -142,8 +131,18 @@ fn read_range(
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
-/// Finds the file behind a URL: an archive name, or a package file name recorded in redb.
+/// Finds and opens the file behind a URL: an archive name, or a package file name recorded in redb.
+/// Archives are tagged by a digest of their content; package files by their SHA-256.
 fn locate(app: &App, repo: &str, arch: &str, file: &str) -> Result<Option<Servable>, ApiError> {
+    let open = |path: &std::path::Path| -> Result<Option<(std::fs::File, u64, SystemTime)>, ApiError> {
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ApiError::internal("opening a file", e)),
+        };
+        let meta = file.metadata().map_err(|e| ApiError::internal("reading file metadata", e))?;
+        Ok(Some((file, meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))))
+    };
     let archive = if file == format!("{repo}.db") || file == format!("{repo}.db.tar.gz") {
         Some(ArchiveKind::Db)
     } else if file == format!("{repo}.files") || file == format!("{repo}.files.tar.gz") {
@@ -153,18 +152,21 @@ fn locate(app: &App, repo: &str, arch: &str, file: &str) -> Result<Option<Servab
     };
     if let Some(kind) = archive {
         let path = app.repos.archive_path(repo, arch, kind);
-        return Ok(path.exists().then_some(Servable { path, etag: None, content_type: "application/gzip" }));
+        let Some((file, len, modified)) = open(&path)? else { return Ok(None) };
+        let etag = app
+            .repos
+            .archive_etag(&path, &file, len, modified)
+            .map_err(|e| ApiError::internal("reading an archive", e))?;
+        return Ok(Some(Servable { file, len, modified, etag, content_type: "application/gzip" }));
     }
     let sha = app
         .repos
         .store()
         .file_hash(repo, arch, file)
         .map_err(|e| ApiError::internal("looking up a file", e))?;
-    Ok(sha.map(|sha| Servable {
-        path: app.repos.pool_path(&sha),
-        etag: Some(sha),
-        content_type: "application/octet-stream",
-    }))
+    let Some(sha) = sha else { return Ok(None) };
+    let Some((file, len, modified)) = open(&app.repos.pool_path(&sha))? else { return Ok(None) };
+    Ok(Some(Servable { file, len, modified, etag: sha, content_type: "application/octet-stream" }))
 }
 
 fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {

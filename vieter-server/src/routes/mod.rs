@@ -9,6 +9,10 @@ pub mod health;
 pub mod publish;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Buf;
+use futures_util::{Stream, StreamExt};
 
 use warp::filters::BoxedFilter;
 use warp::{Filter, Reply};
@@ -16,6 +20,18 @@ use warp::{Filter, Reply};
 use crate::auth::{self, Role};
 use crate::error::{self, respond};
 use crate::App;
+
+/// A path segment, percent-decoded (`%2B` is `+`): pacman sends file names raw, other clients encode
+/// them, and both must name the same file. A segment that does not decode to UTF-8 matches no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seg(pub String);
+
+impl std::str::FromStr for Seg {
+    type Err = std::str::Utf8Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Seg(percent_encoding::percent_decode_str(s).decode_utf8()?.into_owned()))
+    }
+}
 
 fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || app.clone())
@@ -50,23 +66,24 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             .and(warp::get())
             .and(with_app(app.clone()))
             .then(|app| async move { respond(api_repos::list_repos(app).await) })
-            .or(warp::path!("api" / "v1" / "repos" / String / String / "packages")
+            .or(warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages")
                 .and(warp::get())
                 .and(warp::query::<libvieter::api::ListQuery>())
                 .and(with_app(app.clone()))
-                .then(|repo, arch, q, app| async move {
-                    respond(api_repos::list_packages(app, repo, arch, q).await)
+                .then(|repo: Seg, arch: Seg, q, app| async move {
+                    respond(api_repos::list_packages(app, repo.0, arch.0, q).await)
                 }))
             .unify()
-            .or(warp::path!("api" / "v1" / "repos" / String / String / "packages" / String)
+            .or(warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages" / Seg)
                 .and(warp::get())
+                .and(warp::query::<libvieter::api::FilesQuery>())
                 .and(with_app(app.clone()))
-                .then(|repo, arch, name, app| async move {
-                    respond(api_repos::package(app, repo, arch, name).await)
+                .then(|repo: Seg, arch: Seg, name: Seg, q, app| async move {
+                    respond(api_repos::package(app, repo.0, arch.0, name.0, q).await)
                 }))
             .unify();
 
-    let publish_multipart = warp::path!(String / "publish")
+    let publish_multipart = warp::path!(Seg / "publish")
         .and(warp::post())
         .and(auth::require(keys.clone(), Role::Agent))
         .and(
@@ -82,15 +99,15 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         )
         .and(with_app(app.clone()))
         .and(warp::multipart::form().max_length(Some(app.config.max_upload_size.saturating_add(64 * 1024))))
-        .then(|repo, _role, app, form| async move { respond(publish::multipart(app, repo, form).await) });
-    let publish_raw = warp::path!(String / "publish")
+        .then(|repo: Seg, _role, app, form| async move { respond(publish::multipart(app, repo.0, form).await) });
+    let publish_raw = warp::path!(Seg / "publish")
         .and(warp::post())
         .and(auth::require(keys.clone(), Role::Agent))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .and(with_app(app.clone()))
-        .then(|repo, _role, length, body, app| async move {
-            respond(publish::raw(app, repo, length, Box::pin(body)).await)
+        .then(|repo: Seg, _role, length, body, app| async move {
+            respond(publish::raw(app, repo.0, length, Box::pin(body)).await)
         });
 
     // `/api/...` is never a repository: leave those paths to the API's own rejections (401/403/404).
@@ -116,11 +133,11 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let delete = not_api
         .untuple_one()
         .and(
-            warp::path!(String)
-                .map(|r| (r, None, None))
-                .or(warp::path!(String / String).map(|r, a| (r, Some(a), None)))
+            warp::path!(Seg)
+                .map(|r: Seg| (r.0, None, None))
+                .or(warp::path!(Seg / Seg).map(|r: Seg, a: Seg| (r.0, Some(a.0), None)))
                 .unify()
-                .or(warp::path!(String / String / String).map(|r, a, n| (r, Some(a), Some(n))))
+                .or(warp::path!(Seg / Seg / Seg).map(|r: Seg, a: Seg, n: Seg| (r.0, Some(a.0), Some(n.0))))
                 .unify(),
         )
         .and(only_delete)
@@ -132,7 +149,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
 
     let files = not_api
         .untuple_one()
-        .and(warp::path!(String / String / String))
+        .and(warp::path!(Seg / Seg / Seg).map(|r: Seg, a: Seg, f: Seg| (r.0, a.0, f.0)))
+        .untuple_one()
         .and(warp::get().map(|| false).or(warp::head().map(|| true)).unify())
         .and(warp::header::headers_cloned())
         .and(with_app(app.clone()))
@@ -144,7 +162,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
 
     let metrics_app = app.clone();
     let log = warp::log::custom(move |info| {
-        let method = info.method().as_str();
+        let method = crate::metrics::method_label(info.method().as_str());
         let route = crate::metrics::route_of(method, info.path());
         metrics_app.metrics.observe_request(route, method, info.status().as_u16(), info.elapsed());
         tracing::debug!(method, path = info.path(), status = info.status().as_u16(), elapsed = ?info.elapsed());
@@ -174,26 +192,77 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .boxed()
 }
 
-/// A body of at most `limit` bytes; an absent body (no Content-Length) is empty.
-fn body(limit: u64) -> impl Filter<Extract = (bytes::Bytes,), Error = warp::Rejection> + Clone {
+/// A request body of at most `limit` bytes, counted as the bytes arrive (with or without
+/// Content-Length, chunked or not): 413 as soon as the limit is crossed, 408 when no byte arrives for
+/// `idle`. An absent body is empty.
+fn body(limit: u64, idle: Duration) -> impl Filter<Extract = (bytes::Bytes,), Error = warp::Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and_then(move |length: Option<u64>| async move {
             match length {
-                Some(n) if n > limit => Err(warp::reject::custom(crate::error::ApiError::new(
-                    warp::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is larger than {limit} bytes"),
-                ))),
+                Some(n) if n > limit => Err(warp::reject::custom(too_large(limit))),
                 _ => Ok(()),
             }
         })
         .untuple_one()
-        .and(warp::body::bytes())
+        .and(warp::body::stream())
+        .and_then(move |stream| async move {
+            collect_body(Box::pin(stream), limit, idle).await.map_err(warp::reject::custom)
+        })
+}
+
+fn too_large(limit: u64) -> crate::error::ApiError {
+    crate::error::ApiError::new(
+        warp::http::StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {limit} bytes"),
+    )
+}
+
+/// The next chunk of a request body, or 408 when none arrives within `idle`.
+pub async fn next_chunk<S, B, E>(
+    stream: &mut S,
+    idle: Duration,
+) -> Result<Option<Result<B, E>>, crate::error::ApiError>
+where
+    S: Stream<Item = Result<B, E>> + Unpin,
+{
+    tokio::time::timeout(idle, stream.next()).await.map_err(|_| {
+        crate::error::ApiError::new(
+            warp::http::StatusCode::REQUEST_TIMEOUT,
+            format!("the request body stalled: no byte arrived for {} s", idle.as_secs()),
+        )
+    })
+}
+
+/// Reads a whole body of at most `limit` bytes (see [`body`]).
+async fn collect_body<S, B, E>(mut stream: S, limit: u64, idle: Duration) -> Result<bytes::Bytes, crate::error::ApiError>
+where
+    S: Stream<Item = Result<B, E>> + Unpin,
+    B: Buf,
+    E: std::fmt::Display,
+{
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = next_chunk(&mut stream, idle).await? {
+        let mut chunk = chunk
+            .map_err(|e| crate::error::ApiError::bad_request(format!("the request body was interrupted: {e}")))?;
+        if out.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(too_large(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            out.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// Targets, jobs, agents and logs. Admin key for everything but the agent protocol.
 fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let admin = auth::require(app.keys.clone(), Role::Admin);
     let agent = auth::require(app.keys.clone(), Role::Agent);
+    let idle = Duration::from_secs(app.config.body_idle_timeout.max(1));
+    let body = move |limit| body(limit, idle);
     let app_f = with_app(app);
     let kib = |n: u64| n * 1024;
 
@@ -237,7 +306,7 @@ fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(agent.clone())
         .and(app_f.clone())
         .and(body(kib(16)))
-        .then(|_, app, b| async move { respond(builds::poll(app, b).await) })
+        .then(|caller, app, b| async move { respond(builds::poll(app, caller, b).await) })
         .or(warp::path!("api" / "v1" / "jobs")
             .and(warp::post())
             .and(admin.clone())
@@ -275,14 +344,14 @@ fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             .and(agent.clone())
             .and(app_f.clone())
             .and(body(kib(16)))
-            .then(|id, _, app, b| async move { respond(builds::heartbeat(app, id, b).await) }))
+            .then(|id, caller, app, b| async move { respond(builds::heartbeat(app, caller, id, b).await) }))
         .unify()
         .or(warp::path!("api" / "v1" / "jobs" / u64 / "finish")
             .and(warp::post())
             .and(agent.clone())
             .and(app_f.clone())
             .and(body(kib(256)))
-            .then(|id, _, app, b| async move { respond(builds::finish(app, id, b).await) }))
+            .then(|id, caller, app, b| async move { respond(builds::finish(app, caller, id, b).await) }))
         .unify()
         .or(warp::path!("api" / "v1" / "jobs" / u64 / "log")
             .and(warp::post())
@@ -290,7 +359,7 @@ fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             .and(app_f.clone())
             .and(warp::query::<builds::AppendQuery>())
             .and(body(kib(8 * 1024)))
-            .then(|id, _, app, q, b| async move { respond(builds::append_log(app, id, q, b).await) }))
+            .then(|id, who, app, q, b| async move { respond(builds::append_log(app, who, id, q, b).await) }))
         .unify()
         .or(warp::path!("api" / "v1" / "jobs" / u64 / "log")
             .and(warp::get())

@@ -55,7 +55,8 @@ where
         .await
         .map_err(|e| ApiError::internal("creating a temp file", e))?;
     let mut received: u64 = 0;
-    while let Some(chunk) = body.next().await {
+    let idle = std::time::Duration::from_secs(app.config.body_idle_timeout.max(1));
+    while let Some(chunk) = super::next_chunk(&mut body, idle).await? {
         let mut chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
         received += chunk.remaining() as u64;
@@ -138,7 +139,8 @@ pub async fn multipart(
     mut form: warp::multipart::FormData,
 ) -> Result<warp::reply::Response, ApiError> {
     validate_repo_name(&repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    while let Some(part) = form.next().await {
+    let idle = std::time::Duration::from_secs(app.config.body_idle_timeout.max(1));
+    while let Some(part) = super::next_chunk(&mut form, idle).await? {
         let part = part.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
         if part.filename().is_none() && part.name() != "file" {
             continue;
