@@ -5,6 +5,10 @@
 //! compressed once when the package is added; [`Database`] writes an archive by concatenating the stored
 //! members (pacman reads concatenated gzip members as one stream), so adding or removing one package
 //! never re-reads or recompresses the others.
+//!
+//! No line of an entry is longer than [`MAX_LINE_LEN`] and none holds a control character: pacman
+//! refuses the whole repository over one bad line. [`crate::package::read_package`] refuses packages that
+//! would need such lines; [`DbEntry::new`] checks again, for packages made some other way.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -16,6 +20,16 @@ use serde::{Deserialize, Serialize};
 use crate::name::{NameError, PkgName};
 use crate::package::Package;
 use crate::version::{Version, VersionError};
+
+/// The longest line Vieter writes into a `desc` or `files` entry (and accepts in `.PKGINFO`), in bytes
+/// without the newline.
+///
+/// pacman (`_alpm_archive_fgets`, with the 512 KiB `max_line_size` of `be_sync.c` and `be_package.c`)
+/// fails on a line of 524,288 bytes or more and then drops the whole sync db (checked with pacman 6.0.2:
+/// 524,287 bytes parse). 64 KiB stays well within that while being far above any real value (package
+/// descriptions and dependency lines are at most a few hundred bytes; paths at most 4 KiB, 8 KiB once
+/// backslashes are escaped).
+pub const MAX_LINE_LEN: usize = 64 * 1024;
 
 /// Which `desc` layout to write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,6 +63,10 @@ pub enum DbError {
     Corrupt(#[source] io::Error),
     #[error("database entry {0:?} is larger than the limit")]
     TooLarge(String),
+    #[error("%{section}% would have a line of {len} bytes; the limit is {limit} bytes per line")]
+    LineTooLong { section: &'static str, len: usize, limit: usize },
+    #[error("%{section}% would have a line with the control character U+{code:04X}")]
+    ControlCharacter { section: &'static str, code: u32 },
     #[error("writing the database failed: {0}")]
     Io(#[from] io::Error),
 }
@@ -81,9 +99,23 @@ fn normalize(value: &str) -> String {
     out
 }
 
-fn section(out: &mut String, key: &str, values: &[String]) {
+/// Checks that `line` is fit for a db entry: no control character, at most [`MAX_LINE_LEN`] bytes.
+fn check_line(section: &'static str, line: &str) -> Result<(), DbError> {
+    if line.len() > MAX_LINE_LEN {
+        return Err(DbError::LineTooLong { section, len: line.len(), limit: MAX_LINE_LEN });
+    }
+    match line.chars().find(|c| c.is_control()) {
+        Some(c) => Err(DbError::ControlCharacter { section, code: u32::from(c) }),
+        None => Ok(()),
+    }
+}
+
+fn section(out: &mut String, key: &'static str, values: &[String]) -> Result<(), DbError> {
     if values.is_empty() {
-        return;
+        return Ok(());
+    }
+    for v in values {
+        check_line(key, v)?;
     }
     out.push('%');
     out.push_str(key);
@@ -93,6 +125,7 @@ fn section(out: &mut String, key: &str, values: &[String]) {
         out.push('\n');
     }
     out.push('\n');
+    Ok(())
 }
 
 impl DbEntry {
@@ -118,34 +151,35 @@ impl DbEntry {
             DbFormat::WithMd5 => Some(package.md5.clone().ok_or(DbError::MissingMd5)?),
         };
         let mut desc = String::with_capacity(1024);
-        section(&mut desc, "FILENAME", &[filename.to_owned()]);
-        section(&mut desc, "NAME", &opt(one("pkgname")));
-        section(&mut desc, "BASE", &opt(one("pkgbase")));
-        section(&mut desc, "VERSION", &opt(one("pkgver")));
-        section(&mut desc, "DESC", &opt(one("pkgdesc")));
-        section(&mut desc, "GROUPS", &all("group"));
-        section(&mut desc, "CSIZE", &[package.csize.to_string()]);
-        section(&mut desc, "ISIZE", &opt(one("size")));
-        section(&mut desc, "MD5SUM", &opt(md5));
-        section(&mut desc, "SHA256SUM", std::slice::from_ref(&package.sha256));
+        section(&mut desc, "FILENAME", &[filename.to_owned()])?;
+        section(&mut desc, "NAME", &opt(one("pkgname")))?;
+        section(&mut desc, "BASE", &opt(one("pkgbase")))?;
+        section(&mut desc, "VERSION", &opt(one("pkgver")))?;
+        section(&mut desc, "DESC", &opt(one("pkgdesc")))?;
+        section(&mut desc, "GROUPS", &all("group"))?;
+        section(&mut desc, "CSIZE", &[package.csize.to_string()])?;
+        section(&mut desc, "ISIZE", &opt(one("size")))?;
+        section(&mut desc, "MD5SUM", &opt(md5))?;
+        section(&mut desc, "SHA256SUM", std::slice::from_ref(&package.sha256))?;
         let pgpsig = signature.map(|s| base64::engine::general_purpose::STANDARD.encode(s));
-        section(&mut desc, "PGPSIG", &opt(pgpsig));
-        section(&mut desc, "URL", &opt(one("url")));
-        section(&mut desc, "LICENSE", &all("license"));
-        section(&mut desc, "ARCH", &opt(one("arch")));
-        section(&mut desc, "BUILDDATE", &opt(one("builddate")));
-        section(&mut desc, "PACKAGER", &opt(one("packager")));
-        section(&mut desc, "REPLACES", &all("replaces"));
-        section(&mut desc, "CONFLICTS", &all("conflict"));
-        section(&mut desc, "PROVIDES", &all("provides"));
-        section(&mut desc, "DEPENDS", &all("depend"));
-        section(&mut desc, "OPTDEPENDS", &all("optdepend"));
-        section(&mut desc, "MAKEDEPENDS", &all("makedepend"));
-        section(&mut desc, "CHECKDEPENDS", &all("checkdepend"));
+        section(&mut desc, "PGPSIG", &opt(pgpsig))?;
+        section(&mut desc, "URL", &opt(one("url")))?;
+        section(&mut desc, "LICENSE", &all("license"))?;
+        section(&mut desc, "ARCH", &opt(one("arch")))?;
+        section(&mut desc, "BUILDDATE", &opt(one("builddate")))?;
+        section(&mut desc, "PACKAGER", &opt(one("packager")))?;
+        section(&mut desc, "REPLACES", &all("replaces"))?;
+        section(&mut desc, "CONFLICTS", &all("conflict"))?;
+        section(&mut desc, "PROVIDES", &all("provides"))?;
+        section(&mut desc, "DEPENDS", &all("depend"))?;
+        section(&mut desc, "OPTDEPENDS", &all("optdepend"))?;
+        section(&mut desc, "MAKEDEPENDS", &all("makedepend"))?;
+        section(&mut desc, "CHECKDEPENDS", &all("checkdepend"))?;
 
         let mut files = String::with_capacity(8 + package.files.iter().map(|f| f.len() + 1).sum::<usize>());
         files.push_str("%FILES%\n");
         for f in &package.files {
+            check_line("FILES", f)?;
             files.push_str(f);
             files.push('\n');
         }
@@ -401,6 +435,51 @@ mod tests {
     fn normalizes_like_repo_add() {
         assert_eq!(normalize("  a \t b\n\nc  "), "a b c");
         assert_eq!(normalize(""), "");
+    }
+
+    fn package() -> Package {
+        let info = b"pkgname = foo\npkgver = 1-1\narch = any\npkgdesc = a  \t b\n";
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in [(".PKGINFO", &info[..]), ("usr/share/foo", b"")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, path, data).unwrap();
+        }
+        crate::package::read_package(&b.into_inner().unwrap()[..], &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn entries_never_get_long_lines_or_control_characters() {
+        let pkg = package();
+        let entry = DbEntry::new(&pkg, "foo-1-1-any.pkg.tar", DbFormat::Current, None).unwrap();
+        assert!(entry.desc.contains("%DESC%\na b\n\n"), "{}", entry.desc);
+
+        // A package made without read_package (its fields are public) is checked again, after
+        // normalisation.
+        let with_desc = |desc: String| {
+            let mut p = package();
+            p.pkginfo.entries.push(crate::pkginfo::Entry { key: "pkgdesc".into(), value: desc });
+            DbEntry::new(&p, "foo-1-1-any.pkg.tar", DbFormat::Current, None)
+        };
+        assert!(with_desc(format!("{}  ", "a".repeat(MAX_LINE_LEN))).is_ok(), "trailing blanks are trimmed");
+        match with_desc("a".repeat(MAX_LINE_LEN + 1)) {
+            Err(e @ DbError::LineTooLong { section: "DESC", len, limit: MAX_LINE_LEN }) => {
+                assert_eq!(len, MAX_LINE_LEN + 1);
+                assert!(e.to_string().contains("%DESC%") && e.to_string().contains("65536"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            with_desc("a\0b".into()),
+            Err(DbError::ControlCharacter { section: "DESC", code: 0 })
+        ));
+        let mut injected = package();
+        injected.files.push("usr/bin/zz\n%FILES%\nusr/bin/sudo".into());
+        assert!(matches!(
+            DbEntry::new(&injected, "foo-1-1-any.pkg.tar", DbFormat::Current, None),
+            Err(DbError::ControlCharacter { section: "FILES", code: 0x0a })
+        ));
     }
 
     #[test]

@@ -4,6 +4,38 @@
 //! compression from the magic bytes, walks the tar stream, parses `.PKGINFO`, collects the file list and
 //! computes the compressed size, SHA-256 and (optionally) MD5 of the archive bytes. File contents are
 //! never held in memory; limits in [`Limits`] bound everything else.
+//!
+//! # Member names and the `files` entry
+//!
+//! repo-add 6.0.2 writes the `%FILES%` list as `bsdtar --exclude='^.*' -tf pkg | LC_ALL=C sort -u`.
+//! bsdtar prints a name through `safe_fprintf` (libarchive `tar/util.c`): a character the locale finds
+//! printable is copied, anything else (and every `\`) is escaped by `bsdtar_expand_char`: `\\`, `\n`,
+//! `\t`, `\a` `\b` `\f` `\r` `\v`, other bytes as `\ooo` octal. [`Package::files`] holds the names as
+//! they go into the `files` entry, decided per character class:
+//!
+//! - ASCII control characters (U+0000–U+001F, U+007F) in any member name: the package is refused
+//!   ([`PackageError::ForbiddenCharacter`]). repo-add's escaping keeps the `files` entry intact, but
+//!   libalpm writes the raw names into the local db when the package is installed, where a `\n` ends the
+//!   `%FILES%` line, so such a package corrupts every system that installs it; no real package has one.
+//! - `\` is legal and used (systemd unit names such as `system-systemd\x2dcryptsetup.slice`): it is
+//!   written as bsdtar writes it, doubled (`system-systemd\\x2dcryptsetup.slice`, checked against real
+//!   repo-add). The list is sorted bytewise over the written (escaped) names, as `LC_ALL=C sort -u` sorts
+//!   bsdtar's output.
+//! - Other ASCII (space included) is copied as it is.
+//! - Non-ASCII UTF-8 is written raw, as repo-add writes it in a UTF-8 locale (C.UTF-8 or any Arch
+//!   system). Under the C locale repo-add writes every non-ASCII byte as `\ooo` (`donn\303\251es`): that
+//!   only reflects the locale of the machine that ran it, and pacman's `-F` could not find such names, so
+//!   the UTF-8 form is the one kept. Refused: C1 controls (U+0080–U+009F) and the line and paragraph
+//!   separators U+2028/U+2029 (both also escaped by bsdtar in a UTF-8 locale), the invisible format
+//!   characters that hide or reorder what a name shows (bidi controls U+061C, U+200E/U+200F,
+//!   U+202A–U+202E, U+2066–U+2069; zero-width and joiners U+180E, U+200B–U+200D, U+2060–U+2064, U+206A–U+206F,
+//!   U+FEFF; annotation U+FFF9–U+FFFB) and noncharacters (U+FDD0–U+FDEF, U+xFFFE/U+xFFFF, also escaped by
+//!   bsdtar). A code point unassigned in the C library's Unicode tables is escaped by bsdtar but written
+//!   raw here: which code points are unassigned depends on the glibc that runs repo-add (Debian 12's
+//!   knows Unicode 14, Arch's a newer one), so there is no single repo-add behaviour to match.
+//!
+//! The list is bounded while it is read: [`Limits::max_entries`] archive members and
+//! [`Limits::max_file_list_bytes`] bytes of `files` lines; no line exceeds [`crate::db::MAX_LINE_LEN`].
 
 use std::cell::Cell;
 use std::io::{self, BufReader, Read};
@@ -11,6 +43,7 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::MAX_LINE_LEN;
 use crate::digest::TeeReader;
 use crate::pkginfo::{PackageInfo, PkgInfo, PkgInfoError};
 
@@ -64,8 +97,11 @@ impl Compression {
 pub struct Limits {
     /// Largest accepted `.PKGINFO`.
     pub max_pkginfo_size: u64,
-    /// Most archive entries.
+    /// Most archive entries (tar headers, long-name headers included).
     pub max_entries: usize,
+    /// Most bytes of the package's `files` entry: every listed name as written there (escaped), plus
+    /// its newline. Counted while the archive is read, so an oversized list fails before it is held.
+    pub max_file_list_bytes: u64,
     /// Longest entry path in bytes.
     pub max_path_len: usize,
     /// Largest PAX extended header.
@@ -81,7 +117,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_pkginfo_size: 1 << 20,
-            max_entries: 2_000_000,
+            // The largest real packages list around 100,000 entries (texlive, emscripten, docs) in
+            // well under 16 MiB of names.
+            max_entries: 500_000,
+            max_file_list_bytes: 32 << 20,
             max_path_len: 4096,
             max_pax_size: 1 << 20,
             max_uncompressed_size: 64 << 30,
@@ -115,8 +154,12 @@ pub enum PackageError {
     PkgInfo(#[from] PkgInfoError),
     #[error("archive path {path:?} is not allowed: {reason}")]
     InvalidPath { path: String, reason: &'static str },
-    #[error("the archive has more than {limit} entries")]
+    #[error("the archive has more than {limit} entries (limit max_entries)")]
     TooManyEntries { limit: usize },
+    #[error("the package's file list is larger than {limit} bytes (limit max_file_list_bytes)")]
+    FileListTooLarge { limit: u64 },
+    #[error("archive path {path:?} contains the character U+{code:04X} ({reason}), which pacman's databases cannot hold")]
+    ForbiddenCharacter { path: String, code: u32, reason: &'static str },
     #[error("a PAX header is larger than {limit} bytes")]
     PaxTooLarge { limit: u64 },
     #[error("decompression bomb: {0}")]
@@ -132,8 +175,9 @@ pub struct Package {
     pub info: PackageInfo,
     /// The `.PKGINFO` as written (every line, unknown keys included).
     pub pkginfo: PkgInfo,
-    /// Archive paths that do not start with `.`, directories with a trailing `/`, sorted bytewise and
-    /// without duplicates: the `%FILES%` list of the files database.
+    /// Archive paths that do not start with `.`, directories with a trailing `/`, as repo-add writes
+    /// them (a `\` doubled, see the module docs), sorted bytewise and without duplicates: the `%FILES%`
+    /// list of the files database.
     pub files: Vec<String>,
     pub compression: Compression,
     /// Size of the archive in bytes (`%CSIZE%`).
@@ -286,6 +330,7 @@ fn walk_entries<R: Read>(
 ) -> Result<(PkgInfo, Vec<String>), PackageError> {
     let mut pkginfo: Option<PkgInfo> = None;
     let mut files: Vec<String> = Vec::new();
+    let mut list_bytes = 0u64;
     let mut entries_seen = 0usize;
     // Long names from GNU 'L' entries or PAX 'path' records apply to the next real entry.
     let mut pending_path: Option<Vec<u8>> = None;
@@ -334,7 +379,7 @@ fn walk_entries<R: Read>(
             Some(p) => p,
             None => entry.header().path_bytes().into_owned(),
         };
-        let mut path = String::from_utf8(raw_path).map_err(|e| PackageError::InvalidPath {
+        let path = String::from_utf8(raw_path).map_err(|e| PackageError::InvalidPath {
             path: String::from_utf8_lossy(e.as_bytes()).into_owned(),
             reason: "not valid UTF-8",
         })?;
@@ -354,10 +399,21 @@ fn walk_entries<R: Read>(
         if path.starts_with('.') {
             continue;
         }
-        if kind == tar::EntryType::Directory && !path.ends_with('/') {
-            path.push('/');
+        let mut line = files_line(&path);
+        if kind == tar::EntryType::Directory && !line.ends_with('/') {
+            line.push('/');
         }
-        files.push(path);
+        if line.len() > MAX_LINE_LEN {
+            return Err(PackageError::InvalidPath {
+                path,
+                reason: "longer than a files database line may be",
+            });
+        }
+        list_bytes += line.len() as u64 + 1;
+        if list_bytes > limits.max_file_list_bytes {
+            return Err(PackageError::FileListTooLarge { limit: limits.max_file_list_bytes });
+        }
+        files.push(line);
     }
     let pkginfo = pkginfo.ok_or(PackageError::MissingPkgInfo)?;
     files.sort_unstable();
@@ -403,10 +459,33 @@ fn check_path(path: &str, limits: &Limits) -> Result<(), PackageError> {
     if path.split('/').any(|c| c == "..") {
         return refuse("'..' components are not allowed");
     }
-    if path.contains('\0') {
-        return refuse("NUL bytes are not allowed");
+    if let Some((c, reason)) = path.chars().find_map(|c| forbidden_char(c).map(|r| (c, r))) {
+        return Err(PackageError::ForbiddenCharacter { path: path.to_owned(), code: u32::from(c), reason });
     }
     Ok(())
+}
+
+/// Why `c` may not occur in a member name, if it may not (see the module docs).
+fn forbidden_char(c: char) -> Option<&'static str> {
+    let code = u32::from(c);
+    match code {
+        0x00..=0x1f | 0x7f => Some("an ASCII control character"),
+        0x80..=0x9f => Some("a C1 control character"),
+        0x2028 | 0x2029 => Some("a line or paragraph separator"),
+        0x061c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069 => Some("a bidirectional control"),
+        0x180e | 0x200b..=0x200d | 0x2060..=0x2064 | 0x206a..=0x206f | 0xfeff | 0xfff9..=0xfffb => {
+            Some("an invisible format character")
+        }
+        0xfdd0..=0xfdef => Some("a Unicode noncharacter"),
+        _ if code & 0xfffe == 0xfffe => Some("a Unicode noncharacter"),
+        _ => None,
+    }
+}
+
+/// A member name as repo-add's `bsdtar -t` writes it in a UTF-8 locale, for a name [`check_path`]
+/// accepted: every other character is printable there, and bsdtar escapes `\` as `\\`.
+fn files_line(path: &str) -> String {
+    path.replace('\\', "\\\\")
 }
 
 #[cfg(test)]
@@ -447,6 +526,212 @@ mod tests {
         assert!(matches!(read_package(&no_info[..], &opts), Err(PackageError::MissingPkgInfo)));
         let truncated = &tar_with(&[(".PKGINFO", PKGINFO), ("big", &[0u8; 5000])])[..2048];
         assert!(matches!(read_package(truncated, &opts), Err(PackageError::Corrupt(_))));
+    }
+
+    /// A plain tar of `.PKGINFO` and the given names (raw bytes, written block by block; names over 100
+    /// bytes get a PAX `path` record).
+    fn raw_tar(names: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut put = |name: &[u8], data: &[u8], kind: tar::EntryType| {
+            let mut h = tar::Header::new_ustar();
+            if name.len() > 100 {
+                // "LEN path=NAME\n", LEN counting itself.
+                let base = " path=\n".len() + name.len();
+                let mut len = base + 1;
+                while len.to_string().len() + base != len {
+                    len = len.to_string().len() + base;
+                }
+                let mut record = format!("{len} path=").into_bytes();
+                record.extend_from_slice(name);
+                record.push(b'\n');
+                assert_eq!(record.len(), len);
+                let mut x = tar::Header::new_ustar();
+                x.as_ustar_mut().unwrap().name[..9].copy_from_slice(b"PaxHeader");
+                x.set_entry_type(tar::EntryType::XHeader);
+                x.set_size(record.len() as u64);
+                x.set_cksum();
+                out.extend_from_slice(x.as_bytes());
+                out.extend_from_slice(&record);
+                out.resize(out.len().div_ceil(512) * 512, 0);
+                h.as_ustar_mut().unwrap().name[..5].copy_from_slice(b"long/");
+            } else {
+                h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name);
+            }
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            h.set_entry_type(kind);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        };
+        put(b".PKGINFO", PKGINFO, tar::EntryType::Regular);
+        for name in names {
+            let kind = if name.ends_with(b"/") { tar::EntryType::Directory } else { tar::EntryType::Regular };
+            put(name, b"", kind);
+        }
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    fn read(data: &[u8]) -> Result<Package, PackageError> {
+        read_package(data, &ReadOptions::default())
+    }
+
+    #[test]
+    fn control_characters_in_member_names_are_refused() {
+        for (name, code) in [
+            (&b"usr/bin/zz\n\n%FILES%\nusr/bin/sudo"[..], 0x0a),
+            (b"usr/bin/tab\there", 0x09),
+            (b"usr/bin/cr\rx", 0x0d),
+            (b"usr/bin/del\x7fx", 0x7f),
+            (b"usr/bin/esc\x1b[31m", 0x1b),
+            (b".hidden\nusr/bin/sudo", 0x0a),
+        ] {
+            match read(&raw_tar(&[name])) {
+                Err(e @ PackageError::ForbiddenCharacter { code: c, .. }) => {
+                    assert_eq!(c, code, "{e}");
+                    let message = e.to_string();
+                    assert!(message.contains(&format!("U+{code:04X}")), "{message}");
+                    assert!(message.contains("control character"), "{message}");
+                    assert!(!message.contains('\n'), "the message shows the name escaped: {message}");
+                }
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(name)),
+            }
+        }
+        // The same names with the injection through a PAX path record.
+        let long = format!("usr/share/{}\n%FILES%\nusr/bin/sudo", "d".repeat(120));
+        assert!(matches!(
+            read(&raw_tar(&[long.as_bytes()])),
+            Err(PackageError::ForbiddenCharacter { code: 0x0a, .. })
+        ));
+    }
+
+    #[test]
+    fn invisible_and_separator_code_points_are_refused() {
+        for c in [
+            '\u{80}',
+            '\u{85}',
+            '\u{9f}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{200b}',
+            '\u{200f}',
+            '\u{061c}',
+            '\u{2060}',
+            '\u{feff}',
+            '\u{fdd0}',
+            '\u{fffe}',
+            '\u{1ffff}',
+        ] {
+            let name = format!("usr/share/a{c}b");
+            match read(&raw_tar(&[name.as_bytes()])) {
+                Err(PackageError::ForbiddenCharacter { code, .. }) => assert_eq!(code, u32::from(c)),
+                other => panic!("U+{:04X}: {other:?}", u32::from(c)),
+            }
+        }
+        // Printable non-ASCII is written raw, as repo-add writes it in a UTF-8 locale.
+        let names: [&[u8]; 5] = [
+            "usr/share/données été.txt".as_bytes(),
+            "usr/share/日本語/".as_bytes(),
+            "usr/share/emoji😀".as_bytes(),
+            "usr/share/nbsp\u{a0}x".as_bytes(),
+            "usr/share/private\u{e000}".as_bytes(),
+        ];
+        let pkg = read(&raw_tar(&names)).unwrap();
+        let mut want: Vec<String> = names.iter().map(|n| String::from_utf8(n.to_vec()).unwrap()).collect();
+        want.sort();
+        assert_eq!(pkg.files, want);
+    }
+
+    #[test]
+    fn backslashes_are_written_as_repo_add_writes_them() {
+        let pkg = read(&raw_tar(&[
+            b"usr/lib/systemd/system/system-systemd\\x2dcryptsetup.slice",
+            b"usr/share/x",
+            b"usr/share/x\\",
+            b"usr/share/x\\!",
+            b"usr/share/x]y",
+            b"usr/share/x[y",
+            b"usr/share/x!",
+            b"usr/share/X",
+            b"usr/share/back\\\\slash",
+            b"usr/share/dir\\/",
+        ]))
+        .unwrap();
+        // Exactly what repo-add 6.0.2 wrote for these names (LC_ALL=C sort -u over bsdtar's escaping).
+        assert_eq!(
+            pkg.files,
+            [
+                "usr/lib/systemd/system/system-systemd\\\\x2dcryptsetup.slice",
+                "usr/share/X",
+                "usr/share/back\\\\\\\\slash",
+                "usr/share/dir\\\\/",
+                "usr/share/x",
+                "usr/share/x!",
+                "usr/share/x[y",
+                "usr/share/x\\\\",
+                "usr/share/x\\\\!",
+                "usr/share/x]y",
+            ]
+        );
+        let mut sorted = pkg.files.clone();
+        sorted.sort();
+        assert_eq!(sorted, pkg.files);
+    }
+
+    #[test]
+    fn the_file_list_budget_is_enforced_while_reading() {
+        let names: Vec<String> = (0..200).map(|i| format!("usr/share/f{i:03}")).collect();
+        let refs: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+        let data = raw_tar(&refs);
+        // Each line is 14 bytes plus its newline.
+        let exact = 200 * 15;
+        let with_budget = |bytes: u64| ReadOptions {
+            limits: Limits { max_file_list_bytes: bytes, ..Limits::default() },
+            ..ReadOptions::default()
+        };
+        assert_eq!(read_package(&data[..], &with_budget(exact)).unwrap().files.len(), 200);
+        match read_package(&data[..], &with_budget(exact - 1)) {
+            Err(e @ PackageError::FileListTooLarge { limit }) => {
+                assert_eq!(limit, exact - 1);
+                assert!(e.to_string().contains("max_file_list_bytes"), "{e}");
+                assert!(e.to_string().contains(&(exact - 1).to_string()), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The walk stops at the entry that exceeds the budget: an archive damaged after it is refused
+        // for its list, not for the damage (the rest was never read).
+        let mut cut = data[..512 * 2 * 20].to_vec();
+        cut.extend_from_slice(&[0xff; 4096]);
+        assert!(matches!(
+            read_package(&cut[..], &with_budget(10 * 15)),
+            Err(PackageError::FileListTooLarge { .. })
+        ));
+        assert!(matches!(read_package(&cut[..], &with_budget(exact)), Err(PackageError::Corrupt(_))));
+    }
+
+    #[test]
+    fn default_limits() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_entries, 500_000);
+        assert_eq!(limits.max_file_list_bytes, 32 << 20);
+        // A name at the path limit fits a files line even when every byte is an escaped backslash.
+        assert!(2 * limits.max_path_len < MAX_LINE_LEN);
+    }
+
+    #[test]
+    fn every_extension_fits_the_file_name_limit() {
+        use crate::pkginfo::LONGEST_PACKAGE_EXTENSION;
+        for c in
+            [Compression::Zstd, Compression::Xz, Compression::Gzip, Compression::Bzip2, Compression::None]
+        {
+            assert!(c.package_extension().len() <= LONGEST_PACKAGE_EXTENSION.len(), "{c:?}");
+        }
     }
 
     #[test]

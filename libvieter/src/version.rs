@@ -151,6 +151,8 @@ pub enum VersionError {
     InvalidPkgver(String),
     #[error("pkgrel {0:?} must be digits, optionally followed by '.' and digits (e.g. 1 or 2.1)")]
     InvalidPkgrel(String),
+    #[error("pkgver {0:?} may only contain ASCII letters, digits and . _ + ~ @ in a repository (its package file name must be usable in a download URL as written)")]
+    UnsafePkgver(String),
 }
 
 /// A validated full package version `[epoch:]pkgver-pkgrel`, ordered as pacman orders it.
@@ -217,6 +219,13 @@ impl Version {
     pub fn as_str(&self) -> &str {
         &self.full
     }
+
+    /// Checks the stricter rule for versions of packages in a repository
+    /// ([`validate_repository_pkgver`]). [`Version::parse`] keeps makepkg's rule, so versions stored or
+    /// reported before this rule existed still parse.
+    pub fn check_repository_safe(&self) -> Result<(), VersionError> {
+        validate_repository_pkgver(self.pkgver())
+    }
 }
 
 /// Checks a pkgver with makepkg's rules (no whitespace, `:`, `/`, `-`, no `<>=`, printable).
@@ -224,6 +233,30 @@ pub fn validate_pkgver(pkgver: &str) -> Result<(), VersionError> {
     let bad = |c: char| c.is_whitespace() || c.is_control() || ":/-<>=".contains(c);
     if pkgver.is_empty() || pkgver.chars().any(bad) {
         return Err(VersionError::InvalidPkgver(pkgver.to_owned()));
+    }
+    Ok(())
+}
+
+/// Checks that a pkgver is fit for a repository: only ASCII letters, digits and `. _ + ~ @`.
+///
+/// [`validate_pkgver`] is makepkg's rule, which lets through anything printable (`1.é`, `1#2`, `1?x`, `1%41`):
+/// such a version becomes part of the package file name, and pacman requests `{server}/{filename}` without
+/// escaping it, so the download fails (or fetches another name). The characters kept are the ones real
+/// Arch and AUR versions use and that mean the same unescaped in a URL path segment (RFC 3986 `pchar`):
+/// letters and digits, `.` and `_` (separators), `+` (`2.39+r22+gf3c0f4a`), `~` (`1.0~rc1`) and `@`
+/// (allowed in package names too). `:` and `-` cannot occur in a pkgver; the epoch and pkgrel are digits.
+///
+/// ```
+/// use libvieter::version::validate_repository_pkgver;
+/// assert!(validate_repository_pkgver("2.39+r22+gf3c0f4a").is_ok());
+/// assert!(validate_repository_pkgver("1.é").is_err());
+/// assert!(validate_repository_pkgver("1%2F").is_err());
+/// ```
+pub fn validate_repository_pkgver(pkgver: &str) -> Result<(), VersionError> {
+    validate_pkgver(pkgver)?;
+    let safe = |c: u8| c.is_ascii_alphanumeric() || b"._+~@".contains(&c);
+    if !pkgver.bytes().all(safe) {
+        return Err(VersionError::UnsafePkgver(pkgver.to_owned()));
     }
     Ok(())
 }
@@ -393,6 +426,38 @@ mod tests {
         ] {
             assert!(Version::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn repository_versions_are_url_safe() {
+        // Real Arch and AUR versions.
+        for ok in [
+            "1.0-1",
+            "2:1.2.3.r45.gabc_beta+x-3.1",
+            "2.39+r22+gf3c0f4a-1",
+            "6.6.1.arch1-1",
+            "1:9.0.2153-1",
+            "0.9.8zh-1",
+            "1.0~rc1-1",
+            "r1234.0abcdef-1",
+            "20240101-1",
+            "1_2_3-1.1",
+            "10:a.b+c_d@e-1.2",
+        ] {
+            let v = Version::parse(ok).unwrap();
+            assert!(v.check_repository_safe().is_ok(), "{ok}");
+        }
+        for bad in [
+            "1.é-1", "1#2-1", "1?x-1", "1%41-1", "1&2-1", "1'2-1", "1\\2-1", "1\"2-1", "1,2-1", "1!-1",
+            "1^2-1",
+        ] {
+            let v = Version::parse(bad).unwrap_or_else(|e| panic!("{bad}: makepkg's rule allows it: {e}"));
+            let err = v.check_repository_safe().unwrap_err();
+            assert!(matches!(err, VersionError::UnsafePkgver(_)), "{bad}");
+            assert!(err.to_string().contains("ASCII letters, digits"), "{err}");
+        }
+        // A pkgver makepkg refuses is refused by the stricter rule for makepkg's reason.
+        assert!(matches!(validate_repository_pkgver("1 0"), Err(VersionError::InvalidPkgver(_))));
     }
 
     #[test]
