@@ -28,7 +28,19 @@ impl Server {
 
     /// Starts a server on an existing data dir.
     pub fn start_on(data: &Path, extra_env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(server_binary());
+        Server::start_wrapped(data, extra_env, &[])
+    }
+
+    /// Starts a server on an existing data dir, run through `wrapper` (e.g. `["prlimit", "--nofile=256"]`).
+    pub fn start_wrapped(data: &Path, extra_env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(server_binary());
+                c
+            }
+            None => Command::new(server_binary()),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("VIETER_ADDRESS", "127.0.0.1:0")
