@@ -64,6 +64,9 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("vieter/", env!("CARGO_PKG_VERSION")))
+            // The server closes connections idle for longer than its header_read_timeout (10 s by
+            // default): drop pooled ones before that, so a request never starts on one being closed.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .build()
             .map_err(|source| ClientError::Connect { address: base.clone(), source })?;
         Ok(Client { base, api_key, http })
