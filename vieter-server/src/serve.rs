@@ -53,7 +53,7 @@ fn raise_nofile_limit() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// Errors of one connection that `accept` reports but that say nothing about the listener.
