@@ -61,27 +61,26 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             Ok::<_, warp::Rejection>(respond(api_repos::metrics(app).await))
         });
 
-    let repos_api =
-        warp::path!("api" / "v1" / "repos")
+    let repos_api = warp::path!("api" / "v1" / "repos")
+        .and(warp::get())
+        .and(with_app(app.clone()))
+        .then(|app| async move { respond(api_repos::list_repos(app).await) })
+        .or(warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages")
             .and(warp::get())
+            .and(warp::query::<libvieter::api::ListQuery>())
             .and(with_app(app.clone()))
-            .then(|app| async move { respond(api_repos::list_repos(app).await) })
-            .or(warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages")
-                .and(warp::get())
-                .and(warp::query::<libvieter::api::ListQuery>())
-                .and(with_app(app.clone()))
-                .then(|repo: Seg, arch: Seg, q, app| async move {
-                    respond(api_repos::list_packages(app, repo.0, arch.0, q).await)
-                }))
-            .unify()
-            .or(warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages" / Seg)
-                .and(warp::get())
-                .and(warp::query::<libvieter::api::FilesQuery>())
-                .and(with_app(app.clone()))
-                .then(|repo: Seg, arch: Seg, name: Seg, q, app| async move {
-                    respond(api_repos::package(app, repo.0, arch.0, name.0, q).await)
-                }))
-            .unify();
+            .then(|repo: Seg, arch: Seg, q, app| async move {
+                respond(api_repos::list_packages(app, repo.0, arch.0, q).await)
+            }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages" / Seg)
+            .and(warp::get())
+            .and(warp::query::<libvieter::api::FilesQuery>())
+            .and(with_app(app.clone()))
+            .then(|repo: Seg, arch: Seg, name: Seg, q, app| async move {
+                respond(api_repos::package(app, repo.0, arch.0, name.0, q).await)
+            }))
+        .unify();
 
     let publish_multipart = warp::path!(Seg / "publish")
         .and(warp::post())
@@ -99,7 +98,9 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         )
         .and(with_app(app.clone()))
         .and(warp::multipart::form().max_length(Some(app.config.max_upload_size.saturating_add(64 * 1024))))
-        .then(|repo: Seg, _role, app, form| async move { respond(publish::multipart(app, repo.0, form).await) });
+        .then(
+            |repo: Seg, _role, app, form| async move { respond(publish::multipart(app, repo.0, form).await) },
+        );
     let publish_raw = warp::path!(Seg / "publish")
         .and(warp::post())
         .and(auth::require(keys.clone(), Role::Agent))
@@ -195,7 +196,10 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
 /// A request body of at most `limit` bytes, counted as the bytes arrive (with or without
 /// Content-Length, chunked or not): 413 as soon as the limit is crossed, 408 when no byte arrives for
 /// `idle`. An absent body is empty.
-fn body(limit: u64, idle: Duration) -> impl Filter<Extract = (bytes::Bytes,), Error = warp::Rejection> + Clone {
+fn body(
+    limit: u64,
+    idle: Duration,
+) -> impl Filter<Extract = (bytes::Bytes,), Error = warp::Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and_then(move |length: Option<u64>| async move {
             match length {
@@ -234,7 +238,11 @@ where
 }
 
 /// Reads a whole body of at most `limit` bytes (see [`body`]).
-async fn collect_body<S, B, E>(mut stream: S, limit: u64, idle: Duration) -> Result<bytes::Bytes, crate::error::ApiError>
+async fn collect_body<S, B, E>(
+    mut stream: S,
+    limit: u64,
+    idle: Duration,
+) -> Result<bytes::Bytes, crate::error::ApiError>
 where
     S: Stream<Item = Result<B, E>> + Unpin,
     B: Buf,
@@ -242,8 +250,9 @@ where
 {
     let mut out = bytes::BytesMut::new();
     while let Some(chunk) = next_chunk(&mut stream, idle).await? {
-        let mut chunk = chunk
-            .map_err(|e| crate::error::ApiError::bad_request(format!("the request body was interrupted: {e}")))?;
+        let mut chunk = chunk.map_err(|e| {
+            crate::error::ApiError::bad_request(format!("the request body was interrupted: {e}"))
+        })?;
         if out.len() as u64 + chunk.remaining() as u64 > limit {
             return Err(too_large(limit));
         }
