@@ -22,6 +22,9 @@
 //!   repo-add). The list is sorted bytewise over the written (escaped) names, as `LC_ALL=C sort -u` sorts
 //!   bsdtar's output.
 //! - Other ASCII (space included) is copied as it is.
+//! - A directory gets a trailing `/` if its header name has none (makepkg always writes one). bsdtar would
+//!   list it without; libalpm adds the `/` when it lists a package's files itself, and `pacman -F` needs
+//!   it to tell a directory from a file. This is the one deliberate difference from repo-add's list.
 //! - Non-ASCII UTF-8 is written raw, as repo-add writes it in a UTF-8 locale (C.UTF-8 or any Arch
 //!   system). Under the C locale repo-add writes every non-ASCII byte as `\ooo` (`donn\303\251es`): that
 //!   only reflects the locale of the machine that ran it, and pacman's `-F` could not find such names, so

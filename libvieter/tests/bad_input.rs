@@ -196,3 +196,94 @@ fn database_read_refuses_garbage() {
     let truncated = &missing_fields[..missing_fields.len() / 2];
     assert!(Database::read(truncated).is_err());
 }
+
+/// An endless plain tar: `.PKGINFO`, then entries with 4,000-byte GNU long names, generated as read.
+struct EndlessLongNames {
+    buf: Vec<u8>,
+    pos: usize,
+    next: u64,
+    produced: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::io::Read for EndlessLongNames {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+            if self.next == 0 {
+                self.buf.extend_from_slice(
+                    header(b".PKGINFO", PKGINFO.len() as u64, tar::EntryType::Regular).as_bytes(),
+                );
+                self.buf.extend_from_slice(PKGINFO.as_bytes());
+                self.buf.resize(1024, 0);
+            } else {
+                let name = format!("usr/share/{:0>3990}", self.next);
+                let mut data = name.clone().into_bytes();
+                data.push(0);
+                let long = header(b"././@LongLink", data.len() as u64, tar::EntryType::GNULongName);
+                self.buf.extend_from_slice(long.as_bytes());
+                self.buf.extend_from_slice(&data);
+                self.buf.resize(self.buf.len().div_ceil(512) * 512, 0);
+                self.buf.extend_from_slice(
+                    header(&name.as_bytes()[..100], 0, tar::EntryType::Regular).as_bytes(),
+                );
+            }
+            self.next += 1;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        self.produced.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_oversized_file_list_is_refused_while_it_is_read() {
+    // The shape that took 4 GB in the server: 250,000 entries with 4,000-byte paths (1 GB of names).
+    // With the default budget (32 MiB of files lines) the walk stops after about 8,400 of them.
+    let produced = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader = EndlessLongNames { buf: Vec::new(), pos: 0, next: 0, produced: produced.clone() };
+    match read_package(reader, &ReadOptions::default()) {
+        Err(e @ PackageError::FileListTooLarge { limit }) => {
+            assert_eq!(limit, 32 << 20);
+            assert!(e.to_string().contains("max_file_list_bytes"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let read = produced.load(std::sync::atomic::Ordering::Relaxed);
+    // Each entry is 5,120 bytes of tar for 4,001 bytes of list; a little read-ahead is allowed.
+    assert!(read < (32 << 20) / 4001 * 5120 + (8 << 20), "{read} bytes were read");
+    assert!(read > (32 << 20), "{read}");
+}
+
+#[test]
+fn hostile_names_and_metadata_are_typed_errors() {
+    let with_name = |name: &'static [u8]| {
+        tar(&[regular(".PKGINFO", PKGINFO.as_bytes()), (name, b"", tar::EntryType::Regular)])
+    };
+    for name in [&b"usr/bin/zz\n\n%FILES%\nusr/bin/sudo"[..], b"usr/bin/a\x01", "usr/\u{2028}".as_bytes()] {
+        match read(&with_name(name)) {
+            Err(e @ PackageError::ForbiddenCharacter { .. }) => assert!(e.to_string().contains("U+"), "{e}"),
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(name)),
+        }
+    }
+    let long_desc = format!("{PKGINFO}pkgdesc = {}\n", "d".repeat(512 << 10));
+    match read(&with_pkginfo(&long_desc)) {
+        Err(PackageError::PkgInfo(e)) => {
+            let message = e.to_string();
+            assert!(message.contains("pkgdesc") && message.contains("65536"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    for (info, needle) in [
+        (format!("pkgname = {}\npkgver = 1-1\narch = x86_64\n", "n".repeat(255)), "file name"),
+        ("pkgname = x\npkgver = 1.é-1\narch = x86_64\n".to_owned(), "pkgver"),
+        ("pkgname = x\npkgver = 1-1\narch = x86_64\npkgdesc = bell\x07\n".to_owned(), "U+0007"),
+    ] {
+        match read(&with_pkginfo(&info)) {
+            Err(PackageError::PkgInfo(e)) => assert!(e.to_string().contains(needle), "{needle}: {e}"),
+            other => panic!("{needle}: {other:?}"),
+        }
+    }
+}
