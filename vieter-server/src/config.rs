@@ -18,7 +18,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The admin key (`X-Api-Key`). Generated into `{data_dir}/api_key` when not set.
     pub api_key: Option<String>,
-    /// A key agents use: it may publish, poll and report jobs, nothing else.
+    /// Keys agents use, one per line (one per agent, so that one agent cannot act as another): they may
+    /// publish, poll and report jobs, nothing else. An agent id is bound to the key it first polled with.
     pub agent_key: Option<String>,
     /// The architecture `any` packages always go to.
     pub default_arch: Arch,
@@ -56,9 +57,9 @@ pub struct Config {
     pub max_connections: u64,
     /// Largest build log of one job in bytes; past it the log ends with a marker line and the build goes on.
     pub max_log_size: u64,
-    /// Most jobs one poll may lease (an agent's `capacity` above it is capped).
+    /// Most jobs one agent may hold at once (an agent's `capacity` above it is capped).
     pub max_agent_capacity: u32,
-    /// Seconds after which an agent that has not polled, and holds no job, is forgotten.
+    /// Seconds after which an agent that has not been heard from, and holds no job, is forgotten (0: never).
     pub agent_expiry_secs: u64,
 }
 
