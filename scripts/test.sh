@@ -11,5 +11,11 @@ export VIETER_CORPUS="$PWD/target/corpus"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# libvieter without default features is the formats only: it builds, and pulls no chrono, toml or tokio.
+cargo clippy -p libvieter --no-default-features --lib -- -D warnings
+if cargo tree -p libvieter --no-default-features -e normal | grep -E '(chrono|chrono-tz|toml|tokio) v'; then
+  echo "libvieter --no-default-features depends on one of the crates above" >&2
+  exit 1
+fi
 cargo test --workspace --all-targets
 cargo test --workspace --doc

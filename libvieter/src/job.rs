@@ -28,9 +28,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::name::{Arch, PkgName};
+use crate::name::Arch;
 use crate::target::TargetId;
-use crate::version::Version;
 
 /// The identifier of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -286,13 +285,7 @@ impl fmt::Display for FailureCause {
     }
 }
 
-/// A package version a job built (or found already published).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuiltPackage {
-    pub name: PkgName,
-    pub version: Version,
-    pub arch: Arch,
-}
+pub use crate::srcinfo::BuiltPackage;
 
 /// How an agent says a job ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -607,6 +600,8 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::name::PkgName;
+    use crate::version::Version;
     use chrono::TimeZone;
 
     fn t(secs: i64) -> DateTime<Utc> {

@@ -19,19 +19,31 @@
 //! - [`srcinfo`]: the `.SRCINFO` format (`makepkg --printsrcinfo`).
 //! - [`build`]: the steps of a build job and the driver that runs them through a [`build::BuildHost`].
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
+//!
+//! Features: `builds` (targets, schedules, jobs, the build driver, the API shapes; pulls chrono) and
+//! `config` (the settings loader; pulls toml and reads files), both on by default. With
+//! `default-features = false` only the formats remain: `name`, `version`, `pkginfo`, `package`, `digest`,
+//! `depend`, `srcinfo` and `db`.
 
+#[cfg(feature = "builds")]
 pub mod api;
+#[cfg(feature = "builds")]
 pub mod build;
+#[cfg(feature = "config")]
 pub mod config;
 pub mod db;
 pub mod depend;
 pub mod digest;
+#[cfg(feature = "builds")]
 pub mod job;
 pub mod name;
 pub mod package;
 pub mod pkginfo;
+#[cfg(feature = "builds")]
 pub mod schedule;
+#[cfg(feature = "builds")]
 pub mod scheduler;
 pub mod srcinfo;
+#[cfg(feature = "builds")]
 pub mod target;
 pub mod version;

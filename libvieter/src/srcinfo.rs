@@ -17,9 +17,19 @@
 //! Only what a build agent needs is typed (names, version, architectures, dependencies); every other
 //! key is accepted and ignored. Parsing never panics.
 
-use crate::job::BuiltPackage;
+use serde::{Deserialize, Serialize};
+
 use crate::name::{Arch, NameError, PkgName};
 use crate::version::{validate_pkgrel, validate_pkgver, Version, VersionError};
+
+/// A package version: what a `.SRCINFO` builds for an architecture, and what a job built (or found
+/// already published).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltPackage {
+    pub name: PkgName,
+    pub version: Version,
+    pub arch: Arch,
+}
 
 /// Why a `.SRCINFO` could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
