@@ -11,7 +11,6 @@
 
 use std::fmt::Write as _;
 use std::future::Future;
-use std::time::Instant;
 
 use crate::api::LeasedJob;
 use crate::job::{BuiltPackage, FailureCause, FailureStep, Outcome};
@@ -228,6 +227,8 @@ pub struct StepOutput {
     pub exit_code: i32,
     /// Standard output, when the step asked for it.
     pub stdout: String,
+    /// How long the step ran, as the host measured it (the driver reads no clock).
+    pub elapsed: std::time::Duration,
 }
 
 /// What runs a build: the container, the log and the server, as the agent provides them.
@@ -253,7 +254,6 @@ pub const LOG_PREFIX: &str = "==> [vieter]";
 
 async fn run_step<H: BuildHost>(host: &mut H, step: &Step) -> Result<String, FailureCause> {
     host.note(format!("{LOG_PREFIX} {}: started", step.title)).await;
-    let started = Instant::now();
     let output = match host.run(step).await {
         Ok(output) => output,
         Err(cause) => {
@@ -261,7 +261,7 @@ async fn run_step<H: BuildHost>(host: &mut H, step: &Step) -> Result<String, Fai
             return Err(cause);
         }
     };
-    let secs = started.elapsed().as_secs_f64();
+    let secs = output.elapsed.as_secs_f64();
     host.note(format!("{LOG_PREFIX} {}: exit code {} after {secs:.1} s", step.title, output.exit_code)).await;
     if output.exit_code != 0 {
         return Err(step_failure(step, output.exit_code));
@@ -473,7 +473,7 @@ mod tests {
         async fn run(&mut self, step: &Step) -> Result<StepOutput, FailureCause> {
             let exit_code = self.codes.iter().find(|(t, _)| *t == step.title).map_or(0, |(_, c)| *c);
             let stdout = if step.capture_stdout { self.srcinfo.to_owned() } else { String::new() };
-            Ok(StepOutput { exit_code, stdout })
+            Ok(StepOutput { exit_code, stdout, elapsed: std::time::Duration::from_millis(1500) })
         }
         async fn note(&mut self, line: String) {
             self.log.push(line);
@@ -530,7 +530,11 @@ mod tests {
         let mut failing = host(vec![("makepkg", 4)], false);
         let Outcome::Failed { cause } = block_on(run_build(&mut failing, &plan)) else { panic!() };
         assert_eq!((cause.step, cause.exit_code), (FailureStep::Makepkg, Some(4)));
-        assert!(failing.log.iter().any(|l| l.starts_with("==> [vieter] makepkg: exit code 4")));
+        assert!(
+            failing.log.iter().any(|l| l == "==> [vieter] makepkg: exit code 4 after 1.5 s"),
+            "{:?}",
+            failing.log
+        );
         assert_eq!(failing.publish_calls, 0);
 
         let mut bad_srcinfo = host(vec![], false);

@@ -262,6 +262,7 @@ impl Runtime {
         let handle = self.podman.containers().get(&container.id);
         let exec = handle.create_exec(&opts.build()).await.map_err(|e| fail("creating a command", &e))?;
         let mut stdout = Vec::new();
+        let began = std::time::Instant::now();
         let started = exec.start(&Default::default()).await.map_err(|e| fail("starting a command", &e))?;
         if let Some(mut stream) = started {
             while let Some(chunk) = stream.next().await {
@@ -287,6 +288,7 @@ impl Runtime {
                 return Ok(StepOutput {
                     exit_code: i32::try_from(code).unwrap_or(-1),
                     stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                    elapsed: began.elapsed(),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
