@@ -137,6 +137,123 @@ pub struct ListQuery {
     pub offset: Option<usize>,
 }
 
+/// Most items one page of a listing holds, whatever `limit` asks for.
+pub const MAX_PAGE: usize = 10_000;
+
+/// Items in a page of `GET /api/v1/targets` when `limit` is absent.
+pub const DEFAULT_TARGET_PAGE: usize = 25;
+
+/// Items in a page of `GET /api/v1/jobs` when `limit` is absent.
+pub const DEFAULT_JOB_PAGE: usize = 50;
+
+/// A page of a listing: skip `offset` items, then take at most `limit`.
+///
+/// ```
+/// use libvieter::api::Page;
+/// let page = Page::new(Some(2), Some(3), 25);
+/// assert_eq!(page.apply(0..100).collect::<Vec<_>>(), [2, 3, 4]);
+/// assert_eq!(Page::new(None, Some(1_000_000), 25).limit, libvieter::api::MAX_PAGE);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Page {
+    /// The page asked for by `offset` and `limit` (absent: 0 and `default`), `limit` capped at
+    /// [`MAX_PAGE`].
+    pub fn new(offset: Option<usize>, limit: Option<usize>, default: usize) -> Page {
+        Page { offset: offset.unwrap_or(0), limit: limit.unwrap_or(default).min(MAX_PAGE) }
+    }
+
+    /// The items of this page.
+    pub fn apply<I: IntoIterator>(self, items: I) -> impl Iterator<Item = I::Item> {
+        items.into_iter().skip(self.offset).take(self.limit)
+    }
+}
+
+/// Query parameters of `GET /api/v1/jobs`: every filter given must match; newest job first.
+///
+/// ```
+/// use libvieter::api::JobFilter;
+/// let f: JobFilter = serde_json::from_str(r#"{"state":"failed","limit":5}"#).unwrap();
+/// assert_eq!(f.page().limit, 5);
+/// assert_eq!(JobFilter::default().page().limit, libvieter::api::DEFAULT_JOB_PAGE);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::job::JobState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::target::TargetId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// Jobs queued at or after this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Most jobs answered ([`DEFAULT_JOB_PAGE`] when absent, at most [`MAX_PAGE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+}
+
+impl JobFilter {
+    /// Whether `job` passes every filter.
+    pub fn matches(&self, job: &crate::job::Job) -> bool {
+        self.state.is_none_or(|s| job.state == s)
+            && self.target.is_none_or(|t| job.target == t)
+            && self.arch.as_deref().is_none_or(|a| job.arch.as_str() == a)
+            && self.since.is_none_or(|s| job.queued_at >= s)
+    }
+
+    /// The page asked for.
+    pub fn page(&self) -> Page {
+        Page::new(self.offset, self.limit, DEFAULT_JOB_PAGE)
+    }
+}
+
+/// Query parameters of `GET /api/v1/targets`: every filter given must match; by id.
+///
+/// ```
+/// use libvieter::api::TargetFilter;
+/// let f = TargetFilter { query: Some("AUR.archlinux".into()), ..Default::default() };
+/// assert_eq!(f.page().limit, libvieter::api::DEFAULT_TARGET_PAGE);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// Case-insensitive substring of the target's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Most targets answered ([`DEFAULT_TARGET_PAGE`] when absent, at most [`MAX_PAGE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+}
+
+impl TargetFilter {
+    /// A predicate that is true for the targets passing every filter (the query lowercased once).
+    pub fn matcher(&self) -> impl Fn(&crate::target::Target) -> bool + '_ {
+        let query = self.query.as_deref().map(str::to_lowercase);
+        move |t| {
+            self.repo.as_deref().is_none_or(|r| t.repo.as_str() == r)
+                && self.arch.as_deref().is_none_or(|a| t.arch.iter().any(|x| x.as_str() == a))
+                && query.as_deref().is_none_or(|q| t.url.to_lowercase().contains(q))
+        }
+    }
+
+    /// The page asked for.
+    pub fn page(&self) -> Page {
+        Page::new(self.offset, self.limit, DEFAULT_TARGET_PAGE)
+    }
+}
+
 /// `POST /api/v1/jobs/poll`: an agent asks for work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollRequest {

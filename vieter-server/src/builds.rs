@@ -73,26 +73,8 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(b).map_err(db_err)
 }
 
-/// Filters of `GET /api/v1/jobs`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct JobFilter {
-    pub state: Option<JobState>,
-    pub target: Option<TargetId>,
-    pub arch: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub limit: Option<usize>,
-    pub offset: Option<usize>,
-}
-
-/// Filters of `GET /api/v1/targets`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct TargetFilter {
-    pub repo: Option<String>,
-    pub arch: Option<String>,
-    pub query: Option<String>,
-    pub limit: Option<usize>,
-    pub offset: Option<usize>,
-}
+/// The filters of the listings are query parameters whose shapes are libvieter's.
+pub use libvieter::api::{JobFilter, TargetFilter};
 
 /// Group commit of job records. Whoever saves jobs hands them to one writer thread, which writes all it
 /// was handed meanwhile in one durable transaction: many agents polling at once share a commit (and its
@@ -332,16 +314,8 @@ impl Builds {
     }
 
     pub fn list_targets(&self, f: &TargetFilter) -> Result<Vec<Target>, ApiError> {
-        let query = f.query.as_deref().map(str::to_lowercase);
-        Ok(self
-            .targets()?
-            .into_iter()
-            .filter(|t| f.repo.as_deref().is_none_or(|r| t.repo.to_string() == r))
-            .filter(|t| f.arch.as_deref().is_none_or(|a| t.arch.iter().any(|x| x.as_str() == a)))
-            .filter(|t| query.as_deref().is_none_or(|q| t.url.to_lowercase().contains(q)))
-            .skip(f.offset.unwrap_or(0))
-            .take(f.limit.unwrap_or(25).min(10_000))
-            .collect())
+        let matches = f.matcher();
+        Ok(f.page().apply(self.targets()?.into_iter().filter(|t| matches(t))).collect())
     }
 
     pub fn patch_target(&self, id: TargetId, patch: &TargetPatch) -> Result<Target, ApiError> {
@@ -439,24 +413,20 @@ impl Builds {
         let t = read.open_table(JOBS).map_err(db_err)?;
         let mut out = Vec::new();
         let mut skipped = 0;
-        let (offset, limit) = (f.offset.unwrap_or(0), f.limit.unwrap_or(50).min(10_000));
+        let page = f.page();
         for row in t.iter().map_err(db_err)?.rev() {
             let job: Job = decode(row.map_err(db_err)?.1.value())?;
-            let keep = f.state.is_none_or(|s| job.state == s)
-                && f.target.is_none_or(|t| job.target == t)
-                && f.arch.as_deref().is_none_or(|a| job.arch.as_str() == a)
-                && f.since.is_none_or(|s| job.queued_at >= s);
-            if !keep {
+            if !f.matches(&job) {
                 continue;
             }
-            if skipped < offset {
+            if skipped < page.offset {
                 skipped += 1;
                 continue;
             }
-            out.push(job);
-            if out.len() >= limit {
+            if out.len() >= page.limit {
                 break;
             }
+            out.push(job);
         }
         Ok(out)
     }
