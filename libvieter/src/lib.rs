@@ -19,9 +19,12 @@
 //! - [`srcinfo`]: the `.SRCINFO` format (`makepkg --printsrcinfo`).
 //! - [`build`]: the steps of a build job and the driver that runs them through a [`build::BuildHost`].
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
+//! - [`repo`]: repository rules (names, which architectures a package goes to).
+//! - [`fs`]: repositories in plain directories: atomic file replacement, `repo-add`, static mirrors.
 //!
-//! Features: `builds` (targets, schedules, jobs, the build driver, the API shapes; pulls chrono) and
-//! `config` (the settings loader; pulls toml and reads files), both on by default. With
+//! Features: `builds` (targets, schedules, jobs, the build driver, the API shapes; pulls chrono),
+//! `config` (the settings loader; pulls toml and reads files) and `fs` (the directory adapter: reads and
+//! writes files), all on by default. With
 //! `default-features = false` only the formats remain: `name`, `version`, `pkginfo`, `package`, `digest`,
 //! `depend`, `srcinfo` and `db`.
 
@@ -34,11 +37,14 @@ pub mod config;
 pub mod db;
 pub mod depend;
 pub mod digest;
+#[cfg(feature = "fs")]
+pub mod fs;
 #[cfg(feature = "builds")]
 pub mod job;
 pub mod name;
 pub mod package;
 pub mod pkginfo;
+pub mod repo;
 #[cfg(feature = "builds")]
 pub mod schedule;
 #[cfg(feature = "builds")]

@@ -179,19 +179,7 @@ validated_string!(
 );
 
 fn check_repo(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with(['.', '-'])
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
-        && s != "api";
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "'{s}' is not a valid repository name: use letters, digits, '.', '_' and '-', not starting with '.' \
-             or '-'; 'api' is reserved"
-        ))
-    }
+    crate::repo::check_repo_name(s)
 }
 
 fn check_git_ref(s: &str) -> Result<(), String> {

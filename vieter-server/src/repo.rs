@@ -61,7 +61,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RepoError {
 /// Checks a repository name with libvieter's rule (`[A-Za-z0-9._-]+`, not starting with `.` or `-`, not
 /// `api`): the same rule as a build target's repository.
 pub fn validate_repo_name(name: &str) -> Result<(), RepoError> {
-    libvieter::target::RepoName::new(name).map(|_| ()).map_err(RepoError::InvalidName)
+    libvieter::repo::check_repo_name(name).map_err(RepoError::InvalidName)
 }
 
 /// The repositories on disk and in redb.
@@ -240,14 +240,13 @@ impl Repos {
     /// The arch-repos a package goes to: its own arch, or for `any` every arch the repo has plus the
     /// default arch.
     fn target_archs(&self, repo: &str, package: &Package) -> Result<Vec<String>, RepoError> {
-        let mut archs = BTreeSet::new();
-        if package.info.arch.is_any() {
-            archs.extend(self.store.arches_of(repo)?);
-            archs.insert(self.default_arch.to_string());
+        let existing = if package.info.arch.is_any() {
+            self.store.arches_of(repo)?.into_iter().filter_map(|a| Arch::new(a).ok()).collect()
         } else {
-            archs.insert(package.info.arch.to_string());
-        }
-        Ok(archs.into_iter().collect())
+            BTreeSet::new()
+        };
+        let archs = libvieter::repo::arches_for(&package.info.arch, &existing, &self.default_arch);
+        Ok(archs.into_iter().map(|a| a.to_string()).collect())
     }
 
     /// Removes a package, an arch-repo or a repository. Returns whether it existed. Blocking.
@@ -507,11 +506,13 @@ impl<R: std::io::Read> Write for SameAs<R> {
 
 /// The `Last-Modified` second to announce, at `now`, for an archive changed at `mtime`.
 ///
-/// pacman sends back the `Last-Modified` it was given as `If-Modified-Since`, in whole seconds, and a
-/// 304 is answered when the archive's second is not after it. While the second of the change is still
-/// running, another change may come within it; so the second before it is announced. A copy announced
-/// as second `L` was fetched after every change up to `L`, and any later change has a later second: it
-/// is never answered 304. Never later than the wall clock.
+/// pacman sends back the `Last-Modified` it was given as `If-Modified-Since`, in whole seconds; the
+/// server answers 304 when the archive's second is not after it, and curl itself drops a 200 whose
+/// `Last-Modified` is not after the one it sent. So a copy announced as second `L` must hold every
+/// change made up to the end of `L`: the file route sends an archive changed within the running second
+/// only once that second is over, and then announces that second. Should the archive keep changing
+/// (it waits twice at most), the second before the change is announced: never later than the wall
+/// clock, and a later change still has a later second.
 pub fn last_modified(mtime: SystemTime, now: SystemTime) -> SystemTime {
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let changed = secs(mtime);

@@ -22,6 +22,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use libvieter::api::PackageSummary;
 use libvieter::db::{ArchiveKind, StoredEntry};
+use libvieter::name::Arch;
 use libvieter::package::Package;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -211,9 +212,11 @@ impl Store {
         let archs: Vec<String> = match placement {
             Placement::Arch(arch) => vec![arch.to_owned()],
             Placement::Any { default_arch } => {
-                let mut set = arches_in(&txn.open_table(ARCH_REPOS)?, repo)?;
-                set.insert(default_arch.to_owned());
-                set.into_iter().collect()
+                let existing = arches_in(&txn.open_table(ARCH_REPOS)?, repo)?;
+                let existing = existing.into_iter().filter_map(|a| Arch::new(a).ok()).collect();
+                let any = Arch::new("any").map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+                let default_arch = Arch::new(default_arch).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+                libvieter::repo::arches_for(&any, &existing, &default_arch).into_iter().map(|a| a.to_string()).collect()
             }
         };
         if !archs.iter().all(|a| locked.contains(a)) {

@@ -23,6 +23,8 @@ struct Servable {
     modified: SystemTime,
     etag: String,
     content_type: &'static str,
+    /// An archive, rewritten in place (see [`crate::repo::last_modified`]); else an immutable pool file.
+    rewritten: bool,
 }
 
 pub async fn serve(
@@ -37,16 +39,34 @@ pub async fn serve(
     if validate_repo_name(&repo).is_err() || Arch::new(arch.as_str()).is_err() || file.contains(['/', '\0']) {
         return Err(not_found());
     }
-    let servable = {
-        let (app, repo, arch, file) = (app.clone(), repo.clone(), arch.clone(), file.clone());
-        tokio::task::spawn_blocking(move || locate(&app, &repo, &arch, &file))
-            .await
-            .map_err(|e| ApiError::internal("locating a file", e))??
+    // An archive changed within the running second is sent once that second is over (at most twice
+    // a second's wait): its Last-Modified can then be that second without hiding a later change in it
+    // (see `repo::last_modified`). A 304 needs no wait.
+    let mut waited = 0;
+    let s = loop {
+        let servable = {
+            let (app, repo, arch, file) = (app.clone(), repo.clone(), arch.clone(), file.clone());
+            tokio::task::spawn_blocking(move || locate(&app, &repo, &arch, &file))
+                .await
+                .map_err(|e| ApiError::internal("locating a file", e))??
+        };
+        let Some(s) = servable else { return Err(not_found()) };
+        let now = SystemTime::now();
+        let fresh = s.rewritten && whole_secs(s.modified) >= whole_secs(now);
+        let cached = not_modified(&headers, &format!("\"{}\"", s.etag), s.modified);
+        if !fresh || cached || waited == 2 {
+            break s;
+        }
+        waited += 1;
+        let into_second = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let rest = std::time::Duration::from_nanos(1_000_000_000 - u64::from(into_second));
+        tokio::time::sleep(rest + std::time::Duration::from_millis(2)).await;
     };
-    let Some(s) = servable else { return Err(not_found()) };
     let (len, modified) = (s.len, s.modified);
     let etag = format!("\"{}\"", s.etag);
-    let last_modified = httpdate::fmt_http_date(crate::repo::last_modified(modified, SystemTime::now()));
+    let announced =
+        if s.rewritten { crate::repo::last_modified(modified, SystemTime::now()) } else { modified };
+    let last_modified = httpdate::fmt_http_date(announced);
 
     let mut builder = Response::builder()
         .header(header::ETAG, &etag)
@@ -157,7 +177,14 @@ fn locate(app: &App, repo: &str, arch: &str, file: &str) -> Result<Option<Servab
             .repos
             .archive_etag(&path, &file, len, modified)
             .map_err(|e| ApiError::internal("reading an archive", e))?;
-        return Ok(Some(Servable { file, len, modified, etag, content_type: "application/gzip" }));
+        return Ok(Some(Servable {
+            file,
+            len,
+            modified,
+            etag,
+            content_type: "application/gzip",
+            rewritten: true,
+        }));
     }
     let sha = app
         .repos
@@ -166,7 +193,18 @@ fn locate(app: &App, repo: &str, arch: &str, file: &str) -> Result<Option<Servab
         .map_err(|e| ApiError::internal("looking up a file", e))?;
     let Some(sha) = sha else { return Ok(None) };
     let Some((file, len, modified)) = open(&app.repos.pool_path(&sha))? else { return Ok(None) };
-    Ok(Some(Servable { file, len, modified, etag: sha, content_type: "application/octet-stream" }))
+    Ok(Some(Servable {
+        file,
+        len,
+        modified,
+        etag: sha,
+        content_type: "application/octet-stream",
+        rewritten: false,
+    }))
+}
+
+fn whole_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {

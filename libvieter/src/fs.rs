@@ -1,0 +1,262 @@
+//! Repositories in plain directories: the file-system adapter of libvieter (feature `fs`).
+//!
+//! Everything else in libvieter works on bytes and values; this module is where a small tool that needs
+//! no server touches the disk. It holds:
+//! - [`write_atomically`]: the one way files are replaced (temp file in the same directory, synced,
+//!   renamed over the target, directory synced), so a reader or a crash sees the old or the new file;
+//! - [`repo_add`]: pacman's `repo-add` (one database file pair, packages wherever they are);
+//! - [`publish_to_dir`]: a whole static mirror, `DIR/REPO/<arch>/` with the packages and their
+//!   databases, `any` packages in every architecture (see [`crate::repo::arches_for`]).
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::db::{ArchiveKind, Database, DbError, DbFormat, StoredEntry};
+use crate::name::Arch;
+use crate::package::{read_package, Package, PackageError, ReadOptions};
+
+/// Why a directory operation failed; each variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{path}: {source}")]
+    Package { path: String, source: PackageError },
+    #[error("{path}: {source}")]
+    Db { path: String, source: DbError },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
+    move |source| FsError::Io { path: path.display().to_string(), source }
+}
+
+/// Replaces `path` with what `write` writes: into `.{name}.tmp` next to it, flushed and synced, renamed
+/// over `path`, then the directory synced. A crash leaves the old file or the new one, never a mix.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("hello.txt");
+/// libvieter::fs::write_atomically(&path, |w| std::io::Write::write_all(w, b"hello")).unwrap();
+/// assert_eq!(std::fs::read(&path).unwrap(), b"hello");
+/// ```
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut out = BufWriter::with_capacity(1 << 20, &file);
+        write(&mut out)?;
+        out.flush()?;
+        drop(out);
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// How [`repo_add`] and [`publish_to_dir`] write databases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddOptions {
+    /// `with_md5` for pacman <= 6.0 (the packages are then also hashed with MD5).
+    pub format: DbFormat,
+    /// Delete the package file (and its `.sig`) of each replaced version (`repo-add -R`).
+    pub remove_replaced: bool,
+    /// Modification time written into the database entries' tar headers (seconds since 1970).
+    pub mtime: u64,
+}
+
+/// What adding one package did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    /// A new package name.
+    New { name: String, version: String },
+    /// Replaced another version (`old` is the replaced entry's `name-version`).
+    Replaced { old: String, name: String, version: String },
+    /// The same file name again: its entry was rewritten.
+    Updated { name: String, version: String },
+}
+
+/// pacman's `repo-add`: adds (or replaces, by name) each package in `REPO.db.tar.gz`, writes it and
+/// `REPO.files.tar.gz` atomically and points the `REPO.db` / `REPO.files` symlinks at them. A package's
+/// `FILE.sig` next to it goes into its entry. Nothing is written when any package is refused.
+pub fn repo_add(db_path: &Path, packages: &[PathBuf], options: &AddOptions) -> Result<Vec<Added>, FsError> {
+    let shown = db_path.display().to_string();
+    let db_name = db_path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let repo = db_name.strip_suffix(".db.tar.gz").ok_or_else(|| FsError::Invalid {
+        path: shown.clone(),
+        reason: "the database name must end in .db.tar.gz".into(),
+    })?;
+    let dir = match db_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let files_path = dir.join(format!("{repo}.files.tar.gz"));
+    // The files database holds desc and files of every entry; fall back to the plain db.
+    let mut db = match [&files_path, &db_path.to_path_buf()].into_iter().find(|p| p.exists()) {
+        Some(existing) => read_db(existing)?,
+        None => Database::new(),
+    };
+    let mut added = Vec::new();
+    let mut replaced_files = Vec::new();
+    for path in packages {
+        let (package, filename) = read_package_file(path, options.format)?;
+        let signature = fs::read(format!("{}.sig", path.display())).ok();
+        let old = db.add_package(&package, &filename, options.format, signature.as_deref(), options.mtime);
+        let old = old.map_err(|source| FsError::Db { path: path.display().to_string(), source })?;
+        added.push(describe(old.as_ref(), &package, &filename, &mut replaced_files));
+    }
+    for (path, kind) in [(db_path, ArchiveKind::Db), (files_path.as_path(), ArchiveKind::Files)] {
+        write_atomically(path, |out| db.write(out, kind)).map_err(io_err(path))?;
+        let link = dir.join(format!("{repo}.{}", if kind == ArchiveKind::Db { "db" } else { "files" }));
+        symlink(path, &link)?;
+    }
+    if options.remove_replaced {
+        for f in replaced_files {
+            for name in [f.clone(), format!("{f}.sig")] {
+                let _ = fs::remove_file(dir.join(name));
+            }
+        }
+    }
+    Ok(added)
+}
+
+fn describe(
+    old: Option<&StoredEntry>,
+    package: &Package,
+    filename: &str,
+    replaced_files: &mut Vec<String>,
+) -> Added {
+    let (name, version) = (package.info.name.to_string(), package.info.version.to_string());
+    match old {
+        Some(old) if old.entry.filename != filename => {
+            replaced_files.push(old.entry.filename.clone());
+            Added::Replaced { old: old.entry.dir_name(), name, version }
+        }
+        Some(_) => Added::Updated { name, version },
+        None => Added::New { name, version },
+    }
+}
+
+fn read_db(path: &Path) -> Result<Database, FsError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    Database::read(io::BufReader::new(file))
+        .map_err(|source| FsError::Db { path: path.display().to_string(), source })
+}
+
+fn read_package_file(path: &Path, format: DbFormat) -> Result<(Package, String), FsError> {
+    let shown = || path.display().to_string();
+    let file = File::open(path).map_err(io_err(path))?;
+    let options = ReadOptions { md5: format == DbFormat::WithMd5, ..ReadOptions::default() };
+    let package = read_package(io::BufReader::with_capacity(256 * 1024, file), &options)
+        .map_err(|source| FsError::Package { path: shown(), source })?;
+    let filename = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| FsError::Invalid { path: shown(), reason: "not a file name".into() })?
+        .to_owned();
+    Ok((package, filename))
+}
+
+fn symlink(target: &Path, link: &Path) -> Result<(), FsError> {
+    let target_name = target.file_name().unwrap_or_default();
+    let _ = fs::remove_file(link);
+    std::os::unix::fs::symlink(target_name, link).map_err(io_err(link))
+}
+
+/// Publishes `packages` into a static mirror at `dir`: each goes to `dir/REPO/<arch>/` under the name
+/// makepkg gives it, with `REPO.db` / `REPO.files` (and their `.tar.gz`) rewritten there. An `any`
+/// package goes to every architecture the repository has (and `default_arch`), as the server does.
+/// A newer (or older) version of a package replaces the present one, whose file is deleted. Returns
+/// what was added, per architecture.
+pub fn publish_to_dir(
+    dir: &Path,
+    repo: &str,
+    packages: &[PathBuf],
+    default_arch: &Arch,
+    options: &AddOptions,
+) -> Result<Vec<(Arch, Added)>, FsError> {
+    crate::repo::check_repo_name(repo)
+        .map_err(|reason| FsError::Invalid { path: dir.join(repo).display().to_string(), reason })?;
+    let repo_dir = dir.join(repo);
+    // Read every package first: a refused one changes nothing.
+    let mut read = Vec::new();
+    for path in packages {
+        read.push((path.clone(), read_package_file(path, options.format)?.0));
+    }
+    let existing: BTreeSet<Arch> = match fs::read_dir(&repo_dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.path().join(format!("{repo}.db.tar.gz")).exists())
+            .filter_map(|e| Arch::new(e.file_name().to_string_lossy().into_owned()).ok())
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeSet::new(),
+        Err(e) => return Err(io_err(&repo_dir)(e)),
+    };
+    let mut all_arches = existing.clone();
+    for (_, package) in &read {
+        all_arches.extend(crate::repo::arches_for(&package.info.arch, &all_arches, default_arch));
+    }
+    let mut report = Vec::new();
+    for arch in &all_arches {
+        let to_add: Vec<&(PathBuf, Package)> = read
+            .iter()
+            .filter(|(_, p)| crate::repo::arches_for(&p.info.arch, &all_arches, default_arch).contains(arch))
+            .collect();
+        if to_add.is_empty() {
+            continue;
+        }
+        let arch_dir = repo_dir.join(arch.as_str());
+        fs::create_dir_all(&arch_dir).map_err(io_err(&arch_dir))?;
+        let mut names = Vec::new();
+        for (path, package) in to_add {
+            let target = arch_dir.join(package.filename());
+            if !target.exists() {
+                // Hard links keep one copy of an `any` file in several arches.
+                fs::hard_link(path, &target).or_else(|_| fs::copy(path, &target).map(|_| ())).map_err(io_err(&target))?;
+            }
+            names.push(target);
+        }
+        let db_path = arch_dir.join(format!("{repo}.db.tar.gz"));
+        let added = repo_add(&db_path, &names, &AddOptions { remove_replaced: true, ..*options })?;
+        report.extend(added.into_iter().map(|a| (arch.clone(), a)));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_atomic_write_that_fails_leaves_the_old_file_and_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomically(&path, |w| w.write_all(b"old")).unwrap();
+        let failed = write_atomically(&path, |w| {
+            w.write_all(b"half")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, ["f"]);
+    }
+}
