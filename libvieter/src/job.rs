@@ -309,6 +309,12 @@ pub enum JobError {
     /// The job exists but has ended: nothing can be done to it any more.
     #[error("job {job} is already {state}")]
     Finished { job: JobId, state: JobState },
+    /// The action needs a job that has ended (a retry by hand).
+    #[error("job {job} is {state}: it has not ended")]
+    NotEnded { job: JobId, state: JobState },
+    /// The action needs the job running on this agent (a log append); the holder is not named.
+    #[error("job {job} is not running on agent {agent}")]
+    NotRunningOn { job: JobId, agent: AgentId },
     #[error("job {job} is leased by agent {holder}, not by {agent}")]
     WrongAgent { job: JobId, holder: AgentId, agent: AgentId },
     #[error("job {job} is not due before {not_before}")]

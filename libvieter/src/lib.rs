@@ -18,6 +18,8 @@
 //! - [`scheduler`]: which scheduled builds are due, and the job queue that leases them to agents.
 //! - [`srcinfo`]: the `.SRCINFO` format (`makepkg --printsrcinfo`).
 //! - [`build`]: the steps of a build job and the driver that runs them through a [`build::BuildHost`].
+//! - [`builds`]: the build service (targets, queueing, leases, retries, agents, retention) over a
+//!   [`builds::BuildStore`] and a [`builds::Clock`].
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
 //! - [`repo`]: repository rules (names, which architectures a package goes to).
 //! - [`fs`]: repositories in plain directories: atomic file replacement, `repo-add`, static mirrors.
@@ -32,6 +34,8 @@
 pub mod api;
 #[cfg(feature = "builds")]
 pub mod build;
+#[cfg(feature = "builds")]
+pub mod builds;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod db;
