@@ -1,0 +1,162 @@
+//! `libvieter::fs::publish_to_dir` (the `embedded-repo` example) makes a directory that a plain static
+//! web server turns into a pacman mirror: real pacman syncs, installs and upgrades from it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use libvieter::db::Database;
+use libvieter::fs::{publish_to_dir, AddOptions};
+use libvieter::name::Arch;
+
+/// Serves the files under `root` over HTTP/1.1 on loopback, one request per connection, until the
+/// process ends. Returns the base URL.
+fn static_server(root: PathBuf) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).map(|n| n == 0).unwrap_or(true) || header == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split(' ').nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
+            let file = (!path.split('/').any(|c| c == ".." || c.is_empty()))
+                .then(|| std::fs::read(root.join(&path)).ok())
+                .flatten();
+            let mut conn = reader.into_inner();
+            let _ = match file {
+                Some(body) => conn
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .and_then(|()| conn.write_all(&body)),
+                None => conn
+                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            };
+        }
+    });
+    url
+}
+
+/// A zstd package with one file whose content is `text`.
+fn package(dir: &Path, name: &str, version: &str, arch: &str, text: &str) -> PathBuf {
+    let info = format!("pkgname = {name}\npkgver = {version}\narch = {arch}\nsize = {}\n", text.len());
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in
+        [(".PKGINFO".to_owned(), info.as_bytes()), (format!("usr/share/{name}/version"), text.as_bytes())]
+    {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    let path = dir.join(format!("{name}-{version}-{arch}.pkg.tar.zst"));
+    std::fs::write(&path, zstd::encode_all(&b.into_inner().unwrap()[..], 3).unwrap()).unwrap();
+    path
+}
+
+fn pacman(conf_dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("pacman")
+        .arg("--config")
+        .arg(conf_dir.join("pacman.conf"))
+        .arg("--root")
+        .arg(conf_dir.join("root"))
+        .arg("--dbpath")
+        .arg(conf_dir.join("root/var/lib/pacman"))
+        .arg("--cachedir")
+        .arg(conf_dir.join("cache"))
+        .arg("--noconfirm")
+        .args(args)
+        .output()
+        .expect("run pacman");
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn names_in(db: &Path) -> Vec<String> {
+    let db = Database::read(std::fs::File::open(db).unwrap()).unwrap();
+    db.iter().map(|e| e.entry.dir_name()).collect()
+}
+
+#[test]
+fn a_published_directory_is_a_pacman_mirror() {
+    let Some(corpus) = common::corpus() else { return };
+    if !common::require_tool("pacman") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mirror = work.path().join("mirror");
+    let pkgs = work.path().join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let x86 = Arch::new("x86_64").unwrap();
+    let options = AddOptions::default();
+
+    // An aarch64 arch-repo first: the corpus' `any` packages then go to both arches.
+    let arm = package(&pkgs, "armonly", "1-1", "aarch64", "arm\n");
+    publish_to_dir(&mirror, "corpus", &[arm], &x86, &options).unwrap();
+    publish_to_dir(&mirror, "corpus", &corpus, &x86, &options).unwrap();
+    let v1 = package(&pkgs, "greeter", "1.0-1", "any", "one\n");
+    publish_to_dir(&mirror, "corpus", &[v1], &x86, &options).unwrap();
+
+    let arm_names = names_in(&mirror.join("corpus/aarch64/corpus.db"));
+    assert!(arm_names.contains(&"armonly-1-1".to_owned()), "{arm_names:?}");
+    assert!(
+        arm_names.contains(&"corpus-tree-20240101-1".to_owned()),
+        "any packages reach aarch64: {arm_names:?}"
+    );
+    assert!(arm_names.contains(&"greeter-1.0-1".to_owned()));
+    assert!(!arm_names.iter().any(|n| n.starts_with("corpus-big")), "x86_64 packages stay in x86_64");
+    let x86_names = names_in(&mirror.join("corpus/x86_64/corpus.files"));
+    assert_eq!(x86_names.len(), corpus.len() + 1, "{x86_names:?}");
+    assert!(mirror.join("corpus/x86_64/greeter-1.0-1-any.pkg.tar.zst").is_file());
+
+    let url = static_server(mirror.clone());
+    let conf = work.path().join("pacman");
+    std::fs::create_dir_all(conf.join("root/var/lib/pacman")).unwrap();
+    std::fs::create_dir_all(conf.join("cache")).unwrap();
+    std::fs::write(
+        conf.join("pacman.conf"),
+        format!("[options]\nArchitecture = x86_64\nSigLevel = Never\n[corpus]\nServer = {url}/$repo/$arch\n"),
+    )
+    .unwrap();
+    let (ok, out) = pacman(&conf, &["-Sy", "greeter", "corpus-tree", "corpus-split-doc"]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(conf.join("root/usr/share/greeter/version")).unwrap(), "one\n");
+
+    // A newer version replaces the old one (its file is gone) and pacman upgrades to it.
+    let v2 = package(&pkgs, "greeter", "1.1-1", "any", "two\n");
+    publish_to_dir(&mirror, "corpus", &[v2], &x86, &options).unwrap();
+    assert!(!mirror.join("corpus/x86_64/greeter-1.0-1-any.pkg.tar.zst").exists());
+    assert!(!mirror.join("corpus/aarch64/greeter-1.0-1-any.pkg.tar.zst").exists());
+    let names = names_in(&mirror.join("corpus/x86_64/corpus.db"));
+    assert!(names.contains(&"greeter-1.1-1".to_owned()) && !names.contains(&"greeter-1.0-1".to_owned()));
+    let (ok, out) = pacman(&conf, &["-Syu"]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(conf.join("root/usr/share/greeter/version")).unwrap(), "two\n");
+
+    // A bad package changes nothing.
+    let junk = pkgs.join("junk-1-1-x86_64.pkg.tar.zst");
+    std::fs::write(&junk, b"not a package").unwrap();
+    let before = std::fs::read(mirror.join("corpus/x86_64/corpus.db.tar.gz")).unwrap();
+    let err = publish_to_dir(&mirror, "corpus", &[junk], &x86, &options).unwrap_err();
+    assert!(err.to_string().contains("junk-1-1-x86_64.pkg.tar.zst"), "{err}");
+    assert_eq!(std::fs::read(mirror.join("corpus/x86_64/corpus.db.tar.gz")).unwrap(), before);
+    assert!(publish_to_dir(&mirror, "api", &[], &x86, &options).is_err(), "repository names are checked");
+}
