@@ -124,7 +124,8 @@ pub struct PackageDetail {
 pub struct FilesQuery {
     /// First name of the page (0 by default).
     pub files_offset: Option<usize>,
-    /// Most names in the page (1,000 by default, at most 10,000).
+    /// Most names in the page (1,000 by default, at most 10,000; a page also stops at 512 KiB of names:
+    /// the next page starts at `files_offset + files.len()`).
     pub files_limit: Option<usize>,
 }
 

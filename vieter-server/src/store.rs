@@ -8,7 +8,7 @@
 //! | `members` | `repo/arch/pkgname` | the entry's two gzip members: `u32` LE length of the db member, then the db member, then the files member |
 //! | `summaries` | `repo/arch/pkgname` | postcard [`PackageSummary`] |
 //! | `details` | `repo/arch/pkgname` | postcard [`Package`] (all metadata, without the file list) |
-//! | `file_lists` | `repo/arch/pkgname/{chunk:08}` | postcard `Vec<String>`: [`FILE_CHUNK`] names of the file list |
+//! | `file_lists` | `repo/arch/pkgname/{first:08}` | postcard `Vec<String>`: the names of the file list from index `first` on, at most [`FILE_CHUNK`] names or [`FILE_CHUNK_BYTES`] bytes |
 //! | `files` | `repo/arch/filename` | SHA-256 of the package file in the pool |
 //! | `pool` | SHA-256 | number of `files` rows pointing at it |
 //! | `arch_repos` | `repo/arch` | postcard [`ArchRecord`] |
@@ -35,11 +35,36 @@ const POOL: TableDefinition<&str, u64> = TableDefinition::new("pool");
 const ARCH_REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("arch_repos");
 const FILE_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("file_lists");
 
-/// Names per `file_lists` row: a page of a package's file list reads a few rows, never the whole list.
+/// Most names in one `file_lists` row: a page of a package's file list reads a few small rows, never the
+/// whole list.
 pub const FILE_CHUNK: usize = 1000;
+/// Most bytes of names in one `file_lists` row (a row holds at least one name).
+pub const FILE_CHUNK_BYTES: usize = 64 * 1024;
 
-fn chunk_key(pkg_key: &str, chunk: usize) -> String {
-    format!("{pkg_key}/{chunk:08}")
+/// The `file_lists` key of the row whose first name has index `first`.
+fn chunk_key(pkg_key: &str, first: usize) -> String {
+    format!("{pkg_key}/{first:08}")
+}
+
+/// Splits a file list into rows of at most [`FILE_CHUNK`] names and [`FILE_CHUNK_BYTES`] bytes; returns
+/// each row's first index and its names.
+fn file_rows(files: &[String]) -> Vec<(usize, &[String])> {
+    let mut rows = Vec::new();
+    let mut start = 0;
+    while start < files.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < files.len()
+            && end - start < FILE_CHUNK
+            && (end == start || bytes + files[end].len() <= FILE_CHUNK_BYTES)
+        {
+            bytes += files[end].len();
+            end += 1;
+        }
+        rows.push((start, &files[start..end]));
+        start = end;
+    }
+    rows
 }
 
 /// Removes every `file_lists` row of one package.
@@ -200,8 +225,10 @@ impl Store {
             md5: p.md5.clone(),
         };
         let detail = postcard::to_stdvec(&without_files)?;
-        let chunks: Vec<Vec<u8>> =
-            new.package.files.chunks(FILE_CHUNK).map(postcard::to_stdvec).collect::<Result<_, _>>()?;
+        let chunks: Vec<(usize, Vec<u8>)> = file_rows(&new.package.files)
+            .into_iter()
+            .map(|(first, names)| postcard::to_stdvec(names).map(|row| (first, row)))
+            .collect::<Result<_, _>>()?;
         let mut members = Vec::with_capacity(4 + new.entry.db_member.len() + new.entry.files_member.len());
         members.extend_from_slice(&(new.entry.db_member.len() as u32).to_le_bytes());
         members.extend_from_slice(&new.entry.db_member);
@@ -215,8 +242,12 @@ impl Store {
                 let existing = arches_in(&txn.open_table(ARCH_REPOS)?, repo)?;
                 let existing = existing.into_iter().filter_map(|a| Arch::new(a).ok()).collect();
                 let any = Arch::new("any").map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-                let default_arch = Arch::new(default_arch).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-                libvieter::repo::arches_for(&any, &existing, &default_arch).into_iter().map(|a| a.to_string()).collect()
+                let default_arch =
+                    Arch::new(default_arch).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+                libvieter::repo::arches_for(&any, &existing, &default_arch)
+                    .into_iter()
+                    .map(|a| a.to_string())
+                    .collect()
             }
         };
         if !archs.iter().all(|a| locked.contains(a)) {
@@ -261,8 +292,8 @@ impl Store {
                 t_summaries.insert(pkg_key.as_str(), summary.as_slice())?;
                 t_details.insert(pkg_key.as_str(), detail.as_slice())?;
                 remove_file_list(&mut t_lists, &pkg_key)?;
-                for (i, chunk) in chunks.iter().enumerate() {
-                    t_lists.insert(chunk_key(&pkg_key, i).as_str(), chunk.as_slice())?;
+                for (first, row) in &chunks {
+                    t_lists.insert(chunk_key(&pkg_key, *first).as_str(), row.as_slice())?;
                 }
                 t_arch.insert(key(&[repo, arch]).as_str(), arch_record.as_slice())?;
             }
@@ -453,8 +484,9 @@ impl Store {
         Ok(out)
     }
 
-    /// A page of one package's file list (`offset`, at most `limit` names) and the list's length, or
-    /// `None` when the package is not there. Reads only the rows the page needs.
+    /// A page of one package's file list (from `offset`, at most `limit` names and, past the first,
+    /// at most `max_bytes` bytes of names) and the list's length, or `None` when the package is not
+    /// there. Reads only the rows the page needs.
     pub fn file_page(
         &self,
         repo: &str,
@@ -462,6 +494,7 @@ impl Store {
         name: &str,
         offset: usize,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Option<(Vec<String>, u64)>, StoreError> {
         let txn = self.db.begin_read()?;
         let pkg_key = key(&[repo, arch, name]);
@@ -470,32 +503,56 @@ impl Store {
         };
         let table = txn.open_table(FILE_LISTS)?;
         let (lo, hi) = prefix_range(&pkg_key);
-        // The last row tells the length: every row but the last is full.
+        // The last row tells the length: its first index plus its names.
         let last = table.range(lo.as_str()..hi.as_str())?.next_back().transpose()?;
         let Some((last_key, last_value)) = last else {
             // Recorded before file lists had their own table: the list is in the details.
             let package: Package = postcard::from_bytes(&detail)?;
             let total = package.files.len() as u64;
-            return Ok(Some((package.files.into_iter().skip(offset).take(limit).collect(), total)));
+            let mut bytes = 0;
+            let page = package
+                .files
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .take_while(|f| {
+                    bytes += f.len();
+                    bytes == f.len() || bytes <= max_bytes
+                })
+                .collect();
+            return Ok(Some((page, total)));
         };
-        let last_index: usize =
-            last_key.value().rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or_default();
-        let last_len = postcard::from_bytes::<Vec<String>>(last_value.value())?.len();
-        let total = (last_index * FILE_CHUNK + last_len) as u64;
-        let mut page = Vec::with_capacity(limit.min(FILE_CHUNK * 4));
-        let first_chunk = offset / FILE_CHUNK;
-        let mut skip = offset % FILE_CHUNK;
-        let start = chunk_key(&pkg_key, first_chunk);
-        for row in table.range(start.as_str()..hi.as_str())? {
-            if page.len() >= limit {
-                break;
-            }
-            let (_, v) = row?;
-            let names: Vec<String> = postcard::from_bytes(v.value())?;
-            page.extend(names.into_iter().skip(skip).take(limit - page.len()));
-            skip = 0;
+        let first_of =
+            |k: &str| -> usize { k.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or_default() };
+        let last_first = first_of(last_key.value());
+        let total = last_first + postcard::from_bytes::<Vec<String>>(last_value.value())?.len();
+        let mut page: Vec<String> = Vec::new();
+        if offset >= total {
+            return Ok(Some((page, total as u64)));
         }
-        Ok(Some((page, total)))
+        // The row holding `offset`: the last one starting at or before it.
+        let at = chunk_key(&pkg_key, offset);
+        let start = match table.range(lo.as_str()..=at.as_str())?.next_back().transpose()? {
+            Some((k, _)) => k.value().to_owned(),
+            None => lo.clone(),
+        };
+        let mut bytes = 0;
+        'rows: for row in table.range(start.as_str()..hi.as_str())? {
+            let (k, v) = row?;
+            let first = first_of(k.value());
+            let names: Vec<String> = postcard::from_bytes(v.value())?;
+            for (i, name) in names.into_iter().enumerate() {
+                if first + i < offset {
+                    continue;
+                }
+                if page.len() >= limit || (!page.is_empty() && bytes + name.len() > max_bytes) {
+                    break 'rows;
+                }
+                bytes += name.len();
+                page.push(name);
+            }
+        }
+        Ok(Some((page, total as u64)))
     }
 
     /// One package's summary and metadata (without its file list: see [`Store::file_page`]).
@@ -552,6 +609,24 @@ fn unlink_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_rows_are_bounded_by_count_and_bytes() {
+        let names: Vec<String> = (0..2500).map(|i| format!("f{i}")).collect();
+        let rows = file_rows(&names);
+        assert_eq!(
+            rows.iter().map(|(f, r)| (*f, r.len())).collect::<Vec<_>>(),
+            [(0, 1000), (1000, 1000), (2000, 500)]
+        );
+        let long: Vec<String> = (0..40).map(|i| format!("{i:04}{}", "x".repeat(4000))).collect();
+        let rows = file_rows(&long);
+        assert!(rows.iter().all(|(_, r)| r.iter().map(String::len).sum::<usize>() <= FILE_CHUNK_BYTES));
+        assert_eq!(rows.iter().map(|(_, r)| r.len()).sum::<usize>(), 40);
+        assert_eq!(rows[1].0, rows[0].1.len(), "a row's key is its first index");
+        let huge = vec!["y".repeat(FILE_CHUNK_BYTES * 2), "z".into()];
+        assert_eq!(file_rows(&huge).len(), 2, "a row holds at least one name");
+        assert!(file_rows(&[]).is_empty());
+    }
 
     fn package(name: &str, arch: &str) -> (Package, StoredEntry) {
         let info = format!("pkgname = {name}\npkgver = 1-1\narch = {arch}\nsize = 0\n");

@@ -301,6 +301,26 @@ async fn a_package_detail_pages_its_file_list() {
     let (_, v) = json(http.get(format!("{url}?files_offset=5000")).send().await.unwrap()).await;
     assert_eq!(v["data"]["files"], serde_json::json!([]));
     assert_eq!(v["data"]["files_total"], 2500);
+    // Long names: a page stops at 512 KiB of names, and paging by what came back reads the whole list.
+    let long: Vec<String> = (0..300).map(|i| format!("usr/share/long/{i:04}{}", "n".repeat(3900))).collect();
+    let long_files: Vec<(&str, &[u8])> = long.iter().map(|n| (n.as_str(), &b""[..])).collect();
+    assert_eq!(
+        publish(&http, &server.url, "r", package("long", "1-1", "x86_64", &long_files)).await.status(),
+        200
+    );
+    let long_url = format!("{}/api/v1/repos/r/x86_64/packages/long", server.url);
+    let mut seen: Vec<String> = Vec::new();
+    while seen.len() < long.len() {
+        let page_url = format!("{long_url}?files_limit=10000&files_offset={}", seen.len());
+        let (_, v) = json(http.get(&page_url).send().await.unwrap()).await;
+        assert_eq!(v["data"]["files_total"], 300);
+        let page: Vec<String> = serde_json::from_value(v["data"]["files"].clone()).unwrap();
+        assert!(!page.is_empty());
+        assert!(page.iter().map(String::len).sum::<usize>() <= 512 * 1024, "a page is bounded in bytes");
+        seen.extend(page);
+    }
+    assert_eq!(seen, long);
+
     // Replaced by a version with fewer files: no row of the old list is left.
     assert_eq!(
         publish(&http, &server.url, "r", package("big", "2-1", "x86_64", &files[..3])).await.status(),

@@ -69,9 +69,11 @@ pub async fn list_packages(
     Ok(ok(&page))
 }
 
-/// Default and largest page of a package's file list.
+/// Default and largest page of a package's file list, in names and in bytes of names (a page holds at
+/// least one name): a request costs a bounded amount of memory whatever the names' lengths.
 const DEFAULT_FILES: usize = 1_000;
 const MAX_FILES: usize = 10_000;
+const MAX_FILE_PAGE_BYTES: usize = 512 * 1024;
 
 /// One package with a page of its file list: memory per request stays bounded by the page, however
 /// large the package's list is.
@@ -91,7 +93,7 @@ pub async fn package(
             store.package(&repo, &arch, &name).map_err(|e| ApiError::internal("reading a package", e))?;
         let (summary, package) = found.ok_or_else(not_found)?;
         let (files, files_total) = store
-            .file_page(&repo, &arch, &name, offset, limit)
+            .file_page(&repo, &arch, &name, offset, limit, MAX_FILE_PAGE_BYTES)
             .map_err(|e| ApiError::internal("reading a file list", e))?
             .ok_or_else(not_found)?;
         Ok(PackageDetail { summary, info: package.info, files, files_total })
