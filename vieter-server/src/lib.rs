@@ -98,7 +98,11 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
             backoff_base_secs: config.retry_backoff_secs,
             ..Default::default()
         },
-        max_log_age_days: config.max_log_age,
+        // 0 keeps logs forever.
+        log_retention: i64::try_from(config.max_log_age.min(100 * 365))
+            .ok()
+            .filter(|&d| d > 0)
+            .map(chrono::Duration::days),
         default_arch: config.default_arch.clone(),
         max_log_size: config.max_log_size,
         max_agent_capacity: config.max_agent_capacity,
@@ -108,7 +112,7 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
             .filter(|&s| s > 0)
             .map(chrono::Duration::seconds),
     };
-    let builds = builds::Builds::open(data_dir, settings).map_err(|e| StartError::Builds(e.message))?;
+    let builds = builds::Builds::open(data_dir, settings).map_err(|e| StartError::Builds(e.to_string()))?;
     Ok(Arc::new(App { config, keys, repos, builds: Arc::new(builds), metrics: metrics::Metrics::new()? }))
 }
 

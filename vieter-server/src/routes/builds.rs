@@ -3,20 +3,50 @@
 use std::sync::Arc;
 
 use libvieter::api::{FinishRequest, HeartbeatRequest, PollRequest, QueueRequest};
+use libvieter::builds::BuildError;
 use libvieter::job::{AgentId, JobId};
 use libvieter::target::{NewTarget, TargetId, TargetPatch};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
+use warp::http::StatusCode;
 
 use crate::auth::Caller;
-use crate::builds::{Builds, JobFilter, TargetFilter};
+use crate::builds::{Builds, BuildsError, JobFilter, TargetFilter};
 use crate::error::{ok, ApiError};
 use crate::App;
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+/// The HTTP answer to a refusal of the build service.
+impl From<BuildError> for ApiError {
+    fn from(e: BuildError) -> Self {
+        let status = match &e {
+            BuildError::NotFound(_) => StatusCode::NOT_FOUND,
+            BuildError::Conflict { .. } => StatusCode::CONFLICT,
+            BuildError::Invalid(_) => StatusCode::BAD_REQUEST,
+            BuildError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            BuildError::Store(store) => return ApiError::internal("build database", store),
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<BuildsError> for ApiError {
+    fn from(e: BuildsError) -> Self {
+        match e {
+            BuildsError::Build(e) => e.into(),
+            BuildsError::Log(e) => ApiError::internal(e.context, e.source),
+            BuildsError::Task(e) => ApiError::internal("a blocking task", e),
+        }
+    }
+}
+
+/// Runs build-service work on the blocking pool.
+async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a blocking task", e))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("a blocking task", e))?
+        .map_err(Into::into)
 }
 
 /// Vieter's query-parameter form of POST/PATCH `/api/v1/targets` (`arch` comma-separated).
@@ -98,17 +128,16 @@ pub async fn create_target(
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let input: NewTarget = if query.is_empty() { parse_body(&body)? } else { query.into_new() };
-    let target = blocking(move || app.builds.create_target(&input)).await?;
+    let target = blocking(move || app.builds.service.create_target(&input)).await?;
     Ok(ok(&target))
 }
 
 pub async fn list_targets(app: Arc<App>, filter: TargetFilter) -> Result<warp::reply::Response, ApiError> {
-    Ok(ok(&blocking(move || app.builds.list_targets(&filter)).await?))
+    Ok(ok(&blocking(move || app.builds.service.list_targets(&filter)).await?))
 }
 
 pub async fn get_target(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
-    let t = blocking(move || app.builds.target(TargetId(id))).await?;
-    Ok(ok(&t.ok_or_else(|| ApiError::not_found(format!("target {id} not found")))?))
+    Ok(ok(&blocking(move || app.builds.service.target(TargetId(id))).await?))
 }
 
 pub async fn patch_target(
@@ -118,37 +147,34 @@ pub async fn patch_target(
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let patch: TargetPatch = if query.is_empty() { parse_body(&body)? } else { query.into_patch() };
-    Ok(ok(&blocking(move || app.builds.patch_target(TargetId(id), &patch)).await?))
+    Ok(ok(&blocking(move || app.builds.service.patch_target(TargetId(id), &patch)).await?))
 }
 
 pub async fn delete_target(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
-    blocking(move || app.builds.delete_target(TargetId(id))).await?;
+    blocking(move || app.builds.service.delete_target(TargetId(id))).await?;
     Ok(ok(&serde_json::json!({ "removed": id })))
 }
 
 pub async fn queue_job(app: Arc<App>, body: bytes::Bytes) -> Result<warp::reply::Response, ApiError> {
     let req: QueueRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let builds = app.clone();
-    let jobs = blocking(move || builds.builds.queue_build(req.target, req.arch.as_ref(), req.force)).await?;
-    Ok(ok(&jobs))
+    Ok(ok(&blocking(move || app.builds.service.queue_build(&req)).await?))
 }
 
 pub async fn list_jobs(app: Arc<App>, filter: JobFilter) -> Result<warp::reply::Response, ApiError> {
-    Ok(ok(&blocking(move || app.builds.list_jobs(&filter)).await?))
+    Ok(ok(&blocking(move || app.builds.service.list_jobs(&filter)).await?))
 }
 
 pub async fn get_job(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
-    let j = blocking(move || app.builds.job(JobId(id))).await?;
-    Ok(ok(&j.ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?))
+    Ok(ok(&blocking(move || app.builds.service.job(JobId(id))).await?))
 }
 
 pub async fn cancel_job(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
-    Ok(ok(&blocking(move || app.builds.cancel(JobId(id))).await?))
+    Ok(ok(&blocking(move || app.builds.service.cancel(JobId(id))).await?))
 }
 
 pub async fn retry_job(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
-    Ok(ok(&blocking(move || app.builds.retry(JobId(id))).await?))
+    Ok(ok(&blocking(move || app.builds.service.retry(JobId(id))).await?))
 }
 
 pub async fn poll(
@@ -169,7 +195,7 @@ pub async fn heartbeat(
 ) -> Result<warp::reply::Response, ApiError> {
     let req: HeartbeatRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid heartbeat: {e}")))?;
-    let expiry = blocking(move || app.builds.heartbeat(JobId(id), &req.agent_id, &caller)).await?;
+    let expiry = blocking(move || app.builds.service.heartbeat(JobId(id), &req.agent_id, &caller)).await?;
     Ok(ok(&serde_json::json!({ "lease_expires_at": expiry })))
 }
 
@@ -181,7 +207,10 @@ pub async fn finish(
 ) -> Result<warp::reply::Response, ApiError> {
     let req: FinishRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid finish request: {e}")))?;
-    Ok(ok(&blocking(move || app.builds.finish(JobId(id), &req.agent_id, req.outcome, &caller)).await?))
+    Ok(
+        ok(&blocking(move || app.builds.service.finish(JobId(id), &req.agent_id, req.outcome, &caller))
+            .await?),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,7 +293,7 @@ impl LogReader {
                 return None;
             }
             let (builds, id) = (self.builds.clone(), self.id);
-            let state = tokio::task::spawn_blocking(move || builds.job(id)).await;
+            let state = tokio::task::spawn_blocking(move || builds.service.find_job(id)).await;
             self.ended = match state {
                 Ok(Ok(job)) => job.is_none_or(|j| j.state.is_final()),
                 _ => true,
@@ -281,9 +310,7 @@ impl LogReader {
 /// when the request came: a running job's later output is for the next read).
 pub async fn read_log(app: Arc<App>, id: u64, q: LogQuery) -> Result<warp::reply::Response, ApiError> {
     let builds_app = app.clone();
-    if blocking(move || builds_app.builds.job(JobId(id))).await?.is_none() {
-        return Err(ApiError::not_found(format!("job {id} not found")));
-    }
+    blocking(move || builds_app.builds.service.job(JobId(id))).await?;
     let path = app.builds.log_file(JobId(id));
     let mut reader = LogReader {
         builds: app.builds.clone(),
@@ -322,5 +349,5 @@ pub async fn read_log(app: Arc<App>, id: u64, q: LogQuery) -> Result<warp::reply
 use warp::Reply;
 
 pub async fn agents(app: Arc<App>) -> Result<warp::reply::Response, ApiError> {
-    Ok(ok(&blocking(move || app.builds.agents()).await?))
+    Ok(ok(&app.builds.service.agents()))
 }

@@ -1,0 +1,92 @@
+//! The tick: a task that asks the build service to do what is due (expire leases, queue scheduled runs,
+//! forget idle agents), deletes the logs it says are old, and sleeps until the next thing falls due.
+//! And [`Wake`], through which the service wakes long polls and the tick early.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use libvieter::builds::Wakeups;
+
+use super::{Builds, BuildsError};
+
+/// The tick's timer never sleeps less than this (so early wake-ups cannot make it spin), nor more than
+/// [`CEILING`].
+const FLOOR: std::time::Duration = std::time::Duration::from_millis(200);
+const CEILING: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Wakes long-polling agents when jobs are queued, and the tick before its planned time when something
+/// falls due sooner (an agent may expire sooner than the tick's period).
+pub(super) struct Wake {
+    pub(super) jobs: tokio::sync::Notify,
+    tick: tokio::sync::Notify,
+    next_tick: Mutex<DateTime<Utc>>,
+}
+
+impl Wake {
+    pub(super) fn new() -> Wake {
+        Wake {
+            jobs: tokio::sync::Notify::new(),
+            tick: tokio::sync::Notify::new(),
+            next_tick: Mutex::new(DateTime::<Utc>::MIN_UTC),
+        }
+    }
+}
+
+impl Wakeups for Wake {
+    fn jobs_queued(&self) {
+        self.jobs.notify_waiters();
+    }
+
+    fn tick_by(&self, at: DateTime<Utc>) {
+        if at < *self.next_tick.lock().unwrap_or_else(|p| p.into_inner()) {
+            self.tick.notify_one();
+        }
+    }
+}
+
+impl Builds {
+    /// One tick: what the service did is logged, old logs are deleted. Returns when to tick again.
+    pub fn tick(&self) -> Result<DateTime<Utc>, BuildsError> {
+        let report = self.service.tick()?;
+        for e in &report.lost {
+            tracing::warn!(job = %e.job.id, agent = ?e.job.agent, retry = ?e.retry.as_ref().map(|r| r.id), "lease expired: job lost");
+        }
+        if !report.queued.is_empty() {
+            tracing::info!(queued = report.queued.len(), "scheduled builds queued");
+        }
+        if !report.forgotten.is_empty() {
+            tracing::info!(removed = report.forgotten.len(), "idle agents forgotten (agent_expiry_secs)");
+        }
+        let old = self.service.logs_to_remove(self.logs.written());
+        self.logs.remove(&old);
+        Ok(report.next)
+    }
+}
+
+/// Runs the tick until the process ends.
+pub async fn run_ticks(builds: Arc<Builds>) {
+    loop {
+        let b = builds.clone();
+        let next = tokio::task::spawn_blocking(move || b.tick()).await;
+        let wait = match next {
+            Ok(Ok(at)) => (at - builds.service.now()).to_std().unwrap_or_default(),
+            Ok(Err(e)) => {
+                tracing::error!("scheduler tick: {e}");
+                std::time::Duration::from_secs(5)
+            }
+            Err(e) => {
+                tracing::error!("scheduler tick panicked: {e}");
+                std::time::Duration::from_secs(5)
+            }
+        };
+        let wait = wait.clamp(FLOOR, CEILING);
+        let now = builds.service.now();
+        let planned = chrono::Duration::from_std(wait).map_or(now, |w| now + w);
+        *builds.wake.next_tick.lock().unwrap_or_else(|p| p.into_inner()) = planned;
+        // Woken early when an agent may expire sooner, but never more than every `FLOOR`.
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = async { tokio::time::sleep(FLOOR).await; builds.wake.tick.notified().await } => {}
+        }
+    }
+}
