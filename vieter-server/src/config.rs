@@ -61,6 +61,8 @@ pub struct Config {
     pub max_agent_capacity: u32,
     /// Seconds after which an agent that has not been heard from, and holds no job, is forgotten (0: never).
     pub agent_expiry_secs: u64,
+    /// Most agent ids one key may have at once (a poll with a new id past it is refused, 403).
+    pub max_agents_per_key: u64,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             max_log_size: 64 << 20,
             max_agent_capacity: 64,
             agent_expiry_secs: 7 * 86_400,
+            max_agents_per_key: 256,
         }
     }
 }
@@ -121,6 +124,7 @@ const KEYS: &[(&str, KeyKind)] = &[
     ("max_log_size", Integer),
     ("max_agent_capacity", Integer),
     ("agent_expiry_secs", Integer),
+    ("max_agents_per_key", Integer),
 ];
 
 impl Config {

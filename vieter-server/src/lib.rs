@@ -111,6 +111,7 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
             .ok()
             .filter(|&s| s > 0)
             .map(chrono::Duration::seconds),
+        max_agents_per_key: usize::try_from(config.max_agents_per_key).unwrap_or(usize::MAX).max(1),
     };
     let builds = builds::Builds::open(data_dir, settings).map_err(|e| StartError::Builds(e.to_string()))?;
     Ok(Arc::new(App { config, keys, repos, builds: Arc::new(builds), metrics: metrics::Metrics::new()? }))

@@ -25,6 +25,9 @@ pub enum BuildError {
     /// The agent id is bound to another key the embedder still accepts.
     #[error("agent id {agent} is bound to another key: use the key it registered with")]
     Forbidden { agent: AgentId },
+    /// A new agent id, but its key already has as many agents as allowed.
+    #[error("this key already has {limit} agents (max_agents_per_key): reuse an agent id, or wait until idle ones expire")]
+    TooManyAgents { limit: usize },
     /// The store failed; nothing was decided.
     #[error("build store: {0}")]
     Store(#[from] StoreError),

@@ -99,6 +99,9 @@ pub struct BuildSettings {
     pub max_agent_capacity: u32,
     /// Agents idle (no job, no contact) this long are forgotten; `None`: never.
     pub agent_expiry: Option<Duration>,
+    /// Most agent ids one key may have at once: a holder of an agent key cannot fill the agent list with
+    /// invented ids.
+    pub max_agents_per_key: usize,
 }
 
 impl BuildSettings {
@@ -124,6 +127,7 @@ impl BuildSettings {
             log_retention: Some(Duration::days(30)),
             max_agent_capacity: 64,
             agent_expiry: Some(Duration::days(7)),
+            max_agents_per_key: 256,
         }
     }
 }
@@ -773,12 +777,20 @@ impl<S: BuildStore> BuildService<S> {
             // Checked again under the same lock as the insert: of two first polls of an id with
             // different keys, the second is refused.
             let mut agents = self.agents_lock();
-            if let Some(known) = agents.get(&req.agent_id) {
-                let bound = known.record.key;
-                if check_agent_key(bound.as_ref(), who.key(), bound.is_some_and(|k| who.accepts(&k)))
-                    == KeyCheck::Refused
-                {
-                    return Err(BuildError::Forbidden { agent: req.agent_id.clone() });
+            match agents.get(&req.agent_id) {
+                Some(known) => {
+                    let bound = known.record.key;
+                    if check_agent_key(bound.as_ref(), who.key(), bound.is_some_and(|k| who.accepts(&k)))
+                        == KeyCheck::Refused
+                    {
+                        return Err(BuildError::Forbidden { agent: req.agent_id.clone() });
+                    }
+                }
+                None => {
+                    let of_key = agents.values().filter(|e| e.record.key.as_ref() == Some(who.key())).count();
+                    if of_key >= self.settings.max_agents_per_key {
+                        return Err(BuildError::TooManyAgents { limit: self.settings.max_agents_per_key });
+                    }
                 }
             }
             agents.insert(req.agent_id.clone(), AgentEntry { record: record.clone(), written: now });

@@ -471,6 +471,25 @@ fn agent_ids_are_bound_to_their_first_key() {
 }
 
 #[test]
+fn one_key_has_at_most_max_agents_per_key_agents() {
+    let t0 = utc(2025, 1, 1, 0, 0, 0);
+    let few = BuildSettings { max_agents_per_key: 3, ..settings(chrono_tz::UTC) };
+    let w = World::on(MemoryStore::default(), few, t0);
+    for id in ["a1", "a2", "a3"] {
+        w.poll_as(id, 1, &key(1)).unwrap();
+    }
+    let err = w.poll_as("a4", 1, &key(1)).unwrap_err();
+    assert!(matches!(err, BuildError::TooManyAgents { limit: 3 }), "{err:?}");
+    assert!(err.to_string().contains("max_agents_per_key"), "{err}");
+    // Known ids keep polling; another key has its own allowance.
+    w.poll_as("a2", 1, &key(1)).unwrap();
+    w.poll_as("b1", 1, &key(2)).unwrap();
+    let ids: Vec<String> = w.builds.agents().iter().map(|a| a.id.to_string()).collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(!ids.contains(&"a4".to_owned()));
+}
+
+#[test]
 fn idle_agents_expire_busy_ones_are_kept() {
     let t0 = utc(2025, 1, 1, 0, 0, 0);
     // Leases longer than the agents' expiry: the busy agent keeps its job without heartbeats.

@@ -22,7 +22,7 @@ impl From<BuildError> for ApiError {
             BuildError::NotFound(_) => StatusCode::NOT_FOUND,
             BuildError::Conflict { .. } => StatusCode::CONFLICT,
             BuildError::Invalid(_) => StatusCode::BAD_REQUEST,
-            BuildError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            BuildError::Forbidden { .. } | BuildError::TooManyAgents { .. } => StatusCode::FORBIDDEN,
             BuildError::Store(store) => return ApiError::internal("build database", store),
         };
         ApiError::new(status, e.to_string())
