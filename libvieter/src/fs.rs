@@ -230,7 +230,9 @@ pub fn publish_to_dir(
             let target = arch_dir.join(package.filename());
             if !target.exists() {
                 // Hard links keep one copy of an `any` file in several arches.
-                fs::hard_link(path, &target).or_else(|_| fs::copy(path, &target).map(|_| ())).map_err(io_err(&target))?;
+                fs::hard_link(path, &target)
+                    .or_else(|_| fs::copy(path, &target).map(|_| ()))
+                    .map_err(io_err(&target))?;
             }
             names.push(target);
         }
