@@ -182,6 +182,32 @@ impl BuildPlan {
     }
 }
 
+/// Whether a file makepkg wrote to [`OUTPUT_DIR`] is a package to publish: `*.pkg.tar*`, not a signature
+/// (`.sig`) nor a hidden file.
+///
+/// ```
+/// use libvieter::build::is_package_file;
+/// assert!(is_package_file("a-1-1-x86_64.pkg.tar.zst"));
+/// assert!(!is_package_file("a-1-1-x86_64.pkg.tar.zst.sig"));
+/// assert!(!is_package_file("a-1-1-x86_64.log"));
+/// ```
+pub fn is_package_file(name: &str) -> bool {
+    name.contains(".pkg.tar") && !name.ends_with(".sig") && !name.starts_with('.')
+}
+
+/// The architecture a package file's name ends with (`name-pkgver-pkgrel-ARCH.pkg.tar.*`): an `any`
+/// package of a split build is `any`, whatever the job's architecture.
+///
+/// ```
+/// use libvieter::build::package_file_arch;
+/// assert_eq!(package_file_arch("splitty-doc-1:2.3-1-any.pkg.tar.zst").unwrap().as_str(), "any");
+/// assert!(package_file_arch("garbage").is_none());
+/// ```
+pub fn package_file_arch(name: &str) -> Option<Arch> {
+    let (stem, _) = name.split_once(".pkg.tar")?;
+    stem.rsplit_once('-').and_then(|(_, arch)| arch.parse().ok())
+}
+
 /// What makepkg's exit codes mean (scripts/makepkg.sh.in, `E_*`).
 pub fn makepkg_exit_reason(code: i32) -> &'static str {
     match code {

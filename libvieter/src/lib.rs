@@ -20,6 +20,8 @@
 //! - [`build`]: the steps of a build job and the driver that runs them through a [`build::BuildHost`].
 //! - [`builds`]: the build service (targets, queueing, leases, retries, agents, retention) over a
 //!   [`builds::BuildStore`] and a [`builds::Clock`].
+//! - [`container`]: the container port (create, exec, copy out, remove, list by label, images) a build
+//!   runs through, and the choice or preparation of the builder image over it.
 //! - [`db`]: repository database entries and archives, byte-compatible with `repo-add`.
 //! - [`repo`]: repository rules (names, which architectures a package goes to).
 //! - [`fs`]: repositories in plain directories: atomic file replacement, `repo-add`, static mirrors.
@@ -38,6 +40,8 @@ pub mod build;
 pub mod builds;
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "builds")]
+pub mod container;
 pub mod db;
 pub mod depend;
 pub mod digest;
