@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use libvieter::api::PollRequest;
 use libvieter::build::PlanOptions;
+use libvieter::container::{self, ContainerSettings, Limits};
 use libvieter::job::AgentId;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -64,10 +65,7 @@ pub fn agent_id(config: &AgentConfig) -> Result<AgentId, StartError> {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
+    libvieter::fs::write_atomically(path, |w| std::io::Write::write_all(w, bytes))
 }
 
 /// Runs the agent until `shutdown` resolves (first signal) and its builds are done or handed back
@@ -83,17 +81,24 @@ pub async fn run(
     let client = Client::new(&config.address, config.api_key.clone())?;
     let socket = config.podman_socket.display().to_string();
     let podman_error = |message: String| StartError::Podman { socket: socket.clone(), message };
-    let runtime = Runtime::new(&config, agent.as_str()).map_err(podman_error)?;
+    let runtime = Runtime::new(&config.podman_socket);
     let version = runtime.version().await.map_err(podman_error)?;
-    let removed = runtime.remove_leftovers().await.map_err(podman_error)?;
+    // Containers an earlier run of this agent left behind (killed, or the machine went down).
+    let removed = container::remove_labelled(&runtime, container::AGENT_LABEL, agent.as_str())
+        .await
+        .map_err(|e| podman_error(e.to_string()))?;
     tracing::info!(agent = %agent, podman = %version, removed, "agent started: {} slot(s) for {}", config.capacity, config.arch.as_str());
 
     let staging = config.data_dir.join("staging");
     let _ = std::fs::remove_dir_all(&staging);
     let ctx = Arc::new(JobContext {
-        client: client.clone(),
+        server: client.clone(),
         runtime,
-        agent: agent.clone(),
+        containers: ContainerSettings {
+            agent: agent.clone(),
+            limits: Limits::from_settings(config.memory_limit, config.cpus, config.pids_limit),
+            network: config.network,
+        },
         plan_options: PlanOptions {
             arch: config.arch.clone(),
             repo_server: config.repo_server().to_owned(),
@@ -101,6 +106,7 @@ pub async fn run(
         },
         staging,
         upload_attempts: config.upload_attempts,
+        image_rebuild_interval: config.image_rebuild_interval,
     });
     let slots = Arc::new(Semaphore::new(config.capacity as usize));
     let (stop_tx, stop_rx) = watch::channel(Stop::No);

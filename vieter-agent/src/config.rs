@@ -5,18 +5,10 @@ use std::path::{Path, PathBuf};
 
 pub use libvieter::config::ConfigError;
 use libvieter::config::KeyKind::{self, Float, Integer, String as Text};
+/// How build containers reach the network (`bridge` or `host`).
+pub use libvieter::container::Network;
 use libvieter::name::Arch;
 use serde::Deserialize;
-
-/// How build containers reach the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    /// Podman's default bridge: the internet, not the host's loopback.
-    Bridge,
-    /// The host's network: needed when the Vieter server listens on 127.0.0.1.
-    Host,
-}
 
 /// The agent's settings.
 #[derive(Debug, Clone, Deserialize)]

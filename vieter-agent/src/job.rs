@@ -1,5 +1,8 @@
 //! One leased job from start to report: image, container, the library's build driver, timeout,
 //! heartbeats, the log streamed to the server, the packages published by the agent, the container removed.
+//!
+//! The runner is generic over the container engine ([`ContainerRuntime`]) and the server ([`JobServer`]):
+//! the agent runs it on Podman and [`vieter_client::Client`], its tests on scripted fakes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,20 +10,45 @@ use std::time::Duration;
 
 use libvieter::api::LeasedJob;
 use libvieter::build::{self, BuildHost, BuildPlan, PlanOptions, Step, StepOutput};
+use libvieter::container::{self, ContainerId, ContainerRuntime, ContainerSettings, OutputSink};
 use libvieter::job::{AgentId, BuiltPackage, FailureCause, FailureStep, JobId, Outcome};
 use tokio::sync::{mpsc, watch};
-use vieter_client::{Client, ClientError};
+use vieter_client::ClientError;
 
-use crate::podman::{Container, Runtime};
+use crate::server::JobServer;
 
 /// What every job of one agent shares.
-pub struct JobContext {
-    pub client: Client,
-    pub runtime: Runtime,
-    pub agent: AgentId,
+pub struct JobContext<R, S> {
+    /// The server the jobs come from.
+    pub server: S,
+    /// The container engine the builds run in.
+    pub runtime: R,
+    /// The agent's id, and how its containers are made.
+    pub containers: ContainerSettings,
     pub plan_options: PlanOptions,
+    /// Where packages are copied out to before their upload (one directory per job under it).
     pub staging: PathBuf,
+    /// Attempts to upload each package before the job fails.
     pub upload_attempts: u32,
+    /// Seconds a prepared builder image is reused before a fresh one is made.
+    pub image_rebuild_interval: u64,
+}
+
+impl<R, S> JobContext<R, S> {
+    /// The agent's id.
+    pub fn agent(&self) -> &AgentId {
+        &self.containers.agent
+    }
+}
+
+/// The build log on its way to the server (see [`ship_log`]).
+struct LogSink(mpsc::Sender<Vec<u8>>);
+
+impl OutputSink for LogSink {
+    async fn write(&mut self, chunk: Vec<u8>) {
+        // A closed log (the job is ending) must not stop the command's output from being read.
+        let _ = self.0.send(chunk).await;
+    }
 }
 
 /// Why a running job must stop early.
@@ -33,29 +61,29 @@ pub enum Stop {
 }
 
 /// The build's view of the world (see [`BuildHost`]).
-struct Host<'a> {
-    ctx: &'a JobContext,
+struct Host<'a, R, S> {
+    ctx: &'a JobContext<R, S>,
     job: &'a LeasedJob,
-    container: &'a Container,
-    log: mpsc::Sender<Vec<u8>>,
+    container: &'a ContainerId,
+    log: LogSink,
 }
 
-impl BuildHost for Host<'_> {
+impl<R: ContainerRuntime, S: JobServer> BuildHost for Host<'_, R, S> {
     async fn run(&mut self, step: &Step) -> Result<StepOutput, FailureCause> {
-        self.ctx.runtime.exec(self.container, step, &self.log).await
+        Ok(self.ctx.runtime.exec(self.container, step, &mut self.log).await?)
     }
 
     async fn note(&mut self, line: String) {
-        let _ = self.log.send(format!("{line}\n").into_bytes()).await;
+        self.log.write(format!("{line}\n").into_bytes()).await;
     }
 
     async fn is_published(&mut self, packages: &[BuiltPackage]) -> Result<bool, FailureCause> {
         let repo = self.job.target.repo.as_str();
         let arch = self.job.job.arch.as_str();
         for package in packages {
-            match self.ctx.client.package(repo, arch, package.name.as_str()).await {
-                Ok(detail) if detail.summary.version == package.version => {}
-                Ok(_) | Err(ClientError::NotFound { .. }) => return Ok(false),
+            match self.ctx.server.published_version(repo, arch, package.name.as_str()).await {
+                Ok(Some(version)) if version == package.version => {}
+                Ok(_) => return Ok(false),
                 Err(e) => {
                     return Err(FailureCause::new(
                         FailureStep::Agent,
@@ -70,14 +98,23 @@ impl BuildHost for Host<'_> {
     async fn publish(&mut self) -> Result<Vec<BuiltPackage>, FailureCause> {
         let dir = self.ctx.staging.join(format!("job-{}", self.job.job.id));
         let _ = tokio::fs::remove_dir_all(&dir).await;
-        let files = self.ctx.runtime.copy_packages(self.container, &dir).await?;
-        let result = self.upload_all(&files).await;
+        let copied = self.ctx.runtime.copy_out(self.container, build::OUTPUT_DIR, &dir).await;
+        let result = match copied {
+            Ok(files) => {
+                let packages: Vec<PathBuf> = files
+                    .into_iter()
+                    .filter(|f| f.file_name().and_then(|n| n.to_str()).is_some_and(build::is_package_file))
+                    .collect();
+                self.upload_all(&packages).await
+            }
+            Err(e) => Err(e.into()),
+        };
         let _ = tokio::fs::remove_dir_all(&dir).await;
         result
     }
 }
 
-impl Host<'_> {
+impl<R: ContainerRuntime, S: JobServer> Host<'_, R, S> {
     async fn upload_all(&mut self, files: &[PathBuf]) -> Result<Vec<BuiltPackage>, FailureCause> {
         let repo = self.job.target.repo.as_str();
         let mut published = Vec::new();
@@ -85,7 +122,7 @@ impl Host<'_> {
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let mut attempt = 1;
             let result = loop {
-                match self.ctx.client.publish(repo, file, |_| {}).await {
+                match self.ctx.server.publish(repo, file).await {
                     Ok(result) => break Ok(result),
                     Err(e) if attempt < self.ctx.upload_attempts && retryable(&e) => {
                         self.note(format!(
@@ -102,13 +139,8 @@ impl Host<'_> {
             match result {
                 Ok(result) => {
                     self.note(format!("{} uploaded {name}", build::LOG_PREFIX)).await;
-                    // The package's own architecture is the last field of its file name.
-                    let arch = name
-                        .split(".pkg.tar")
-                        .next()
-                        .and_then(|stem| stem.rsplit('-').next())
-                        .and_then(|a| a.parse().ok())
-                        .unwrap_or_else(|| self.job.job.arch.clone());
+                    // The package's own architecture (`any` in a split build) is in its file name.
+                    let arch = build::package_file_arch(&name).unwrap_or_else(|| self.job.job.arch.clone());
                     published.push(BuiltPackage { name: result.name, version: result.version, arch });
                 }
                 Err(e) => {
@@ -142,9 +174,8 @@ fn retryable(e: &ClientError) -> bool {
 
 /// Sends the log to the server in batches (at most every 250 ms, at most 256 KiB at a time) until the
 /// sender side closes.
-async fn ship_log(client: Client, job: LeasedJob, agent: AgentId, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn ship_log<R, S: JobServer>(ctx: Arc<JobContext<R, S>>, id: JobId, mut rx: mpsc::Receiver<Vec<u8>>) {
     const MAX_BATCH: usize = 256 * 1024;
-    let id = job.job.id;
     let mut open = true;
     while open {
         let mut batch = match rx.recv().await {
@@ -163,7 +194,7 @@ async fn ship_log(client: Client, job: LeasedJob, agent: AgentId, mut rx: mpsc::
             }
         }
         for attempt in 0..3 {
-            match client.append_log(id, &agent, batch.clone()).await {
+            match ctx.server.append_log(id, ctx.agent(), batch.clone()).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(job = %id, attempt, "sending the build log failed: {e}");
@@ -176,12 +207,12 @@ async fn ship_log(client: Client, job: LeasedJob, agent: AgentId, mut rx: mpsc::
 
 /// Renews the lease every `heartbeat_secs` until dropped; tells `lost` when the server says the job is no
 /// longer ours (cancelled, or leased to another agent after this one went silent).
-async fn heartbeat(client: Client, job: LeasedJob, agent: AgentId, lost: watch::Sender<bool>) {
+async fn heartbeat<R, S: JobServer>(ctx: Arc<JobContext<R, S>>, job: LeasedJob, lost: watch::Sender<bool>) {
     let every = Duration::from_secs(job.heartbeat_secs.max(1));
     loop {
         tokio::time::sleep(every).await;
         // A renewal that hangs must not hold up the next one.
-        let renewal = tokio::time::timeout(every * 2, client.heartbeat(job.job.id, &agent)).await;
+        let renewal = tokio::time::timeout(every * 2, ctx.server.heartbeat(job.job.id, ctx.agent())).await;
         let Ok(renewal) = renewal else {
             tracing::warn!(job = %job.job.id, "heartbeat got no answer in {} s", every.as_secs() * 2);
             continue;
@@ -200,18 +231,22 @@ async fn heartbeat(client: Client, job: LeasedJob, agent: AgentId, lost: watch::
 
 /// Runs `job` to its end and reports it. `stop` turns to [`Stop::Shutdown`] when the agent must hand
 /// its jobs back.
-pub async fn run(ctx: Arc<JobContext>, job: LeasedJob, mut stop: watch::Receiver<Stop>) {
+pub async fn run<R, S>(ctx: Arc<JobContext<R, S>>, job: LeasedJob, mut stop: watch::Receiver<Stop>)
+where
+    R: ContainerRuntime + 'static,
+    S: JobServer + 'static,
+{
     let id = job.job.id;
     tracing::info!(job = %id, target = %job.target.id, "build started");
     let (log_tx, log_rx) = mpsc::channel::<Vec<u8>>(256);
-    let shipper = tokio::spawn(ship_log(ctx.client.clone(), job.clone(), ctx.agent.clone(), log_rx));
+    let shipper = tokio::spawn(ship_log(ctx.clone(), id, log_rx));
     let (lost_tx, mut lost_rx) = watch::channel(false);
-    let beat = tokio::spawn(heartbeat(ctx.client.clone(), job.clone(), ctx.agent.clone(), lost_tx));
+    let beat = tokio::spawn(heartbeat(ctx.clone(), job.clone(), lost_tx));
 
     let header = format!(
         "{} job {id} on agent {}: target {} ({} {}), {} for {}, timeout {} s\n",
         build::LOG_PREFIX,
-        ctx.agent,
+        ctx.agent(),
         job.target.id,
         job.target.kind.as_str(),
         job.target.url,
@@ -222,15 +257,21 @@ pub async fn run(ctx: Arc<JobContext>, job: LeasedJob, mut stop: watch::Receiver
     let _ = log_tx.send(header.into_bytes()).await;
 
     let work = async {
-        let image = ctx
-            .runtime
-            .builder_image(&job.base_image, &log_tx)
-            .await
-            .map_err(|c| Outcome::Failed { cause: c })?;
-        let container =
-            ctx.runtime.create(&image, Some(id)).await.map_err(|c| Outcome::Failed { cause: c })?;
+        let mut log = LogSink(log_tx.clone());
+        let image = container::builder_image(
+            &ctx.runtime,
+            &ctx.containers,
+            &job.base_image,
+            ctx.image_rebuild_interval,
+            chrono::Utc::now(),
+            &mut log,
+        )
+        .await
+        .map_err(|cause| Outcome::Failed { cause })?;
+        let spec = ctx.containers.spec(&image, Some(id));
+        let container = ctx.runtime.create(&spec).await.map_err(|e| Outcome::Failed { cause: e.into() })?;
         let plan = BuildPlan::new(&job, &ctx.plan_options);
-        let mut host = Host { ctx: &ctx, job: &job, container: &container, log: log_tx.clone() };
+        let mut host = Host { ctx: &ctx, job: &job, container: &container, log };
         let timeout = Duration::from_secs(job.timeout_secs.max(1));
         match tokio::time::timeout(timeout, build::run_build(&mut host, &plan)).await {
             Ok(outcome) => Ok(outcome),
@@ -250,7 +291,16 @@ pub async fn run(ctx: Arc<JobContext>, job: LeasedJob, mut stop: watch::Receiver
         }
     };
     let outcome = tokio::select! {
-        result = work => Some(result.unwrap_or_else(|failed| failed)),
+        result = work => Some(match result {
+            Ok(outcome) => outcome,
+            // The image or the container failed before the build began: the driver did not log it.
+            Err(failed) => {
+                if let Outcome::Failed { cause } = &failed {
+                    let _ = log_tx.send(format!("{} failed: {cause}\n", build::LOG_PREFIX).into_bytes()).await;
+                }
+                failed
+            }
+        }),
         () = async { let _ = stop.wait_for(|s| *s == Stop::Shutdown).await; } => {
             let cause = FailureCause::new(FailureStep::Agent, "the agent was stopped before the build finished");
             let _ = log_tx.send(format!("{} {cause}: handing the job back\n", build::LOG_PREFIX).into_bytes()).await;
@@ -263,7 +313,7 @@ pub async fn run(ctx: Arc<JobContext>, job: LeasedJob, mut stop: watch::Receiver
     };
     // The lease is renewed until the report is in: removing the container and sending the rest of the
     // log take time too.
-    if let Err(e) = ctx.runtime.remove_job(id).await {
+    if let Err(e) = container::remove_labelled(&ctx.runtime, container::JOB_LABEL, &id.to_string()).await {
         tracing::warn!(job = %id, "removing the build container failed: {e}");
     }
     if let Some(Outcome::Failed { cause }) = &outcome {
@@ -277,7 +327,7 @@ pub async fn run(ctx: Arc<JobContext>, job: LeasedJob, mut stop: watch::Receiver
 }
 
 /// Tells the server how the job ended, retrying while the server is unreachable or failing.
-async fn report(ctx: &JobContext, id: JobId, outcome: Outcome) {
+async fn report<R, S: JobServer>(ctx: &JobContext<R, S>, id: JobId, outcome: Outcome) {
     let state = match &outcome {
         Outcome::Succeeded { .. } => "succeeded",
         Outcome::Skipped { .. } => "skipped",
@@ -285,7 +335,7 @@ async fn report(ctx: &JobContext, id: JobId, outcome: Outcome) {
         Outcome::TimedOut => "timed_out",
     };
     for attempt in 1..=5u32 {
-        match ctx.client.finish(id, &ctx.agent, outcome.clone()).await {
+        match ctx.server.finish(id, ctx.agent(), outcome.clone()).await {
             Ok(_) => {
                 tracing::info!(job = %id, state, "build reported");
                 return;

@@ -1,13 +1,17 @@
-//! Podman, through its REST API (`podman-api`): builder images, one container per job, commands run in
-//! it with their output streamed, packages copied out, containers removed.
+//! [`ContainerRuntime`] on Podman, through its REST API (`podman-api`, never the podman CLI): images
+//! inspected, pulled, saved and removed; containers that idle in `sleep infinity`, commands run in them
+//! with their output streamed, files copied out, containers killed and removed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use libvieter::build::{self, ImageChoice, Step, StepOutput, StepUser};
-use libvieter::job::{FailureCause, FailureStep, JobId};
+use libvieter::build::{self, Step, StepOutput, StepUser};
+use libvieter::container::{
+    Action, ContainerError, ContainerId, ContainerRuntime, ContainerSpec, ImageInfo, Limits, Network,
+    OutputSink,
+};
 use podman_api::conn::TtyChunk;
 use podman_api::models::{LinuxResources, Namespace};
 use podman_api::opts::{
@@ -16,70 +20,17 @@ use podman_api::opts::{
 };
 use podman_api::Podman;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
-
-use crate::config::{AgentConfig, Network};
-
-/// Label naming the agent that made a container.
-pub const AGENT_LABEL: &str = "org.vieter.agent";
-/// Label naming the job a container builds.
-pub const JOB_LABEL: &str = "org.vieter.job";
-/// Label of prepared images: the base image they were made from.
-pub const BASE_LABEL: &str = "org.vieter.base";
-
-/// A runtime error, as the cause a job reports.
-fn runtime_error(step: FailureStep, what: &str, e: impl std::fmt::Display) -> FailureCause {
-    FailureCause::new(step, format!("{what}: {e}"))
-}
 
 /// The agent's connection to Podman.
 #[derive(Clone)]
 pub struct Runtime {
     podman: Podman,
-    agent: String,
-    network: Network,
-    resources: Option<LinuxResources>,
-    rebuild_after: u64,
-}
-
-/// A started build container.
-pub struct Container {
-    pub id: String,
 }
 
 impl Runtime {
-    /// Connects to the socket in `config` (nothing is sent yet).
-    pub fn new(config: &AgentConfig, agent: &str) -> Result<Runtime, String> {
-        let podman = Podman::unix(&config.podman_socket);
-        // The generated models have no Default: build the JSON the API takes.
-        let mut limits = serde_json::Map::new();
-        if config.memory_limit > 0 {
-            limits.insert("memory".into(), serde_json::json!({ "limit": config.memory_limit }));
-        }
-        if config.cpus > 0.0 {
-            let period = 100_000u64;
-            let quota = (config.cpus * period as f64).round() as i64;
-            limits.insert("cpu".into(), serde_json::json!({ "period": period, "quota": quota }));
-        }
-        if config.pids_limit > 0 {
-            limits.insert("pids".into(), serde_json::json!({ "limit": config.pids_limit }));
-        }
-        let resources = if limits.is_empty() {
-            None
-        } else {
-            let value = serde_json::Value::Object(limits);
-            Some(
-                serde_json::from_value::<LinuxResources>(value)
-                    .map_err(|e| format!("resource limits: {e}"))?,
-            )
-        };
-        Ok(Runtime {
-            podman,
-            agent: agent.to_owned(),
-            network: config.network,
-            resources,
-            rebuild_after: config.image_rebuild_interval,
-        })
+    /// Talks to the Podman service on `socket` (nothing is sent yet).
+    pub fn new(socket: &Path) -> Runtime {
+        Runtime { podman: Podman::unix(socket) }
     }
 
     /// Podman's version: checks that the socket answers.
@@ -87,170 +38,154 @@ impl Runtime {
         let v = self.podman.version().await.map_err(|e| e.to_string())?;
         Ok(v.version.unwrap_or_else(|| "unknown".into()))
     }
+}
 
-    async fn containers_labelled(&self, key: &str, value: &str) -> Result<Vec<String>, String> {
-        let opts = ContainerListOpts::builder()
-            .all(true)
-            .filter([ContainerListFilter::LabelKeyVal(key.to_owned(), value.to_owned())])
-            .build();
-        let list = self.podman.containers().list(&opts).await.map_err(|e| e.to_string())?;
-        Ok(list.into_iter().filter_map(|c| c.id).collect())
+/// Podman's resource limits for `limits` (the generated models have no Default: built from the JSON the
+/// API takes).
+fn resources(limits: &Limits) -> Result<Option<LinuxResources>, String> {
+    let mut json = serde_json::Map::new();
+    if let Some(memory) = limits.memory_bytes {
+        json.insert("memory".into(), serde_json::json!({ "limit": memory }));
     }
+    if let Some(cpus) = limits.cpus {
+        let period = 100_000u64;
+        let quota = (cpus * period as f64).round() as i64;
+        json.insert("cpu".into(), serde_json::json!({ "period": period, "quota": quota }));
+    }
+    if let Some(pids) = limits.pids {
+        json.insert("pids".into(), serde_json::json!({ "limit": pids }));
+    }
+    if json.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_value(serde_json::Value::Object(json))
+        .map(Some)
+        .map_err(|e| format!("resource limits: {e}"))
+}
 
-    async fn delete(&self, id: &str) -> Result<(), String> {
-        // `sleep infinity` as PID 1 ignores SIGTERM: kill at once rather than after podman's 10 s.
-        let opts = ContainerDeleteOpts::builder().force(true).volumes(true).timeout(0).build();
-        match self.podman.containers().get(id).delete(&opts).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.to_string().contains("no such container") => Ok(()),
-            Err(e) => Err(e.to_string()),
+fn labels(map: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+    map.unwrap_or_default().into_iter().collect()
+}
+
+impl ContainerRuntime for Runtime {
+    async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, ContainerError> {
+        let fail = |e: podman_api::Error| ContainerError::new(Action::InspectImage, format!("{image}: {e}"));
+        let handle = self.podman.images().get(image);
+        if !handle.exists().await.map_err(fail)? {
+            return Ok(None);
         }
+        let data = handle.inspect().await.map_err(fail)?;
+        let mut all = labels(data.labels);
+        all.extend(labels(data.config.and_then(|c| c.labels)));
+        Ok(Some(ImageInfo {
+            id: data.id.unwrap_or_else(|| image.to_owned()),
+            labels: all,
+            created: data.created,
+        }))
     }
 
-    /// Removes every container an earlier run of this agent left behind; returns how many.
-    pub async fn remove_leftovers(&self) -> Result<usize, String> {
-        let ids = self.containers_labelled(AGENT_LABEL, &self.agent).await?;
-        for id in &ids {
-            self.delete(id).await?;
-        }
-        Ok(ids.len())
-    }
-
-    /// Removes the containers of `job` (killing what runs in them).
-    pub async fn remove_job(&self, job: JobId) -> Result<(), String> {
-        for id in self.containers_labelled(JOB_LABEL, &job.to_string()).await? {
-            self.delete(&id).await?;
+    async fn pull_image(&self, image: &str) -> Result<(), ContainerError> {
+        let fail =
+            |e: &dyn std::fmt::Display| ContainerError::new(Action::PullImage, format!("{image}: {e}"));
+        let opts = PullOpts::builder().reference(image).build();
+        let images = self.podman.images();
+        let mut pull = images.pull(&opts);
+        while let Some(report) = pull.next().await {
+            let report = report.map_err(|e| fail(&e))?;
+            if let Some(err) = report.error {
+                return Err(fail(&err));
+            }
         }
         Ok(())
     }
 
-    /// The image to build in for `base`: the base itself when it is a builder image, else a prepared image
-    /// younger than the rebuild interval, else a new one prepared now (older prepared images of that base
-    /// are removed when unused). `log` receives the preparation's output.
-    pub async fn builder_image(
-        &self,
-        base: &str,
-        log: &mpsc::Sender<Vec<u8>>,
-    ) -> Result<String, FailureCause> {
-        let images = self.podman.images();
-        let image_error = |what: &str, e: podman_api::Error| runtime_error(FailureStep::Image, what, e);
-        if !images.get(base).exists().await.map_err(|e| image_error("inspecting the base image", e))? {
-            let _ = log.send(format!("==> [vieter] image: pulling {base}\n").into_bytes()).await;
-            let opts = PullOpts::builder().reference(base).build();
-            let mut pull = images.pull(&opts);
-            while let Some(report) = pull.next().await {
-                let report = report.map_err(|e| image_error(&format!("pulling {base}"), e))?;
-                if let Some(err) = report.error {
-                    return Err(FailureCause::new(FailureStep::Image, format!("pulling {base}: {err}")));
-                }
-            }
-        }
-        let info =
-            images.get(base).inspect().await.map_err(|e| image_error("inspecting the base image", e))?;
-        let is_prepared = info.labels.as_ref().is_some_and(|l| l.contains_key(build::PREPARED_LABEL))
-            || info
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.as_ref())
-                .is_some_and(|l| l.contains_key(build::PREPARED_LABEL));
-
-        let repo = build::prepared_image_repo(base);
+    async fn images_labelled(&self, key: &str, value: &str) -> Result<Vec<ImageInfo>, ContainerError> {
         let opts = ImageListOpts::builder()
-            .filter([ImageListFilter::LabelKeyVal(BASE_LABEL.to_owned(), base.to_owned())])
+            .filter([ImageListFilter::LabelKeyVal(key.to_owned(), value.to_owned())])
             .build();
-        let now = chrono::Utc::now().timestamp();
-        let prepared: Vec<(String, u64)> = images
-            .list(&opts)
-            .await
-            .map_err(|e| image_error("listing prepared images", e))?
+        let list =
+            self.podman.images().list(&opts).await.map_err(|e| ContainerError::new(Action::ListImages, e))?;
+        Ok(list
             .into_iter()
-            .filter_map(|i| Some((i.id?, u64::try_from(now - i.created.unwrap_or(0)).unwrap_or(0))))
-            .collect();
-        match build::choose_image(is_prepared, &prepared, self.rebuild_after) {
-            ImageChoice::UseAsIs => Ok(base.to_owned()),
-            ImageChoice::Reuse(id) => Ok(id),
-            ImageChoice::Prepare => {
-                let _ = log
-                    .send(format!("==> [vieter] image: preparing a builder image from {base}\n").into_bytes())
-                    .await;
-                let tag = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
-                let container = self.create(base, None).await?;
-                let step = Step {
-                    kind: FailureStep::Image,
-                    title: "image",
-                    user: StepUser::Root,
-                    script: build::prepare_image_script(),
-                    capture_stdout: false,
-                };
-                let result = self.exec(&container, &step, log).await;
-                let committed = match result {
-                    Ok(out) if out.exit_code == 0 => {
-                        let opts = ContainerCommitOpts::builder()
-                            .repo(&repo)
-                            .tag(&tag)
-                            .changes([format!("LABEL {BASE_LABEL}={base}")])
-                            .build();
-                        self.podman
-                            .containers()
-                            .get(&container.id)
-                            .commit(&opts)
-                            .await
-                            .map_err(|e| image_error("saving the prepared image", e))
-                    }
-                    Ok(out) => Err(build::step_failure(&step, out.exit_code)),
-                    Err(cause) => Err(cause),
-                };
-                let _ = self.delete(&container.id).await;
-                committed?;
-                for (old, _) in prepared {
-                    // An image still used by a running build is refused: it goes at a later preparation.
-                    let _ = images.get(old).remove().await;
-                }
-                Ok(format!("{repo}:{tag}"))
-            }
-        }
+            .filter_map(|i| {
+                Some(ImageInfo {
+                    id: i.id?,
+                    labels: labels(i.labels),
+                    created: i.created.and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)),
+                })
+            })
+            .collect())
     }
 
-    /// Creates and starts a container from `image` that idles until commands are run in it.
-    pub async fn create(&self, image: &str, job: Option<JobId>) -> Result<Container, FailureCause> {
-        let mut labels = HashMap::from([(AGENT_LABEL.to_owned(), self.agent.clone())]);
-        if let Some(job) = job {
-            labels.insert(JOB_LABEL.to_owned(), job.to_string());
-        }
-        let nsmode = match self.network {
+    async fn save_image(
+        &self,
+        container: &ContainerId,
+        repo: &str,
+        tag: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), ContainerError> {
+        let opts = ContainerCommitOpts::builder()
+            .repo(repo)
+            .tag(tag)
+            .changes(labels.iter().map(|(k, v)| format!("LABEL {k}={v}")))
+            .build();
+        self.podman
+            .containers()
+            .get(container.as_str())
+            .commit(&opts)
+            .await
+            .map_err(|e| ContainerError::new(Action::SaveImage, e))
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<(), ContainerError> {
+        self.podman
+            .images()
+            .get(image)
+            .remove()
+            .await
+            .map(|_| ())
+            .map_err(|e| ContainerError::new(Action::RemoveImage, format!("{image}: {e}")))
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, ContainerError> {
+        let nsmode = match spec.network {
             Network::Bridge => "bridge",
             Network::Host => "host",
         };
+        let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         let mut opts = ContainerCreateOpts::builder()
-            .image(image)
+            .image(&spec.image)
             .command(["sleep", "infinity"])
             .labels(labels)
             .work_dir(build::BUILD_DIR)
             .net_namespace(Namespace { nsmode: Some(nsmode.to_owned()), value: None });
-        if let Some(resources) = &self.resources {
-            opts = opts.resource_limits(resources.clone());
+        if let Some(resources) =
+            resources(&spec.limits).map_err(|e| ContainerError::new(Action::Create, e))?
+        {
+            opts = opts.resource_limits(resources);
         }
-        let created =
-            self.podman.containers().create(&opts.build()).await.map_err(|e| {
-                runtime_error(FailureStep::ContainerRuntime, "creating the build container", e)
-            })?;
-        let container = Container { id: created.id };
-        if let Err(e) = self.podman.containers().get(&container.id).start(None).await {
-            let _ = self.delete(&container.id).await;
-            return Err(runtime_error(FailureStep::ContainerRuntime, "starting the build container", e));
+        let created = self
+            .podman
+            .containers()
+            .create(&opts.build())
+            .await
+            .map_err(|e| ContainerError::new(Action::Create, e))?;
+        let id = ContainerId::new(created.id);
+        if let Err(e) = self.podman.containers().get(id.as_str()).start(None).await {
+            let _ = self.remove(&id).await;
+            return Err(ContainerError::new(Action::Start, e));
         }
-        Ok(container)
+        Ok(id)
     }
 
-    /// Runs `step` in `container` with `bash -c`, sending its output to `log` as it comes.
-    pub async fn exec(
+    async fn exec<O: OutputSink>(
         &self,
-        container: &Container,
+        container: &ContainerId,
         step: &Step,
-        log: &mpsc::Sender<Vec<u8>>,
-    ) -> Result<StepOutput, FailureCause> {
+        output: &mut O,
+    ) -> Result<StepOutput, ContainerError> {
         let fail =
-            |what: &str, e: &dyn std::fmt::Display| runtime_error(FailureStep::ContainerRuntime, what, e);
+            |what: &str, e: &dyn std::fmt::Display| ContainerError::new(Action::Exec, format!("{what}: {e}"));
         let mut opts = ExecCreateOpts::builder()
             .command(["bash", "-c", step.script.as_str()])
             .attach_stdout(true)
@@ -259,14 +194,14 @@ impl Runtime {
         if step.user == StepUser::Builder {
             opts = opts.user(UserOpt::User(build::BUILDER_USER.to_owned())).env([("HOME", build::BUILD_DIR)]);
         }
-        let handle = self.podman.containers().get(&container.id);
-        let exec = handle.create_exec(&opts.build()).await.map_err(|e| fail("creating a command", &e))?;
+        let handle = self.podman.containers().get(container.as_str());
+        let exec = handle.create_exec(&opts.build()).await.map_err(|e| fail("creating it", &e))?;
         let mut stdout = Vec::new();
         let began = std::time::Instant::now();
-        let started = exec.start(&Default::default()).await.map_err(|e| fail("starting a command", &e))?;
+        let started = exec.start(&Default::default()).await.map_err(|e| fail("starting it", &e))?;
         if let Some(mut stream) = started {
             while let Some(chunk) = stream.next().await {
-                let bytes = match chunk.map_err(|e| fail("reading a command's output", &e))? {
+                let bytes = match chunk.map_err(|e| fail("reading its output", &e))? {
                     TtyChunk::StdOut(bytes) => {
                         if step.capture_stdout {
                             stdout.extend_from_slice(&bytes);
@@ -276,13 +211,12 @@ impl Runtime {
                     TtyChunk::StdErr(bytes) => bytes,
                     TtyChunk::StdIn(_) => continue,
                 };
-                // A closed log (the job is ending) must not stop the command's output from being read.
-                let _ = log.send(bytes).await;
+                output.write(bytes).await;
             }
         }
         // The stream ends when the command's output closes; its exit code is set a moment later.
         for _ in 0..100 {
-            let info = exec.inspect().await.map_err(|e| fail("inspecting a command", &e))?;
+            let info = exec.inspect().await.map_err(|e| fail("inspecting it", &e))?;
             if info.get("Running").and_then(|v| v.as_bool()) == Some(false) {
                 let code = info.get("ExitCode").and_then(|v| v.as_i64()).unwrap_or(-1);
                 return Ok(StepOutput {
@@ -293,41 +227,62 @@ impl Runtime {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(FailureCause::new(FailureStep::ContainerRuntime, "a command's output ended but it kept running"))
+        Err(ContainerError::new(Action::Exec, "its output ended but it kept running"))
     }
 
-    /// Copies the package files in [`build::OUTPUT_DIR`] out of `container` into `dir`; returns their paths.
-    pub async fn copy_packages(
+    async fn copy_out(
         &self,
-        container: &Container,
-        dir: &Path,
-    ) -> Result<Vec<PathBuf>, FailureCause> {
-        let fail =
-            |what: &str, e: &dyn std::fmt::Display| runtime_error(FailureStep::ContainerRuntime, what, e);
-        tokio::fs::create_dir_all(dir).await.map_err(|e| fail(&format!("creating {}", dir.display()), &e))?;
-        let archive = dir.join("out.tar");
+        container: &ContainerId,
+        from: &str,
+        to: &Path,
+    ) -> Result<Vec<PathBuf>, ContainerError> {
+        let fail = |what: String, e: &dyn std::fmt::Display| {
+            ContainerError::new(Action::CopyOut, format!("{what}: {e}"))
+        };
+        tokio::fs::create_dir_all(to).await.map_err(|e| fail(format!("creating {}", to.display()), &e))?;
+        let archive = to.join(".copy.tar");
         let mut file = tokio::fs::File::create(&archive)
             .await
-            .map_err(|e| fail(&format!("creating {}", archive.display()), &e))?;
-        let handle = self.podman.containers().get(&container.id);
-        let mut stream = Box::pin(handle.copy_from(build::OUTPUT_DIR));
+            .map_err(|e| fail(format!("creating {}", archive.display()), &e))?;
+        let handle = self.podman.containers().get(container.as_str());
+        let mut stream = Box::pin(handle.copy_from(from));
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| fail("copying the packages out of the container", &e))?;
-            file.write_all(&chunk).await.map_err(|e| fail(&format!("writing {}", archive.display()), &e))?;
+            let chunk = chunk.map_err(|e| fail(format!("reading {from}"), &e))?;
+            file.write_all(&chunk).await.map_err(|e| fail(format!("writing {}", archive.display()), &e))?;
         }
-        file.flush().await.map_err(|e| fail(&format!("writing {}", archive.display()), &e))?;
+        file.flush().await.map_err(|e| fail(format!("writing {}", archive.display()), &e))?;
         drop(file);
-        let target = dir.to_owned();
-        tokio::task::spawn_blocking(move || extract_packages(&archive, &target))
+        let target = to.to_owned();
+        tokio::task::spawn_blocking(move || extract_flat(&archive, &target))
             .await
-            .map_err(|e| fail("extracting the packages", &e))?
-            .map_err(|e| fail("extracting the packages", &e))
+            .map_err(|e| fail("extracting the files".into(), &e))?
+            .map_err(|e| fail("extracting the files".into(), &e))
+    }
+
+    async fn remove(&self, container: &ContainerId) -> Result<(), ContainerError> {
+        // `sleep infinity` as PID 1 ignores SIGTERM: kill at once rather than after podman's 10 s.
+        let opts = ContainerDeleteOpts::builder().force(true).volumes(true).timeout(0).build();
+        match self.podman.containers().get(container.as_str()).delete(&opts).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.to_string().contains("no such container") => Ok(()),
+            Err(e) => Err(ContainerError::new(Action::Remove, format!("{container}: {e}"))),
+        }
+    }
+
+    async fn containers_labelled(&self, key: &str, value: &str) -> Result<Vec<ContainerId>, ContainerError> {
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter([ContainerListFilter::LabelKeyVal(key.to_owned(), value.to_owned())])
+            .build();
+        let list =
+            self.podman.containers().list(&opts).await.map_err(|e| ContainerError::new(Action::List, e))?;
+        Ok(list.into_iter().filter_map(|c| c.id).map(ContainerId::new).collect())
     }
 }
 
-/// Extracts the regular files whose names look like packages (`*.pkg.tar*`, signatures excluded) from a
-/// `podman cp` archive, flat into `dir`.
-fn extract_packages(archive: &Path, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// Extracts the regular files of a `podman cp` archive flat into `dir` (under their own names, so nothing
+/// lands outside it), then deletes the archive.
+fn extract_flat(archive: &Path, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut tar = tar::Archive::new(std::fs::File::open(archive)?);
     let mut out = Vec::new();
     for entry in tar.entries()? {
@@ -336,15 +291,16 @@ fn extract_packages(archive: &Path, dir: &Path) -> std::io::Result<Vec<PathBuf>>
             continue;
         }
         let path = entry.path()?.into_owned();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
-        if !name.contains(".pkg.tar") || name.ends_with(".sig") || name.starts_with('.') {
+        let Some(name) = path.file_name().map(ToOwned::to_owned) else { continue };
+        let dest = dir.join(&name);
+        if dest == archive {
             continue;
         }
-        let dest = dir.join(&name);
         entry.unpack(&dest)?;
         out.push(dest);
     }
     std::fs::remove_file(archive)?;
     out.sort();
+    out.dedup();
     Ok(out)
 }
