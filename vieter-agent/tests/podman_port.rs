@@ -30,8 +30,11 @@ async fn conformance<R: ContainerRuntime>(runtime: &R, image: &str, staging: &Pa
         network: Network::Bridge,
     };
     let id = runtime.create(&settings.spec(image, Some(JobId(42)))).await.expect("create");
-    assert_eq!(runtime.containers_labelled(JOB_LABEL, "42").await.expect("list"), [id.clone()]);
-    assert_eq!(runtime.containers_labelled(AGENT_LABEL, "port-test").await.expect("list"), [id.clone()]);
+    assert_eq!(runtime.containers_labelled(JOB_LABEL, "42").await.expect("list"), std::slice::from_ref(&id));
+    assert_eq!(
+        runtime.containers_labelled(AGENT_LABEL, "port-test").await.expect("list"),
+        std::slice::from_ref(&id)
+    );
     assert!(runtime.containers_labelled(JOB_LABEL, "43").await.expect("list").is_empty());
 
     // Output streamed (both streams), stdout captured, the exit code returned, as the builder in /build.
