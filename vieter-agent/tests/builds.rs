@@ -139,7 +139,10 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     let lost = finished(&admin, first.id, 60).await;
     assert_eq!(lost.state, JobState::Lost);
     let retry = eventually(30, "the retry of the lost job", || async {
-        let jobs = admin.jobs(&[("target", t_slow.id.to_string())]).await.ok()?;
+        let jobs = admin
+            .jobs(&libvieter::api::JobFilter { target: Some(t_slow.id), ..Default::default() })
+            .await
+            .ok()?;
         jobs.into_iter().find(|j| j.retry_of == Some(first.id))
     })
     .await;
@@ -190,7 +193,7 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     let sleep_job = finished(&admin, sleep_job.id, 240).await;
     assert_eq!(sleep_job.state, JobState::TimedOut, "{:?}", sleep_job.cause);
     assert!(log(&admin, sleep_job.id).await.contains("timed out after 6 s"));
-    let all = admin.jobs(&[]).await.unwrap();
+    let all = admin.jobs(&Default::default()).await.unwrap();
     let agents: std::collections::BTreeSet<String> =
         all.iter().filter_map(|j| j.agent.as_ref().map(|a| a.as_str().to_owned())).collect();
     assert_eq!(agents.into_iter().collect::<Vec<_>>(), ["agent-a", "agent-b"], "both agents built");
@@ -245,7 +248,10 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     assert_eq!(handed.state, JobState::Failed);
     assert_eq!(handed.cause.as_ref().map(|c| c.step), Some(FailureStep::Agent), "{:?}", handed.cause);
     assert!(log(&admin, handed.id).await.contains("handing the job back"));
-    let jobs = admin.jobs(&[("target", t_slow.id.to_string())]).await.unwrap();
+    let jobs = admin
+        .jobs(&libvieter::api::JobFilter { target: Some(t_slow.id), ..Default::default() })
+        .await
+        .unwrap();
     assert!(jobs.iter().any(|j| j.retry_of == Some(handed.id) && j.state == JobState::Queued), "retried");
     assert!(containers_labelled("org.vieter.agent", "agent-c").is_empty(), "its container was removed");
 }

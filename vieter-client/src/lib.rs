@@ -8,8 +8,8 @@ use std::path::Path;
 
 use futures_util::TryStreamExt;
 use libvieter::api::{
-    AgentInfo, Envelope, FinishRequest, HeartbeatRequest, LeasedJob, ListQuery, PackageDetail,
-    PackageSummary, PollRequest, PublishResult, QueueRequest, RepoInfo,
+    AgentInfo, Envelope, FinishRequest, HeartbeatRequest, JobFilter, LeasedJob, ListQuery, PackageDetail,
+    PackageSummary, PollRequest, PublishResult, QueueRequest, RepoInfo, TargetFilter,
 };
 use libvieter::job::{AgentId, Job, JobId, Outcome};
 use libvieter::target::{NewTarget, Target, TargetId, TargetPatch};
@@ -173,8 +173,8 @@ impl Client {
 
 impl Client {
     /// `GET /api/v1/targets` with filters (`repo`, `arch`, `query`, `limit`, `offset`).
-    pub async fn targets(&self, filters: &[(&str, String)]) -> Result<Vec<Target>, ClientError> {
-        self.send(self.request(Method::GET, "/api/v1/targets").query(filters)).await
+    pub async fn targets(&self, filter: &TargetFilter) -> Result<Vec<Target>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/targets").query(filter)).await
     }
 
     /// `POST /api/v1/targets`.
@@ -205,8 +205,8 @@ impl Client {
     }
 
     /// `GET /api/v1/jobs` with filters (`state`, `target`, `arch`, `since`, `limit`, `offset`).
-    pub async fn jobs(&self, filters: &[(&str, String)]) -> Result<Vec<Job>, ClientError> {
-        self.send(self.request(Method::GET, "/api/v1/jobs").query(filters)).await
+    pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/jobs").query(filter)).await
     }
 
     /// `GET /api/v1/jobs/{id}`.

@@ -411,7 +411,7 @@ async fn the_shared_client_speaks_the_protocol() {
     assert_eq!(cancelled.state, JobState::Cancelled);
     assert_eq!(admin.agents().await.unwrap()[0].id, agent);
     // The agent key is refused for admin calls, with the server's message.
-    match agent_client.targets(&[]).await {
+    match agent_client.targets(&Default::default()).await {
         Err(ClientError::Http { status: 403, message }) => assert!(message.contains("may not"), "{message}"),
         other => panic!("{other:?}"),
     }

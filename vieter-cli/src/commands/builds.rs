@@ -4,8 +4,8 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
-use libvieter::api::QueueRequest;
-use libvieter::job::{Job, JobId};
+use libvieter::api::{JobFilter, QueueRequest, TargetFilter};
+use libvieter::job::{Job, JobId, JobState};
 use libvieter::name::Arch;
 use libvieter::target::{NewTarget, Target, TargetId, TargetPatch};
 use vieter_client::{Client, JobAction};
@@ -150,18 +150,8 @@ pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
     let client = ctx.client()?;
     match cmd {
         TargetsCommand::List { repo, arch, query, limit, offset } => {
-            let mut filters = Vec::new();
-            for (k, v) in [("repo", repo), ("arch", arch), ("query", query)] {
-                if let Some(v) = v {
-                    filters.push((k, v));
-                }
-            }
-            for (k, v) in [("limit", limit), ("offset", offset)] {
-                if let Some(v) = v {
-                    filters.push((k, v.to_string()));
-                }
-            }
-            let list = client.targets(&filters).await.map_err(err)?;
+            let filter = TargetFilter { repo, arch, query, limit, offset };
+            let list = client.targets(&filter).await.map_err(err)?;
             ctx.out.print(&list, || target_table(&list))
         }
         TargetsCommand::Add(f) => {
@@ -266,20 +256,13 @@ pub async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), String> {
     let client = ctx.client()?;
     match cmd {
         JobsCommand::List { state, target, arch, limit } => {
-            let mut filters = Vec::new();
-            if let Some(s) = state {
-                filters.push(("state", s));
-            }
-            if let Some(t) = target {
-                filters.push(("target", t.to_string()));
-            }
-            if let Some(a) = arch {
-                filters.push(("arch", a));
-            }
-            if let Some(l) = limit {
-                filters.push(("limit", l.to_string()));
-            }
-            let list = client.jobs(&filters).await.map_err(err)?;
+            let state = match state {
+                Some(s) => Some(s.parse::<JobState>().map_err(|e| format!("--state {s:?}: {e}"))?),
+                None => None,
+            };
+            let filter =
+                JobFilter { state, target: target.map(TargetId), arch, limit, ..JobFilter::default() };
+            let list = client.jobs(&filter).await.map_err(err)?;
             ctx.out.print(&list, || job_table(&list))
         }
         JobsCommand::Info { id } => {
