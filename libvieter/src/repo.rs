@@ -3,6 +3,7 @@
 //! follow these.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::name::Arch;
 
@@ -52,5 +53,63 @@ pub fn arches_for(arch: &Arch, existing: &BTreeSet<Arch>, default_arch: &Arch) -
         all
     } else {
         BTreeSet::from([arch.clone()])
+    }
+}
+
+fn whole_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Whether an archive changed at `mtime` changed within the second running at `now`: then it is sent
+/// only once that second is over (see [`last_modified`]).
+pub fn changed_this_second(mtime: SystemTime, now: SystemTime) -> bool {
+    whole_secs(mtime) >= whole_secs(now)
+}
+
+/// The `Last-Modified` second to announce, at `now`, for an archive changed at `mtime`.
+///
+/// pacman sends back the `Last-Modified` it was given as `If-Modified-Since`, in whole seconds; the
+/// server answers 304 when the archive's second is not after it, and curl itself drops a 200 whose
+/// `Last-Modified` is not after the one it sent. So a copy announced as second `L` must hold every
+/// change made up to the end of `L`: the file route sends an archive changed within the running second
+/// only once that second is over, and then announces that second. Should the archive keep changing
+/// (it waits twice at most), the second before the change is announced: never later than the wall
+/// clock, and a later change still has a later second.
+pub fn last_modified(mtime: SystemTime, now: SystemTime) -> SystemTime {
+    let secs = whole_secs;
+    let changed = secs(mtime);
+    let announced = if secs(now) > changed { changed } else { changed.saturating_sub(1) };
+    UNIX_EPOCH + Duration::from_secs(announced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_modified_is_never_ahead_and_never_hides_a_change() {
+        let t = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        // Changed at 10.2 s: while second 10 runs, announce 9; afterwards, 10.
+        assert_eq!(last_modified(t(10_200), t(10_900)), t(9_000));
+        assert_eq!(last_modified(t(10_200), t(11_000)), t(10_000));
+        assert_eq!(last_modified(t(10_200), t(50_000)), t(10_000));
+        // A client that fetched at 10.9 (announced 9) and sends If-Modified-Since 9 after a second
+        // change at 10.95 sees the change: its second (10) is after 9.
+        let announced = last_modified(t(10_200), t(10_900));
+        assert!(
+            t(10_950).duration_since(UNIX_EPOCH).unwrap().as_secs()
+                > announced.duration_since(UNIX_EPOCH).unwrap().as_secs()
+        );
+        // Never after the wall clock.
+        for (m, n) in [(10_200, 10_300), (10_000, 10_000), (0, 0), (999, 5_000)] {
+            assert!(last_modified(t(m), t(n)) <= t(n));
+        }
+    }
+
+    #[test]
+    fn changes_of_the_running_second_are_fresh() {
+        let t = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        assert!(changed_this_second(t(10_200), t(10_900)));
+        assert!(!changed_this_second(t(10_200), t(11_000)));
     }
 }

@@ -23,7 +23,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use chrono::Utc;
 use libvieter::api::PublishResult;
@@ -299,7 +299,7 @@ impl Repos {
     }
 
     /// Rewrites both archives of an arch-repo from redb, atomically. Their modification time is the
-    /// time of the change (never in the future; see [`last_modified`] for how a change within the same
+    /// time of the change (never in the future; see `libvieter::repo::last_modified` for how a change within the same
     /// second is still never answered 304) and their tag a digest of their bytes.
     fn write_archives(&self, repo: &str, arch: &str) -> Result<(), RepoError> {
         let mtime = SystemTime::now();
@@ -504,22 +504,6 @@ impl<R: std::io::Read> Write for SameAs<R> {
     }
 }
 
-/// The `Last-Modified` second to announce, at `now`, for an archive changed at `mtime`.
-///
-/// pacman sends back the `Last-Modified` it was given as `If-Modified-Since`, in whole seconds; the
-/// server answers 304 when the archive's second is not after it, and curl itself drops a 200 whose
-/// `Last-Modified` is not after the one it sent. So a copy announced as second `L` must hold every
-/// change made up to the end of `L`: the file route sends an archive changed within the running second
-/// only once that second is over, and then announces that second. Should the archive keep changing
-/// (it waits twice at most), the second before the change is announced: never later than the wall
-/// clock, and a later change still has a later second.
-pub fn last_modified(mtime: SystemTime, now: SystemTime) -> SystemTime {
-    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let changed = secs(mtime);
-    let announced = if secs(now) > changed { changed } else { changed.saturating_sub(1) };
-    UNIX_EPOCH + Duration::from_secs(announced)
-}
-
 fn sync_dir(dir: &Path) -> Result<(), RepoError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("syncing {}", dir.display())))
 }
@@ -527,26 +511,6 @@ fn sync_dir(dir: &Path) -> Result<(), RepoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn last_modified_is_never_ahead_and_never_hides_a_change() {
-        let t = |ms| UNIX_EPOCH + Duration::from_millis(ms);
-        // Changed at 10.2 s: while second 10 runs, announce 9; afterwards, 10.
-        assert_eq!(last_modified(t(10_200), t(10_900)), t(9_000));
-        assert_eq!(last_modified(t(10_200), t(11_000)), t(10_000));
-        assert_eq!(last_modified(t(10_200), t(50_000)), t(10_000));
-        // A client that fetched at 10.9 (announced 9) and sends If-Modified-Since 9 after a second
-        // change at 10.95 sees the change: its second (10) is after 9.
-        let announced = last_modified(t(10_200), t(10_900));
-        assert!(
-            t(10_950).duration_since(UNIX_EPOCH).unwrap().as_secs()
-                > announced.duration_since(UNIX_EPOCH).unwrap().as_secs()
-        );
-        // Never after the wall clock.
-        for (m, n) in [(10_200, 10_300), (10_000, 10_000), (0, 0), (999, 5_000)] {
-            assert!(last_modified(t(m), t(n)) <= t(n));
-        }
-    }
 
     #[test]
     fn repo_names() {

@@ -23,7 +23,7 @@ struct Servable {
     modified: SystemTime,
     etag: String,
     content_type: &'static str,
-    /// An archive, rewritten in place (see [`crate::repo::last_modified`]); else an immutable pool file.
+    /// An archive, rewritten in place (see `libvieter::repo::last_modified`); else an immutable pool file.
     rewritten: bool,
 }
 
@@ -52,7 +52,7 @@ pub async fn serve(
         };
         let Some(s) = servable else { return Err(not_found()) };
         let now = SystemTime::now();
-        let fresh = s.rewritten && whole_secs(s.modified) >= whole_secs(now);
+        let fresh = s.rewritten && libvieter::repo::changed_this_second(s.modified, now);
         let cached = not_modified(&headers, &format!("\"{}\"", s.etag), s.modified);
         if !fresh || cached || waited == 2 {
             break s;
@@ -65,7 +65,7 @@ pub async fn serve(
     let (len, modified) = (s.len, s.modified);
     let etag = format!("\"{}\"", s.etag);
     let announced =
-        if s.rewritten { crate::repo::last_modified(modified, SystemTime::now()) } else { modified };
+        if s.rewritten { libvieter::repo::last_modified(modified, SystemTime::now()) } else { modified };
     let last_modified = httpdate::fmt_http_date(announced);
 
     let mut builder = Response::builder()
@@ -214,9 +214,7 @@ fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
     if let Some(ims) = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
         if let Ok(since) = httpdate::parse_http_date(ims) {
             // HTTP dates have whole seconds.
-            let secs =
-                |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            return secs(modified) <= secs(since);
+            return whole_secs(modified) <= whole_secs(since);
         }
     }
     false
