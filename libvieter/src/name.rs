@@ -1,4 +1,4 @@
-//! Validated package names and architectures.
+//! Validated package names, architectures and repository names.
 //!
 //! Invalid values cannot be constructed: [`PkgName`] follows makepkg's rules for `pkgname`/`pkgbase`,
 //! [`Arch`] pacman's rules for an architecture (`any` included).
@@ -19,6 +19,11 @@ pub enum NameError {
     NameTooLong(String),
     #[error("architecture {0:?} may only contain letters, digits and '_' (and must not be empty)")]
     InvalidArch(String),
+    #[error(
+        "'{0}' is not a valid repository name: use letters, digits, '.', '_' and '-', not starting with '.' \
+         or '-', at most 128 bytes; 'api' is reserved"
+    )]
+    InvalidRepo(String),
 }
 
 /// A package name (`pkgname` or `pkgbase`): `[A-Za-z0-9@._+-]`, not starting with `-` or `.`.
@@ -90,6 +95,41 @@ impl Arch {
     }
 }
 
+/// A repository name: `[A-Za-z0-9._-]+`, at most 128 bytes, not starting with `.` or `-`, not `api`
+/// (the server's API lives under `/api`). It is a directory name and a URL segment as it stands.
+///
+/// ```
+/// use libvieter::name::RepoName;
+/// assert!(RepoName::new("extra-testing").is_ok());
+/// assert!(RepoName::new("api").is_err());
+/// assert!(RepoName::new("../etc").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RepoName(String);
+
+impl RepoName {
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
+        let name = name.into();
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && !name.starts_with(['.', '-'])
+            && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+            && name != "api";
+        if ok {
+            Ok(RepoName(name))
+        } else {
+            Err(NameError::InvalidRepo(name))
+        }
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 macro_rules! string_newtype_impls {
     ($ty:ident) => {
         impl FromStr for $ty {
@@ -128,6 +168,7 @@ macro_rules! string_newtype_impls {
 }
 string_newtype_impls!(PkgName);
 string_newtype_impls!(Arch);
+string_newtype_impls!(RepoName);
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,38 @@
-//! Rules of a pacman repository that hold wherever it is stored: which names a repository may have and
-//! which architectures a package goes to. The server and the directory adapter ([`crate::fs`]) both
-//! follow these.
+//! A pacman repository as a library.
+//!
+//! The rules that hold wherever a repository is stored are plain functions here: which names a
+//! repository may have ([`crate::name::RepoName`]), which architectures a package goes to
+//! ([`arches_for`]), what `Last-Modified` to announce ([`last_modified`]).
+//!
+//! With the `repository` feature, the repository itself: [`Repository`] owns publishing, removal,
+//! `any` fan-out, pool reference counts, the order of every change and crash recovery, over two ports:
+//! a transactional metadata store ([`RepoStore`]) and a blob store for package files and archives
+//! ([`BlobStore`]). libvieter ships in-memory implementations of both ([`memory`]) and, with `fs`,
+//! plain-directory ones ([`crate::fs::DirStore`], [`crate::fs::DirBlobs`]); the server adds redb.
+//! [`conformance`] checks any pair of implementations, crash ordering included.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::name::Arch;
+
+#[cfg(feature = "repository")]
+mod blob;
+#[cfg(feature = "repository")]
+pub mod conformance;
+#[cfg(feature = "repository")]
+pub mod memory;
+#[cfg(feature = "repository")]
+mod service;
+#[cfg(feature = "repository")]
+mod store;
+
+#[cfg(feature = "repository")]
+pub use blob::{ArchiveDir, BlobStore};
+#[cfg(feature = "repository")]
+pub use service::{RecoveryReport, Removal, RepoError, Repository};
+#[cfg(feature = "repository")]
+pub use store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
 
 /// Checks a repository name: `[A-Za-z0-9._-]+`, at most 128 bytes, not starting with `.` or `-`, not
 /// `api` (the server's API lives under `/api`). The message says what is allowed.
@@ -17,19 +44,7 @@ use crate::name::Arch;
 /// assert!(check_repo_name("../etc").is_err());
 /// ```
 pub fn check_repo_name(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with(['.', '-'])
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
-        && s != "api";
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "'{s}' is not a valid repository name: use letters, digits, '.', '_' and '-', not starting with '.' \
-             or '-'; 'api' is reserved"
-        ))
-    }
+    crate::name::RepoName::new(s).map(drop).map_err(|e| e.to_string())
 }
 
 /// The architectures of a repository a package of architecture `arch` goes to, when the repository has

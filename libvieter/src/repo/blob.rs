@@ -1,0 +1,64 @@
+//! The blob port of a repository: package files (by SHA-256), the database archives of each arch-repo
+//! and temporary uploads.
+
+use std::io::{self, Read, Seek, Write};
+use std::time::SystemTime;
+
+use crate::db::ArchiveKind;
+use crate::name::{Arch, RepoName};
+
+/// An arch-repo's archives as the blob store holds them, named as found (recovery removes those of
+/// arch-repos the metadata store does not have, whatever their names).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ArchiveDir {
+    pub repo: String,
+    pub arch: String,
+}
+
+/// Where the bytes live. Every operation is atomic and durable when it returns: an archive is replaced
+/// whole (a reader sees the old or the new one), a package file is complete before it has its name.
+pub trait BlobStore: Send + Sync {
+    type Error: std::error::Error + Send + Sync + From<io::Error> + 'static;
+    /// A temporary upload, written by the caller, read back by [`super::Repository::publish`]. Dropped
+    /// without [`BlobStore::keep_package`], it is gone.
+    type Upload: Read + Write + Seek + Send;
+    /// An archive opened for reading.
+    type Archive: Read;
+
+    /// A new, empty upload.
+    fn create_upload(&self) -> Result<Self::Upload, Self::Error>;
+    /// Makes a complete upload the package file of `sha256`, durably (when that file exists already,
+    /// the upload is dropped).
+    fn keep_package(&self, upload: Self::Upload, sha256: &str) -> Result<(), Self::Error>;
+    /// Deletes the package file of `sha256` (absent is fine).
+    fn remove_package(&self, sha256: &str) -> Result<(), Self::Error>;
+    /// Every package file held.
+    fn package_hashes(&self) -> Result<Vec<String>, Self::Error>;
+
+    /// Replaces the `kind` archive of an arch-repo with what `write` writes, and gives it the
+    /// modification time `mtime`; atomic.
+    fn write_archive(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        mtime: SystemTime,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), Self::Error>;
+    /// The `kind` archive of an arch-repo, if there is one.
+    fn open_archive(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+    ) -> Result<Option<Self::Archive>, Self::Error>;
+    /// Removes both archives of an arch-repo (absent is fine).
+    fn remove_archives(&self, repo: &RepoName, arch: &Arch) -> Result<(), Self::Error>;
+    /// Every arch-repo that has archives here.
+    fn archive_dirs(&self) -> Result<Vec<ArchiveDir>, Self::Error>;
+    /// Removes what [`BlobStore::archive_dirs`] named.
+    fn remove_archive_dir(&self, dir: &ArchiveDir) -> Result<(), Self::Error>;
+    /// Deletes what an interrupted process left: uploads and half-written archives. Returns how many
+    /// uploads it deleted. Called at recovery, before anything else runs.
+    fn clear_temporary(&self) -> Result<usize, Self::Error>;
+}

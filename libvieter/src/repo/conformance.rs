@@ -1,0 +1,496 @@
+//! The promises of a [`RepoStore`] and a [`BlobStore`] under a [`Repository`], checked once for every
+//! implementation, crash ordering included.
+//!
+//! An implementation's tests call [`check`] with a function that makes an empty pair; it panics (as a
+//! test assertion does) naming the broken promise. libvieter runs it on the in-memory and the
+//! directory implementations, `vieter-server` on redb with the directory blobs.
+//!
+//! ```
+//! use libvieter::repo::memory::{MemoryBlobs, MemoryStore};
+//! libvieter::repo::conformance::check(|| (MemoryStore::new(), MemoryBlobs::new()));
+//! ```
+//!
+//! Crash ordering: a blob store wrapper fails its *k*-th operation, for every *k* of a publish over an
+//! existing version, of an `any` publish and of removals. At the moment of the failure (a crash would
+//! stop right there) every database archive may only name package files that are kept; after
+//! [`Repository::recover`] the archives are exactly what the store says and no package file is left that
+//! nothing references.
+
+use std::collections::BTreeSet;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::blob::{ArchiveDir, BlobStore};
+use super::service::{Removal, Repository};
+use super::store::RepoStore;
+use crate::db::{ArchiveKind, Database, DbFormat};
+use crate::name::{Arch, PkgName, RepoName};
+
+fn at() -> DateTime<Utc> {
+    Utc.timestamp_opt(1_735_689_600, 0).single().expect("a valid instant")
+}
+
+fn arch(a: &str) -> Arch {
+    Arch::new(a).expect("a valid arch")
+}
+
+fn repo_name(r: &str) -> RepoName {
+    RepoName::new(r).expect("a valid repository name")
+}
+
+fn pkg_name(n: &str) -> PkgName {
+    PkgName::new(n).expect("a valid package name")
+}
+
+/// A package file (zstd tar) with a `.PKGINFO` and the given files.
+pub fn package_bytes(name: &str, version: &str, arch: &str, files: &[&str]) -> Vec<u8> {
+    let info = format!(
+        "pkgname = {name}\npkgbase = {name}\npkgver = {version}\npkgdesc = {name} for the conformance suite\n\
+         url = https://example.org\nbuilddate = 1700000000\npackager = Conformance <c@example.org>\n\
+         size = 1024\narch = {arch}\nlicense = MIT\ndepend = glibc\n"
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut append = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        tar.append_data(&mut h, path, data).expect("appending to a tar in memory");
+    };
+    append(".PKGINFO", info.as_bytes());
+    for f in files {
+        append(f, f.as_bytes());
+    }
+    let tar = tar.into_inner().expect("a tar in memory");
+    zstd::encode_all(&tar[..], 1).expect("zstd in memory")
+}
+
+/// Checks every promise on pairs made by `make` (each check gets a fresh, empty pair).
+pub fn check<S: RepoStore, B: BlobStore>(mut make: impl FnMut() -> (S, B)) {
+    publish_replace_remove(make());
+    same_file_twice_writes_nothing(make());
+    any_packages(make());
+    invalid_uploads_change_nothing(make());
+    recovery_cleans_up(make());
+    for scenario in Scenario::ALL {
+        crash_at_every_step(&mut make, scenario);
+    }
+}
+
+fn repository<S: RepoStore, B: BlobStore>((store, blobs): (S, B)) -> Repository<S, B> {
+    Repository::new(store, blobs, arch("x86_64"), DbFormat::Current, at)
+}
+
+fn publish<S: RepoStore, B: BlobStore>(
+    repo: &Repository<S, B>,
+    r: &str,
+    bytes: &[u8],
+) -> Result<crate::api::PublishResult, super::RepoError> {
+    let mut upload = repo.blobs().create_upload().expect("an upload");
+    upload.write_all(bytes).expect("writing an upload");
+    repo.publish(&repo_name(r), upload)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The archive of an arch-repo, read back, as `name → (filename, sha256)`.
+fn served<B: BlobStore>(
+    blobs: &B,
+    repo: &str,
+    a: &str,
+    kind: ArchiveKind,
+) -> Option<Vec<(String, String, String)>> {
+    let archive = blobs.open_archive(&repo_name(repo), &arch(a), kind).expect("opening an archive")?;
+    Some(read_archive(archive))
+}
+
+fn read_archive(archive: impl Read) -> Vec<(String, String, String)> {
+    let db = Database::read(io::BufReader::new(archive)).expect("a served archive pacman can read");
+    db.iter()
+        .map(|e| {
+            let mut lines = e.entry.desc.lines();
+            let sha = lines.by_ref().find(|l| *l == "%SHA256SUM%").and_then(|_| lines.next());
+            (e.entry.name.to_string(), e.entry.filename.clone(), sha.unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+fn names<B: BlobStore>(blobs: &B, repo: &str, a: &str) -> Vec<String> {
+    served(blobs, repo, a, ArchiveKind::Db).unwrap_or_default().into_iter().map(|(n, ..)| n).collect()
+}
+
+/// What must hold at any instant: every archive (of any arch-repo, live or stale) names only package
+/// files that are kept, each by the hash its entry gives.
+fn served_files_exist<S: RepoStore, B: BlobStore>(repo: &Repository<S, B>, when: &str) {
+    let held: BTreeSet<String> =
+        repo.blobs().package_hashes().expect("listing packages").into_iter().collect();
+    for dir in repo.blobs().archive_dirs().expect("listing archives") {
+        let (Ok(r), Ok(a)) = (RepoName::new(dir.repo.as_str()), Arch::new(dir.arch.as_str())) else {
+            continue;
+        };
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            let Some(archive) = repo.blobs().open_archive(&r, &a, kind).expect("opening an archive") else {
+                continue;
+            };
+            for (name, filename, sha) in read_archive(archive) {
+                assert!(
+                    held.contains(&sha),
+                    "{when}: {r}/{a} serves {name} as {filename}, whose package file ({sha}) is gone"
+                );
+            }
+        }
+    }
+}
+
+/// What must hold after recovery: each live arch-repo's archives are what the store says, no other
+/// arch-repo has archives, every referenced file is kept and no other.
+fn consistent<S: RepoStore, B: BlobStore>(repo: &Repository<S, B>, when: &str) {
+    served_files_exist(repo, when);
+    let store = repo.store();
+    let live: BTreeSet<(RepoName, Arch)> =
+        store.arch_repos().expect("listing arch-repos").into_iter().map(|(r, a, _)| (r, a)).collect();
+    for (r, a) in &live {
+        let expected: Vec<String> =
+            store.summaries(r, a).expect("summaries").into_iter().map(|s| s.name.to_string()).collect();
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            let got = served(repo.blobs(), r.as_str(), a.as_str(), kind);
+            let got: Option<Vec<String>> = got.map(|v| v.into_iter().map(|(n, ..)| n).collect());
+            assert_eq!(
+                got.as_ref(),
+                Some(&expected),
+                "{when}: the {kind:?} archive of {r}/{a} is not what the store says"
+            );
+        }
+    }
+    let dirs: BTreeSet<ArchiveDir> =
+        repo.blobs().archive_dirs().expect("listing archives").into_iter().collect();
+    let live_dirs: BTreeSet<ArchiveDir> =
+        live.iter().map(|(r, a)| ArchiveDir { repo: r.to_string(), arch: a.to_string() }).collect();
+    assert_eq!(dirs, live_dirs, "{when}: archives of arch-repos that do not exist (or missing ones)");
+    let held: BTreeSet<String> =
+        repo.blobs().package_hashes().expect("listing packages").into_iter().collect();
+    let referenced = store.pool_hashes().expect("pool hashes");
+    assert_eq!(held, referenced, "{when}: package files kept vs referenced");
+}
+
+fn publish_replace_remove<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    let repo = repository(pair);
+    let v1 = package_bytes("hello", "1.0-1", "x86_64", &["usr/", "usr/bin/", "usr/bin/hello"]);
+    let result = publish(&repo, "extra", &v1).expect("publishing hello 1.0");
+    assert_eq!(result.archs, [arch("x86_64")]);
+    assert_eq!(result.name.as_str(), "hello");
+    let files = served(repo.blobs(), "extra", "x86_64", ArchiveKind::Files).expect("a files archive");
+    assert_eq!(files, [("hello".into(), "hello-1.0-1-x86_64.pkg.tar.zst".into(), sha256(&v1))]);
+    let (r, a, n) = (repo_name("extra"), arch("x86_64"), pkg_name("hello"));
+    assert_eq!(
+        repo.store().file_hash(&r, &a, "hello-1.0-1-x86_64.pkg.tar.zst").expect("file hash"),
+        Some(sha256(&v1))
+    );
+    let (summary, _) = repo.store().package(&r, &a, &n).expect("reading").expect("hello is recorded");
+    assert_eq!(summary.version.to_string(), "1.0-1");
+    assert_eq!(summary.published_at, at());
+    let (page, total) =
+        repo.store().file_page(&r, &a, &n, 1, 10, 1 << 20).expect("a page").expect("hello's files");
+    assert_eq!((page, total), (vec!["usr/bin/".to_owned(), "usr/bin/hello".to_owned()], 3));
+    let (page, _) = repo.store().file_page(&r, &a, &n, 0, 10, 1).expect("a page").expect("hello's files");
+    assert_eq!(page, ["usr/"], "a page past its byte budget still holds one name");
+    consistent(&repo, "after the first publish");
+
+    let v2 = package_bytes("hello", "1.1-1", "x86_64", &["usr/", "usr/bin/", "usr/bin/hello2"]);
+    publish(&repo, "extra", &v2).expect("publishing hello 1.1");
+    let db = served(repo.blobs(), "extra", "x86_64", ArchiveKind::Db).expect("a db");
+    assert_eq!(
+        db,
+        [("hello".into(), "hello-1.1-1-x86_64.pkg.tar.zst".into(), sha256(&v2))],
+        "the new version replaces the old"
+    );
+    assert_eq!(repo.store().file_hash(&r, &a, "hello-1.0-1-x86_64.pkg.tar.zst").expect("file hash"), None);
+    consistent(&repo, "after replacing a version (the old file is deleted)");
+
+    let other = package_bytes("other", "2-1", "x86_64", &["usr/share/other"]);
+    publish(&repo, "extra", &other).expect("publishing other");
+    assert_eq!(names(repo.blobs(), "extra", "x86_64"), ["hello", "other"]);
+
+    assert!(repo.remove(&r, Removal::Package(&a, &n)).expect("removing hello"), "hello was there");
+    assert!(!repo.remove(&r, Removal::Package(&a, &n)).expect("removing hello again"), "hello is gone");
+    assert_eq!(names(repo.blobs(), "extra", "x86_64"), ["other"]);
+    let other_name = pkg_name("other");
+    assert!(repo.remove(&r, Removal::Package(&a, &other_name)).expect("removing other"));
+    assert_eq!(
+        served(repo.blobs(), "extra", "x86_64", ArchiveKind::Db),
+        Some(vec![]),
+        "an arch-repo emptied by name keeps an empty database"
+    );
+    assert!(repo.store().has_arch_repo(&r, &a).expect("has"), "and stays");
+    consistent(&repo, "after removing by name");
+    assert!(repo.remove(&r, Removal::ArchRepo(&a)).expect("removing the arch-repo"));
+    assert_eq!(served(repo.blobs(), "extra", "x86_64", ArchiveKind::Db), None, "its database is gone");
+    assert!(!repo.remove(&r, Removal::ArchRepo(&a)).expect("removing it again"));
+    assert!(!repo.remove(&repo_name("nothing"), Removal::Repo).expect("removing an unknown repository"));
+    consistent(&repo, "after removing the arch-repo");
+}
+
+fn same_file_twice_writes_nothing<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    let repo = repository(pair);
+    let bytes = package_bytes("same", "1-1", "x86_64", &["etc/same.conf"]);
+    publish(&repo, "core", &bytes).expect("publishing");
+    let before = repo.store().arch_repos().expect("arch-repos");
+    let (store, blobs) = repo.into_parts();
+    let counting = Faulty::new(blobs, usize::MAX);
+    let repo = Repository::new(store, counting, arch("x86_64"), DbFormat::Current, || {
+        at() + chrono::Duration::hours(1)
+    });
+    let result = publish(&repo, "core", &bytes).expect("publishing the same file again");
+    assert_eq!(result.archs, [arch("x86_64")], "the same file is reported where it is");
+    assert_eq!(
+        repo.blobs().writes(),
+        0,
+        "publishing the file an arch-repo already serves rewrites no archive"
+    );
+    assert_eq!(repo.store().arch_repos().expect("arch-repos"), before, "and records no change");
+    assert!(!repo
+        .remove(&repo_name("core"), Removal::Package(&arch("x86_64"), &pkg_name("absent")))
+        .expect("removing"));
+    assert_eq!(repo.blobs().writes(), 0, "removing what is not there writes nothing");
+}
+
+fn any_packages<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    let repo = repository(pair);
+    let arm = package_bytes("arm-tool", "1-1", "aarch64", &["usr/bin/arm-tool"]);
+    publish(&repo, "extra", &arm).expect("publishing an aarch64 package");
+    let docs = package_bytes("docs", "1-1", "any", &["usr/share/doc/docs"]);
+    let result = publish(&repo, "extra", &docs).expect("publishing an any package");
+    assert_eq!(result.archs, [arch("aarch64"), arch("x86_64")], "any goes to every arch and the default one");
+    assert_eq!(names(repo.blobs(), "extra", "aarch64"), ["arm-tool", "docs"]);
+    assert_eq!(names(repo.blobs(), "extra", "x86_64"), ["docs"]);
+    assert_eq!(served(repo.blobs(), "extra", "any", ArchiveKind::Db), None, "no `any` arch-repo is made");
+    let docs_sha = sha256(&docs);
+    assert_eq!(
+        repo.blobs().package_hashes().expect("packages").iter().filter(|h| **h == docs_sha).count(),
+        1,
+        "one package file for both arches"
+    );
+    let (r, docs_name) = (repo_name("extra"), pkg_name("docs"));
+    repo.remove(&r, Removal::Package(&arch("x86_64"), &docs_name)).expect("removing docs from x86_64");
+    assert!(repo.store().is_referenced(&docs_sha).expect("refs"), "aarch64 still serves docs");
+    consistent(&repo, "after removing an any package from one arch");
+    repo.remove(&r, Removal::Package(&arch("aarch64"), &docs_name)).expect("removing docs from aarch64");
+    assert!(!repo.store().is_referenced(&docs_sha).expect("refs"));
+    consistent(&repo, "after removing it from the other");
+
+    // A new version of an any package replaces the old one in every arch.
+    publish(&repo, "extra", &docs).expect("publishing docs again");
+    let docs2 = package_bytes("docs", "2-1", "any", &["usr/share/doc/docs2"]);
+    publish(&repo, "extra", &docs2).expect("publishing docs 2");
+    for a in ["aarch64", "x86_64"] {
+        let db = served(repo.blobs(), "extra", a, ArchiveKind::Db).expect("a db");
+        assert!(
+            db.contains(&("docs".into(), "docs-2-1-any.pkg.tar.zst".into(), sha256(&docs2))),
+            "{a}: {db:?}"
+        );
+    }
+    consistent(&repo, "after replacing an any package");
+    assert!(repo.remove(&r, Removal::Repo).expect("removing the repository"));
+    assert!(repo.store().arch_repos().expect("arch-repos").is_empty());
+    consistent(&repo, "after removing the repository");
+}
+
+fn invalid_uploads_change_nothing<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    let repo = repository(pair);
+    let good = package_bytes("good", "1-1", "x86_64", &["usr/bin/good"]);
+    publish(&repo, "extra", &good).expect("publishing");
+    for (what, bytes) in [
+        ("empty", Vec::new()),
+        ("not an archive", b"hello, world".to_vec()),
+        ("a tar without .PKGINFO", zstd::encode_all(&[0u8; 1024][..], 1).expect("zstd")),
+        ("a broken version", package_bytes("bad", "1:-1", "x86_64", &[])),
+    ] {
+        let err = publish(&repo, "extra", &bytes).expect_err(what);
+        assert!(err.is_invalid_input(), "{what}: {err} is the client's mistake");
+    }
+    assert_eq!(names(repo.blobs(), "extra", "x86_64"), ["good"]);
+    consistent(&repo, "after refused uploads");
+}
+
+fn recovery_cleans_up<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    let repo = repository(pair);
+    let pkg = package_bytes("keep", "1-1", "x86_64", &["usr/bin/keep"]);
+    publish(&repo, "extra", &pkg).expect("publishing");
+    let report = repo.recover().expect("recovering a clean repository");
+    assert_eq!((report.archives_unchanged, report.archives_rewritten), (1, 0), "{report:?}");
+    assert_eq!((report.orphans_removed, report.stale_archives_removed), (0, 0), "{report:?}");
+    // An orphan package file and a stale arch-repo's archives, as a crash may leave them.
+    let mut orphan = repo.blobs().create_upload().expect("an upload");
+    orphan.write_all(b"orphan").expect("writing");
+    repo.blobs().keep_package(orphan, &sha256(b"orphan")).expect("keeping");
+    let empty =
+        |mut out: &mut dyn Write| crate::db::write_archive(&mut out, ArchiveKind::Db, std::iter::empty());
+    repo.blobs()
+        .write_archive(&repo_name("gone"), &arch("x86_64"), ArchiveKind::Db, SystemTime::UNIX_EPOCH, &mut {
+            empty
+        })
+        .expect("writing a stale archive");
+    let report = repo.recover().expect("recovering");
+    assert_eq!((report.orphans_removed, report.stale_archives_removed), (1, 1), "{report:?}");
+    consistent(&repo, "after recovery");
+}
+
+/// A change whose every blob operation is made to fail in turn.
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    /// A new version over an old one (keep, two archives, delete the old file).
+    Replace,
+    /// An `any` package into a repository with two arches.
+    Any,
+    /// A package removed by name.
+    RemovePackage,
+    /// A whole repository removed.
+    RemoveRepo,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 4] =
+        [Scenario::Replace, Scenario::Any, Scenario::RemovePackage, Scenario::RemoveRepo];
+
+    fn prepare<S: RepoStore, B: BlobStore>(self, repo: &Repository<S, B>) {
+        publish(repo, "extra", &package_bytes("app", "1-1", "x86_64", &["usr/bin/app"])).expect("app 1");
+        publish(repo, "extra", &package_bytes("lib", "1-1", "aarch64", &["usr/lib/lib.so"])).expect("lib");
+        publish(repo, "extra", &package_bytes("docs", "1-1", "any", &["usr/share/doc/d"])).expect("docs");
+    }
+
+    fn run<S: RepoStore, B: BlobStore>(self, repo: &Repository<S, B>) -> Result<(), super::RepoError> {
+        let r = repo_name("extra");
+        match self {
+            Scenario::Replace => {
+                publish(repo, "extra", &package_bytes("app", "2-1", "x86_64", &["usr/bin/app2"])).map(drop)
+            }
+            Scenario::Any => {
+                publish(repo, "extra", &package_bytes("docs", "2-1", "any", &["usr/share/doc/d2"])).map(drop)
+            }
+            Scenario::RemovePackage => {
+                repo.remove(&r, Removal::Package(&arch("x86_64"), &pkg_name("app"))).map(drop)
+            }
+            Scenario::RemoveRepo => repo.remove(&r, Removal::Repo).map(drop),
+        }
+    }
+}
+
+fn crash_at_every_step<S: RepoStore, B: BlobStore>(make: &mut impl FnMut() -> (S, B), scenario: Scenario) {
+    for k in 0.. {
+        assert!(k < 64, "{scenario:?}: still failing after 64 operations");
+        let repo = repository(make());
+        scenario.prepare(&repo);
+        let (store, blobs) = repo.into_parts();
+        let repo = Repository::new(store, Faulty::new(blobs, k), arch("x86_64"), DbFormat::Current, at);
+        let result = scenario.run(&repo);
+        let when = format!("{scenario:?} with blob operation {k} failing");
+        served_files_exist(&repo, &when);
+        let failed = repo.blobs().failed();
+        if failed {
+            if let Err(e) = &result {
+                assert!(!e.is_invalid_input(), "{when}: a storage failure is not the client's mistake: {e}");
+            }
+        } else {
+            result.unwrap_or_else(|e| panic!("{when}: failed without a fault: {e}"));
+        }
+        // Restart: recovery over the same data, faults gone.
+        let (store, faulty) = repo.into_parts();
+        let repo = Repository::new(store, faulty.inner, arch("x86_64"), DbFormat::Current, at);
+        repo.recover().unwrap_or_else(|e| panic!("{when}: recovery failed: {e}"));
+        consistent(&repo, &format!("{when}, after recovery"));
+        if !failed {
+            break;
+        }
+    }
+}
+
+/// A blob store whose `fail_at`-th change fails (and every later one succeeds), counting archive
+/// writes.
+pub struct Faulty<B> {
+    inner: B,
+    ops: AtomicUsize,
+    fail_at: usize,
+    archive_writes: AtomicUsize,
+}
+
+impl<B> Faulty<B> {
+    fn new(inner: B, fail_at: usize) -> Self {
+        Faulty { inner, ops: AtomicUsize::new(0), fail_at, archive_writes: AtomicUsize::new(0) }
+    }
+
+    fn step(&self) -> io::Result<()> {
+        if self.ops.fetch_add(1, Ordering::SeqCst) == self.fail_at {
+            return Err(io::Error::other("injected failure"));
+        }
+        Ok(())
+    }
+
+    fn failed(&self) -> bool {
+        self.ops.load(Ordering::SeqCst) > self.fail_at
+    }
+
+    fn writes(&self) -> usize {
+        self.archive_writes.load(Ordering::SeqCst)
+    }
+}
+
+impl<B: BlobStore> BlobStore for Faulty<B> {
+    type Error = B::Error;
+    type Upload = B::Upload;
+    type Archive = B::Archive;
+
+    fn create_upload(&self) -> Result<B::Upload, B::Error> {
+        self.inner.create_upload()
+    }
+    fn keep_package(&self, upload: B::Upload, sha256: &str) -> Result<(), B::Error> {
+        self.step()?;
+        self.inner.keep_package(upload, sha256)
+    }
+    fn remove_package(&self, sha256: &str) -> Result<(), B::Error> {
+        self.step()?;
+        self.inner.remove_package(sha256)
+    }
+    fn package_hashes(&self) -> Result<Vec<String>, B::Error> {
+        self.inner.package_hashes()
+    }
+    fn write_archive(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        mtime: SystemTime,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), B::Error> {
+        self.step()?;
+        self.archive_writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.write_archive(repo, arch, kind, mtime, write)
+    }
+    fn open_archive(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+    ) -> Result<Option<B::Archive>, B::Error> {
+        self.inner.open_archive(repo, arch, kind)
+    }
+    fn remove_archives(&self, repo: &RepoName, arch: &Arch) -> Result<(), B::Error> {
+        self.step()?;
+        self.inner.remove_archives(repo, arch)
+    }
+    fn archive_dirs(&self) -> Result<Vec<ArchiveDir>, B::Error> {
+        self.inner.archive_dirs()
+    }
+    fn remove_archive_dir(&self, dir: &ArchiveDir) -> Result<(), B::Error> {
+        self.step()?;
+        self.inner.remove_archive_dir(dir)
+    }
+    fn clear_temporary(&self) -> Result<usize, B::Error> {
+        self.inner.clear_temporary()
+    }
+}

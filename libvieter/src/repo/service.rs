@@ -1,0 +1,520 @@
+//! [`Repository`]: every rule of publishing into and removing from a pacman repository, over a
+//! [`RepoStore`] and a [`BlobStore`].
+//!
+//! Order of every change (what keeps a served database consistent with the package files):
+//! 1. the package file is complete and durable in the blob store before anything refers to it;
+//! 2. one store transaction records the change;
+//! 3. the affected archives are rewritten (each atomically);
+//! 4. only then are package files that nothing references any more deleted.
+//!
+//! A crash between any two steps leaves archives that only name existing files; [`Repository::recover`]
+//! rewrites every archive that differs from the store and deletes unreferenced files.
+//!
+//! Steps 2 to 4 run under the lock of every arch-repo the change touches. Which arch-repos those are (all
+//! of a repository for an `any` package or a repository delete) is decided inside the write transaction,
+//! so an arch-repo created or deleted concurrently is never missed or resurrected: when the transaction
+//! finds more arch-repos than are locked, it writes nothing and the change runs again holding their
+//! locks too.
+//!
+//! Decisions: an arch-repo whose last package was removed by name keeps an empty database (pacman
+//! refuses a configured repository without one); removing the arch-repo itself makes its database
+//! disappear. An `any` package goes to the arches the repository has when it is published (and the
+//! default arch); an arch-repo created later does not receive it. Publishing the very file an arch-repo
+//! already serves, or removing what is not there, writes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use crate::api::{PackageSummary, PublishResult};
+use crate::builds::Clock;
+use crate::db::{ArchiveKind, DbEntry, DbError, DbFormat};
+use crate::name::{Arch, PkgName, RepoName};
+use crate::package::{read_package, PackageError, ReadOptions};
+
+use super::blob::BlobStore;
+use super::store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
+
+/// The lock of each arch-repo.
+type ArchLocks = BTreeMap<(RepoName, Arch), Arc<Mutex<()>>>;
+
+type Boxed = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a repository operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// The upload is not a package this repository accepts (a client's mistake).
+    #[error("invalid package: {0}")]
+    Package(#[from] PackageError),
+    /// The package's database entry cannot be made (a client's mistake, e.g. a value repo-add would
+    /// corrupt the database with).
+    #[error("invalid package: {0}")]
+    Db(#[from] DbError),
+    #[error("reading the upload: {0}")]
+    Upload(#[source] io::Error),
+    #[error("metadata store: {0}")]
+    Store(#[source] Boxed),
+    #[error("blob store: {0}")]
+    Blob(#[source] Boxed),
+}
+
+impl RepoError {
+    /// Whether the client sent something wrong (rather than the storage failing).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, RepoError::Package(_) | RepoError::Db(_))
+    }
+}
+
+fn store_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError {
+    RepoError::Store(Box::new(e))
+}
+
+fn blob_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError {
+    RepoError::Blob(Box::new(e))
+}
+
+/// What to remove.
+#[derive(Debug, Clone, Copy)]
+pub enum Removal<'a> {
+    /// One package from one arch-repo.
+    Package(&'a Arch, &'a PkgName),
+    /// A whole arch-repo (its database disappears).
+    ArchRepo(&'a Arch),
+    /// A whole repository.
+    Repo,
+}
+
+/// What [`Repository::recover`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub temp_files_removed: usize,
+    pub archives_unchanged: usize,
+    pub archives_rewritten: usize,
+    pub stale_archives_removed: usize,
+    pub orphans_removed: usize,
+}
+
+/// The outcome of a change that must hold the lock of every arch-repo it touches.
+enum Locked<T> {
+    Done(T),
+    /// Nothing was written: these arch-repos must be locked (a superset of what was locked).
+    NeedLocks(BTreeSet<Arch>),
+}
+
+/// Package files a transaction left unreferenced: deleted once the archives are rewritten.
+#[derive(Debug, Default)]
+struct Unreferenced(BTreeSet<String>);
+
+struct Put {
+    archs: BTreeSet<Arch>,
+    changed: Vec<Arch>,
+    unreferenced: Unreferenced,
+}
+
+struct Removed {
+    archs: Vec<Arch>,
+    unreferenced: Unreferenced,
+}
+
+/// A pacman repository (any number of named repositories, each with any number of architectures).
+/// Safe to share between threads; every method blocks on storage.
+pub struct Repository<S, B> {
+    store: S,
+    blobs: B,
+    default_arch: Arch,
+    format: DbFormat,
+    clock: Box<dyn Clock>,
+    /// One lock per arch-repo: changes to one arch-repo are serialized, others proceed.
+    locks: Mutex<ArchLocks>,
+    /// Held shared from "the package file is kept" to "the transaction referencing it committed", and
+    /// exclusively while deleting package files: a file is never deleted between those two steps.
+    pool_guard: RwLock<()>,
+}
+
+impl<S: RepoStore, B: BlobStore> Repository<S, B> {
+    /// A repository over `store` and `blobs`. `default_arch` is where `any` packages go in a repository
+    /// that has no architecture yet; `format` the database format written; `clock` gives publication
+    /// times and archive times (`chrono::Utc::now` in production).
+    pub fn new(
+        store: S,
+        blobs: B,
+        default_arch: Arch,
+        format: DbFormat,
+        clock: impl Clock + 'static,
+    ) -> Self {
+        Repository {
+            store,
+            blobs,
+            default_arch,
+            format,
+            clock: Box::new(clock),
+            locks: Mutex::default(),
+            pool_guard: RwLock::new(()),
+        }
+    }
+
+    /// The store and the blob store back (to reopen them, as after a restart).
+    pub fn into_parts(self) -> (S, B) {
+        (self.store, self.blobs)
+    }
+
+    /// The metadata store, for reads (listings, package details, which pool file a name serves).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The blob store, for uploads and serving.
+    pub fn blobs(&self) -> &B {
+        &self.blobs
+    }
+
+    /// The architecture `any` packages go to in a repository without one.
+    pub fn default_arch(&self) -> &Arch {
+        &self.default_arch
+    }
+
+    fn lock(&self, repo: &RepoName, arch: &Arch) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry((repo.clone(), arch.clone())).or_default().clone()
+    }
+
+    /// Adds the package in `upload` (complete; read from its start) to `repo`, replacing the package of
+    /// the same name in every arch-repo it goes to. The upload is consumed: kept as the package file or
+    /// dropped.
+    pub fn publish(&self, repo: &RepoName, mut upload: B::Upload) -> Result<PublishResult, RepoError> {
+        upload.seek(SeekFrom::Start(0)).map_err(RepoError::Upload)?;
+        let options = ReadOptions { md5: self.format == DbFormat::WithMd5, ..ReadOptions::default() };
+        let package = read_package(BufReader::with_capacity(256 * 1024, &mut upload), &options)?;
+        let filename = package.filename();
+        let now = self.clock.now();
+        let entry = DbEntry::new(&package, &filename, self.format, None)?
+            .compress(now.timestamp().max(0) as u64)
+            .map_err(RepoError::Upload)?;
+        let summary = PackageSummary::new(&package, &filename, now);
+        let record = EntryRecord { summary: &summary, package: &package, entry: &entry };
+        let arch = &package.info.arch;
+        let sha = package.sha256.as_str();
+
+        let initial = if arch.is_any() {
+            super::arches_for(arch, &self.store.arches_of(repo).map_err(store_err)?, &self.default_arch)
+        } else {
+            BTreeSet::from([arch.clone()])
+        };
+        // 1. The package file, before anything names it.
+        let pool_guard = self.pool_guard.read().unwrap_or_else(|p| p.into_inner());
+        self.blobs.keep_package(upload, sha).map_err(blob_err)?;
+        // 2. Record (under the locks of every arch-repo it goes to); 3. rewrite archives.
+        let mut pool_guard = Some(pool_guard);
+        let committed = self.with_locks(repo, initial, |locked| {
+            let put = self.put(repo, &record, locked);
+            if !matches!(put, Ok(Locked::NeedLocks(_))) {
+                // Committed (the file is referenced) or failed: deletions may go on.
+                pool_guard.take();
+            }
+            match put? {
+                Locked::Done(put) => {
+                    // From here on a failure leaves the store ahead of the archives, which the next
+                    // change or recovery rewrites; no file they name is deleted.
+                    for arch in &put.changed {
+                        self.write_archives(repo, arch)?;
+                    }
+                    Ok(Locked::Done(put))
+                }
+                Locked::NeedLocks(more) => Ok(Locked::NeedLocks(more)),
+            }
+        });
+        drop(pool_guard);
+        let put = match committed {
+            Ok(put) => put,
+            Err(e) => {
+                self.delete_if_unreferenced(sha);
+                return Err(e);
+            }
+        };
+        // 4. What the new version replaced.
+        self.delete_unreferenced(&put.unreferenced);
+        Ok(PublishResult {
+            name: package.info.name.clone(),
+            version: package.info.version.clone(),
+            archs: put.archs.into_iter().collect(),
+        })
+    }
+
+    /// The transaction of a publish.
+    fn put(
+        &self,
+        repo: &RepoName,
+        record: &EntryRecord<'_>,
+        locked: &BTreeSet<Arch>,
+    ) -> Result<Locked<Put>, RepoError> {
+        let mut txn = self.store.begin().map_err(store_err)?;
+        let summary = record.summary;
+        let archs = if summary.arch.is_any() {
+            super::arches_for(&summary.arch, &txn.arches_of(repo).map_err(store_err)?, &self.default_arch)
+        } else {
+            BTreeSet::from([summary.arch.clone()])
+        };
+        if !archs.is_subset(locked) {
+            return Ok(Locked::NeedLocks(archs));
+        }
+        let (name, filename, sha) = (&summary.name, summary.filename.as_str(), summary.sha256.as_str());
+        let mut unreferenced = Unreferenced::default();
+        let mut changed = Vec::new();
+        let arch_record = ArchRecord { last_change: summary.published_at };
+        for arch in &archs {
+            let old = txn.entry_filename(repo, arch, name).map_err(store_err)?;
+            // The very same file again: nothing changes in this arch-repo.
+            if old.as_deref() == Some(filename)
+                && txn.file_hash(repo, arch, filename).map_err(store_err)?.as_deref() == Some(sha)
+            {
+                continue;
+            }
+            changed.push(arch.clone());
+            if let Some(old) = old {
+                unlink(&mut txn, repo, arch, &old, &mut unreferenced)?;
+            }
+            unlink(&mut txn, repo, arch, filename, &mut unreferenced)?;
+            txn.put_file(repo, arch, filename, sha).map_err(store_err)?;
+            let refs = txn.pool_refs(sha).map_err(store_err)?;
+            txn.set_pool_refs(sha, refs + 1).map_err(store_err)?;
+            unreferenced.0.remove(sha);
+            txn.put_entry(repo, arch, record).map_err(store_err)?;
+            txn.put_arch_repo(repo, arch, &arch_record).map_err(store_err)?;
+        }
+        if !changed.is_empty() {
+            txn.commit().map_err(store_err)?;
+        }
+        Ok(Locked::Done(Put { archs, changed, unreferenced }))
+    }
+
+    /// Removes a package, an arch-repo or a repository. Returns whether it existed.
+    pub fn remove(&self, repo: &RepoName, what: Removal<'_>) -> Result<bool, RepoError> {
+        let initial = match what {
+            Removal::Package(arch, _) | Removal::ArchRepo(arch) => BTreeSet::from([arch.clone()]),
+            Removal::Repo => self.store.arches_of(repo).map_err(store_err)?,
+        };
+        let removed = self.with_locks(repo, initial, |locked| {
+            let removed = match self.remove_txn(repo, what, locked)? {
+                Locked::Done(removed) => removed,
+                Locked::NeedLocks(more) => return Ok(Locked::NeedLocks(more)),
+            };
+            for arch in &removed.archs {
+                if self.store.has_arch_repo(repo, arch).map_err(store_err)? {
+                    self.write_archives(repo, arch)?;
+                } else {
+                    self.blobs.remove_archives(repo, arch).map_err(blob_err)?;
+                }
+            }
+            Ok(Locked::Done(removed))
+        })?;
+        self.delete_unreferenced(&removed.unreferenced);
+        Ok(!removed.archs.is_empty())
+    }
+
+    fn remove_txn(
+        &self,
+        repo: &RepoName,
+        what: Removal<'_>,
+        locked: &BTreeSet<Arch>,
+    ) -> Result<Locked<Removed>, RepoError> {
+        let mut txn = self.store.begin().map_err(store_err)?;
+        let arches = match what {
+            Removal::Package(arch, _) | Removal::ArchRepo(arch) => BTreeSet::from([arch.clone()]),
+            Removal::Repo => txn.arches_of(repo).map_err(store_err)?,
+        };
+        if !arches.is_subset(locked) {
+            return Ok(Locked::NeedLocks(arches));
+        }
+        let mut unreferenced = Unreferenced::default();
+        let mut changed = Vec::new();
+        for arch in &arches {
+            if !txn.has_arch_repo(repo, arch).map_err(store_err)? {
+                continue;
+            }
+            let names = match what {
+                Removal::Package(_, name) => vec![name.clone()],
+                _ => txn.names(repo, arch).map_err(store_err)?,
+            };
+            let mut removed_here = false;
+            for name in &names {
+                let Some(filename) = txn.remove_entry(repo, arch, name).map_err(store_err)? else { continue };
+                removed_here = true;
+                unlink(&mut txn, repo, arch, &filename, &mut unreferenced)?;
+            }
+            if matches!(what, Removal::Package(..)) {
+                if removed_here {
+                    txn.put_arch_repo(repo, arch, &ArchRecord { last_change: self.clock.now() })
+                        .map_err(store_err)?;
+                }
+            } else {
+                txn.remove_arch_repo(repo, arch).map_err(store_err)?;
+                removed_here = true;
+            }
+            if removed_here {
+                changed.push(arch.clone());
+            }
+        }
+        // Removing what is not there writes nothing.
+        if !changed.is_empty() {
+            txn.commit().map_err(store_err)?;
+        }
+        Ok(Locked::Done(Removed { archs: changed, unreferenced }))
+    }
+
+    /// Runs `change` holding the locks of the arch-repos `archs` of `repo` (taken in order, so two
+    /// changes never deadlock); again, holding more, while it asks for more.
+    fn with_locks<T>(
+        &self,
+        repo: &RepoName,
+        mut archs: BTreeSet<Arch>,
+        mut change: impl FnMut(&BTreeSet<Arch>) -> Result<Locked<T>, RepoError>,
+    ) -> Result<T, RepoError> {
+        loop {
+            let locks: Vec<Arc<Mutex<()>>> = archs.iter().map(|a| self.lock(repo, a)).collect();
+            let _guards: Vec<_> = locks.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner())).collect();
+            match change(&archs)? {
+                Locked::Done(done) => return Ok(done),
+                Locked::NeedLocks(more) => archs = more,
+            }
+        }
+    }
+
+    /// Writes the `kind` archive of an arch-repo, as the store says it is now, to `out`.
+    fn archive_to(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        self.store
+            .each_member(repo, arch, kind, &mut |member| out.write_all(member))
+            .map_err(io::Error::other)?;
+        crate::db::write_archive(&mut { out }, kind, std::iter::empty())
+    }
+
+    /// Rewrites both archives of an arch-repo from the store, each atomically, with the time of now.
+    fn write_archives(&self, repo: &RepoName, arch: &Arch) -> Result<(), RepoError> {
+        let mtime = SystemTime::from(self.clock.now());
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            self.blobs
+                .write_archive(repo, arch, kind, mtime, &mut |out| self.archive_to(repo, arch, kind, out))
+                .map_err(blob_err)?;
+        }
+        Ok(())
+    }
+
+    /// Whether both archives of an arch-repo are byte for byte what the store would write now.
+    fn archives_current(&self, repo: &RepoName, arch: &Arch) -> Result<bool, RepoError> {
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            let Some(existing) = self.blobs.open_archive(repo, arch, kind).map_err(blob_err)? else {
+                return Ok(false);
+            };
+            let mut compare = SameAs { existing: BufReader::new(existing), same: true, buf: Vec::new() };
+            self.archive_to(repo, arch, kind, &mut compare).map_err(store_err)?;
+            let mut rest = [0u8; 1];
+            let at_end = matches!(compare.existing.read(&mut rest), Ok(0));
+            if !(compare.same && at_end) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn delete_unreferenced(&self, unreferenced: &Unreferenced) {
+        for sha in &unreferenced.0 {
+            self.delete_if_unreferenced(sha);
+        }
+    }
+
+    /// Deletes a package file nothing references. A failure only leaves a file behind, which recovery
+    /// deletes: it is not the caller's error, it is logged (`tracing`).
+    fn delete_if_unreferenced(&self, sha: &str) {
+        let _exclusive = self.pool_guard.write().unwrap_or_else(|p| p.into_inner());
+        match self.store.is_referenced(sha) {
+            Ok(false) => {
+                if let Err(e) = self.blobs.remove_package(sha) {
+                    tracing::warn!("cannot delete package file {sha}: {e}");
+                }
+            }
+            Ok(true) => {}
+            Err(e) => tracing::warn!("cannot check the references of {sha}: {e}"),
+        }
+    }
+
+    /// Recovery after a crash (or at every start): deletes temporary files, rewrites every archive that
+    /// differs from the store (one that already says what the store says keeps its time, so pacman
+    /// need not download it again), removes the archives of arch-repos the store does not have and the
+    /// package files nothing references. Run it before serving.
+    pub fn recover(&self) -> Result<RecoveryReport, RepoError> {
+        let mut report = RecoveryReport {
+            temp_files_removed: self.blobs.clear_temporary().map_err(blob_err)?,
+            ..Default::default()
+        };
+        let live: BTreeSet<(RepoName, Arch)> =
+            self.store.arch_repos().map_err(store_err)?.into_iter().map(|(r, a, _)| (r, a)).collect();
+        for (repo, arch) in &live {
+            if self.archives_current(repo, arch)? {
+                report.archives_unchanged += 1;
+            } else {
+                self.write_archives(repo, arch)?;
+                report.archives_rewritten += 1;
+            }
+        }
+        for dir in self.blobs.archive_dirs().map_err(blob_err)? {
+            let known = match (RepoName::new(dir.repo.as_str()), Arch::new(dir.arch.as_str())) {
+                (Ok(r), Ok(a)) => live.contains(&(r, a)),
+                _ => false,
+            };
+            if !known {
+                self.blobs.remove_archive_dir(&dir).map_err(blob_err)?;
+                report.stale_archives_removed += 1;
+            }
+        }
+        let referenced = self.store.pool_hashes().map_err(store_err)?;
+        for sha in self.blobs.package_hashes().map_err(blob_err)? {
+            if !referenced.contains(&sha) && self.blobs.remove_package(&sha).is_ok() {
+                report.orphans_removed += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Removes a file row and drops its reference to the package file.
+fn unlink<T: RepoTxn>(
+    txn: &mut T,
+    repo: &RepoName,
+    arch: &Arch,
+    filename: &str,
+    unreferenced: &mut Unreferenced,
+) -> Result<(), RepoError> {
+    let Some(sha) = txn.remove_file(repo, arch, filename).map_err(store_err)? else { return Ok(()) };
+    let refs = txn.pool_refs(&sha).map_err(store_err)?;
+    txn.set_pool_refs(&sha, refs.saturating_sub(1)).map_err(store_err)?;
+    if refs <= 1 {
+        unreferenced.0.insert(sha);
+    }
+    Ok(())
+}
+
+/// A writer that only checks that what is written equals the rest of `existing`.
+struct SameAs<R> {
+    existing: R,
+    same: bool,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> Write for SameAs<R> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.same {
+            self.buf.resize(data.len(), 0);
+            self.same = self.existing.read_exact(&mut self.buf).is_ok() && self.buf == data;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
