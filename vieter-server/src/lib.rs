@@ -38,6 +38,8 @@ pub enum StartError {
     #[error("API key file {path}: {source}")]
     KeyFile { path: String, source: std::io::Error },
     #[error("opening the repositories: {0}")]
+    OpenRepos(#[from] repo::OpenError),
+    #[error("recovering the repositories: {0}")]
     Repos(#[from] repo::RepoError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
@@ -83,7 +85,7 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
     std::fs::create_dir_all(data_dir)
         .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
     let admin = admin_key(&config)?;
-    let repos = repo::Repos::open(data_dir, config.default_arch.clone(), config.db_format)?;
+    let repos = repo::open(data_dir, config.default_arch.clone(), config.db_format)?;
     let report = repos.recover()?;
     tracing::info!(?report, "startup recovery done");
     let keys = Arc::new(auth::Keys::new(admin, config.agent_key.clone()));

@@ -6,7 +6,10 @@
 //!   renamed over the target, directory synced), so a reader or a crash sees the old or the new file;
 //! - [`repo_add`]: pacman's `repo-add` (one database file pair, packages wherever they are);
 //! - [`publish_to_dir`]: a whole static mirror, `DIR/REPO/<arch>/` with the packages and their
-//!   databases, `any` packages in every architecture (see [`crate::repo::arches_for`]).
+//!   databases, `any` packages in every architecture (see [`crate::repo::arches_for`]);
+//! - with the `repository` feature, the directory implementations of the repository ports:
+//!   [`DirBlobs`] (package files by hash, archives, uploads: what the server uses) and [`DirStore`]
+//!   (the metadata in one file, for a single process that wants no database).
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -16,6 +19,16 @@ use std::path::{Path, PathBuf};
 use crate::db::{ArchiveKind, Database, DbError, DbFormat, StoredEntry};
 use crate::name::Arch;
 use crate::package::{read_package, Package, PackageError, ReadOptions};
+
+#[cfg(feature = "repository")]
+mod blobs;
+#[cfg(feature = "repository")]
+mod store;
+
+#[cfg(feature = "repository")]
+pub use blobs::{DirBlobs, DirUpload};
+#[cfg(feature = "repository")]
+pub use store::{DirStore, DirStoreError};
 
 /// Why a directory operation failed; each variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +60,16 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
 ) -> io::Result<()> {
+    write_atomically_at(path, None, write)
+}
+
+/// [`write_atomically`], the new file's modification time set to `mtime` (when given) before it is
+/// synced and renamed: a reader never sees the new content with another time.
+pub fn write_atomically_at(
+    path: &Path,
+    mtime: Option<std::time::SystemTime>,
+    write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
+) -> io::Result<()> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -62,6 +85,9 @@ pub fn write_atomically(
         write(&mut out)?;
         out.flush()?;
         drop(out);
+        if let Some(mtime) = mtime {
+            file.set_modified(mtime)?;
+        }
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()

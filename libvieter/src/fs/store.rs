@@ -92,8 +92,6 @@ impl DirStore {
 
 /// Takes the exclusive lock of `file` (an advisory `flock` on Unix); false when another open file holds
 /// it, in this process or another.
-// `File::try_lock` is Rust 1.89: the workspace's `rust-version` (1.85) must be raised to match.
-#[allow(clippy::incompatible_msrv)]
 fn try_lock(file: &File) -> io::Result<bool> {
     match file.try_lock() {
         Ok(()) => Ok(true),

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use libvieter::api::{ArchRepoInfo, FilesQuery, ListQuery, PackageDetail, RepoInfo};
-use libvieter::name::Arch;
+use libvieter::name::{Arch, PkgName, RepoName};
+use libvieter::repo::RepoStore;
 
 use crate::error::{ok, ApiError};
 use crate::App;
@@ -27,8 +28,7 @@ pub async fn list_repos(app: Arc<App>) -> Result<warp::reply::Response, ApiError
         for (repo, arch, record) in store.arch_repos().map_err(|e| ApiError::internal("listing repos", e))? {
             let summaries =
                 store.summaries(&repo, &arch).map_err(|e| ApiError::internal("listing packages", e))?;
-            let Ok(arch) = Arch::new(arch) else { continue };
-            by_repo.entry(repo).or_default().push(ArchRepoInfo {
+            by_repo.entry(repo.to_string()).or_default().push(ArchRepoInfo {
                 arch,
                 packages: summaries.len() as u64,
                 size: summaries.iter().map(|s| s.csize).sum(),
@@ -52,8 +52,12 @@ pub async fn list_packages(
     let needle = query.query.map(|q| q.to_lowercase());
     let page = blocking(move || {
         let store = app.repos.store();
+        let not_found = || ApiError::not_found(format!("repository {repo}/{arch} not found"));
+        let (Ok(repo), Ok(arch)) = (RepoName::new(repo.as_str()), Arch::new(arch.as_str())) else {
+            return Err(not_found());
+        };
         if !store.has_arch_repo(&repo, &arch).map_err(|e| ApiError::internal("looking up a repo", e))? {
-            return Err(ApiError::not_found(format!("repository {repo}/{arch} not found")));
+            return Err(not_found());
         }
         let all = store.summaries(&repo, &arch).map_err(|e| ApiError::internal("listing packages", e))?;
         let matches = |s: &libvieter::api::PackageSummary| match &needle {
@@ -89,6 +93,11 @@ pub async fn package(
     let detail = blocking(move || {
         let store = app.repos.store();
         let not_found = || ApiError::not_found(format!("package {name} not found in {repo}/{arch}"));
+        let (Ok(repo), Ok(arch), Ok(name)) =
+            (RepoName::new(repo.as_str()), Arch::new(arch.as_str()), PkgName::new(name.as_str()))
+        else {
+            return Err(not_found());
+        };
         let found =
             store.package(&repo, &arch, &name).map_err(|e| ApiError::internal("reading a package", e))?;
         let (summary, package) = found.ok_or_else(not_found)?;
@@ -110,8 +119,8 @@ pub async fn metrics(app: Arc<App>) -> Result<warp::reply::Response, ApiError> {
             let summaries =
                 store.summaries(&repo, &arch).map_err(|e| ApiError::internal("listing packages", e))?;
             app.metrics.set_repo(
-                &repo,
-                &arch,
+                repo.as_str(),
+                arch.as_str(),
                 summaries.len() as u64,
                 summaries.iter().map(|s| s.csize).sum(),
             );

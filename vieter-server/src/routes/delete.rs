@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use libvieter::name::{Arch, PkgName};
+use libvieter::name::{Arch, PkgName, RepoName};
 
 use crate::error::{ok, ApiError};
-use crate::repo::validate_repo_name;
+use crate::repo::Removal;
 use crate::App;
 
 pub async fn remove(
@@ -14,24 +14,27 @@ pub async fn remove(
     arch: Option<String>,
     name: Option<String>,
 ) -> Result<warp::reply::Response, ApiError> {
-    validate_repo_name(&repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if let Some(a) = &arch {
-        Arch::new(a.as_str()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
-    if let Some(n) = &name {
-        PkgName::new(n.as_str()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
+    let bad = |e: libvieter::name::NameError| ApiError::bad_request(e.to_string());
+    let repo = RepoName::new(repo).map_err(bad)?;
+    let arch = arch.map(Arch::new).transpose().map_err(bad)?;
+    let name = name.map(PkgName::new).transpose().map_err(bad)?;
     let what = match (&arch, &name) {
         (Some(a), Some(n)) => format!("package {n} in {repo}/{a}"),
         (Some(a), None) => format!("{repo}/{a}"),
         _ => format!("repository {repo}"),
     };
-    let (a, n) = (arch.clone(), name.clone());
     let app2 = app.clone();
-    let found = tokio::task::spawn_blocking(move || app2.repos.remove(&repo, a.as_deref(), n.as_deref()))
-        .await
-        .map_err(|e| ApiError::internal("removing", e))?
-        .map_err(|e| ApiError::internal("removing", e))?;
+    let found = tokio::task::spawn_blocking(move || {
+        let removal = match (&arch, &name) {
+            (Some(a), Some(n)) => Removal::Package(a, n),
+            (Some(a), None) => Removal::ArchRepo(a),
+            _ => Removal::Repo,
+        };
+        app2.repos.remove(&repo, removal)
+    })
+    .await
+    .map_err(|e| ApiError::internal("removing", e))?
+    .map_err(|e| ApiError::internal("removing", e))?;
     if !found {
         return Err(ApiError::not_found(format!("{what} not found")));
     }

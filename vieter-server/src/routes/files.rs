@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use libvieter::db::ArchiveKind;
-use libvieter::name::Arch;
+use libvieter::name::{Arch, RepoName};
+use libvieter::repo::RepoStore;
 use warp::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use warp::Reply;
 
 use crate::error::ApiError;
-use crate::repo::validate_repo_name;
 use crate::App;
 
 /// What to send and how to describe it: an open file, its length, time and tag.
@@ -36,7 +36,10 @@ pub async fn serve(
     headers: HeaderMap,
 ) -> Result<warp::reply::Response, ApiError> {
     let not_found = || ApiError::not_found(format!("{repo}/{arch}/{file} not found"));
-    if validate_repo_name(&repo).is_err() || Arch::new(arch.as_str()).is_err() || file.contains(['/', '\0']) {
+    let (Ok(repo_name), Ok(arch_name)) = (RepoName::new(repo.as_str()), Arch::new(arch.as_str())) else {
+        return Err(not_found());
+    };
+    if file.contains(['/', '\0']) {
         return Err(not_found());
     }
     // An archive changed within the running second is sent once that second is over (at most twice
@@ -45,7 +48,7 @@ pub async fn serve(
     let mut waited = 0;
     let s = loop {
         let servable = {
-            let (app, repo, arch, file) = (app.clone(), repo.clone(), arch.clone(), file.clone());
+            let (app, repo, arch, file) = (app.clone(), repo_name.clone(), arch_name.clone(), file.clone());
             tokio::task::spawn_blocking(move || locate(&app, &repo, &arch, &file))
                 .await
                 .map_err(|e| ApiError::internal("locating a file", e))??
@@ -153,7 +156,7 @@ fn read_range(
 
 /// Finds and opens the file behind a URL: an archive name, or a package file name recorded in redb.
 /// Archives are tagged by a digest of their content; package files by their SHA-256.
-fn locate(app: &App, repo: &str, arch: &str, file: &str) -> Result<Option<Servable>, ApiError> {
+fn locate(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Result<Option<Servable>, ApiError> {
     let open = |path: &std::path::Path| -> Result<Option<(std::fs::File, u64, SystemTime)>, ApiError> {
         let file = match std::fs::File::open(path) {
             Ok(f) => f,
@@ -171,10 +174,11 @@ fn locate(app: &App, repo: &str, arch: &str, file: &str) -> Result<Option<Servab
         None
     };
     if let Some(kind) = archive {
-        let path = app.repos.archive_path(repo, arch, kind);
+        let path = app.repos.blobs().archive_path(repo, arch, kind);
         let Some((file, len, modified)) = open(&path)? else { return Ok(None) };
         let etag = app
             .repos
+            .blobs()
             .archive_etag(&path, &file, len, modified)
             .map_err(|e| ApiError::internal("reading an archive", e))?;
         return Ok(Some(Servable {
@@ -192,7 +196,7 @@ fn locate(app: &App, repo: &str, arch: &str, file: &str) -> Result<Option<Servab
         .file_hash(repo, arch, file)
         .map_err(|e| ApiError::internal("looking up a file", e))?;
     let Some(sha) = sha else { return Ok(None) };
-    let Some((file, len, modified)) = open(&app.repos.pool_path(&sha))? else { return Ok(None) };
+    let Some((file, len, modified)) = open(&app.repos.blobs().package_path(&sha))? else { return Ok(None) };
     Ok(Some(Servable {
         file,
         len,

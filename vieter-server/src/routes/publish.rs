@@ -1,8 +1,6 @@
 //! `POST /{repo}/publish`: the raw package as the body (Vieter's `curl -T`), or `multipart/form-data`
 //! with a file field. The body is streamed to a temp file, never held in memory.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Buf;
@@ -10,50 +8,27 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 use warp::http::StatusCode;
 
+use libvieter::fs::DirUpload;
+use libvieter::name::RepoName;
+use libvieter::repo::BlobStore;
+
 use crate::error::{ok, ApiError};
-use crate::repo::{validate_repo_name, RepoError};
 use crate::App;
 
-static UPLOADS: AtomicU64 = AtomicU64::new(0);
-
-/// A temp file that is deleted when dropped unless it was handed on.
-struct TempUpload {
-    path: Option<PathBuf>,
-}
-
-impl TempUpload {
-    fn new(app: &App) -> Self {
-        let n = UPLOADS.fetch_add(1, Ordering::Relaxed);
-        TempUpload { path: Some(app.repos.tmp_dir().join(format!("upload-{}-{n}", std::process::id()))) }
-    }
-    fn path(&self) -> &std::path::Path {
-        self.path.as_deref().unwrap_or(std::path::Path::new(""))
-    }
-    fn take(mut self) -> PathBuf {
-        self.path.take().unwrap_or_default()
-    }
-}
-
-impl Drop for TempUpload {
-    fn drop(&mut self) {
-        if let Some(p) = &self.path {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-/// Streams `body` to a temp file, enforcing the limit and the announced length.
-async fn receive<S, B, E>(app: &App, mut body: S, expected: Option<u64>) -> Result<TempUpload, ApiError>
+/// Streams `body` to an upload (deleted when dropped), enforcing the limit and the announced length.
+async fn receive<S, B, E>(app: &App, mut body: S, expected: Option<u64>) -> Result<DirUpload, ApiError>
 where
     S: Stream<Item = Result<B, E>> + Unpin,
     B: Buf,
     E: std::fmt::Display,
 {
     let limit = app.config.max_upload_size;
-    let tmp = TempUpload::new(app);
-    let mut file = tokio::fs::File::create(tmp.path())
-        .await
-        .map_err(|e| ApiError::internal("creating a temp file", e))?;
+    let tmp = app.repos.blobs().create_upload().map_err(|e| ApiError::internal("creating an upload", e))?;
+    let mut file = tmp
+        .file()
+        .try_clone()
+        .map(tokio::fs::File::from_std)
+        .map_err(|e| ApiError::internal("opening an upload", e))?;
     let mut received: u64 = 0;
     let idle = std::time::Duration::from_secs(app.config.body_idle_timeout.max(1));
     while let Some(chunk) = super::next_chunk(&mut body, idle).await? {
@@ -77,7 +52,8 @@ where
             )));
         }
     }
-    file.sync_all().await.map_err(|e| ApiError::internal("syncing an upload", e))?;
+    // Written out (the repository syncs it when it keeps it).
+    file.flush().await.map_err(|e| ApiError::internal("writing an upload", e))?;
     Ok(tmp)
 }
 
@@ -89,10 +65,9 @@ fn too_large(limit: u64) -> ApiError {
 }
 
 /// Parses and adds the received file.
-async fn add(app: Arc<App>, repo: String, tmp: TempUpload) -> Result<warp::reply::Response, ApiError> {
-    let path = tmp.take();
+async fn add(app: Arc<App>, repo: RepoName, tmp: DirUpload) -> Result<warp::reply::Response, ApiError> {
     let started = std::time::Instant::now();
-    let result = tokio::task::spawn_blocking(move || app.repos.publish(&repo, &path).map(|r| (r, app)))
+    let result = tokio::task::spawn_blocking(move || app.repos.publish(&repo, tmp).map(|r| (r, app)))
         .await
         .map_err(|e| ApiError::internal("publishing", e))?;
     match result {
@@ -100,8 +75,7 @@ async fn add(app: Arc<App>, repo: String, tmp: TempUpload) -> Result<warp::reply
             app.metrics.observe_upload(started.elapsed());
             Ok(ok(&published))
         }
-        Err(RepoError::Package(e)) => Err(ApiError::bad_request(format!("invalid package: {e}"))),
-        Err(RepoError::InvalidName(m)) => Err(ApiError::bad_request(m)),
+        Err(e) if e.is_invalid_input() => Err(ApiError::bad_request(e.to_string())),
         Err(e) => Err(ApiError::internal("publishing", e)),
     }
 }
@@ -118,7 +92,7 @@ where
     B: Buf,
     E: std::fmt::Display,
 {
-    validate_repo_name(&repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let repo = RepoName::new(repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let length = length.ok_or_else(|| {
         ApiError::new(StatusCode::LENGTH_REQUIRED, "a Content-Length header is required (e.g. curl -T pkg)")
     })?;
@@ -138,7 +112,7 @@ pub async fn multipart(
     repo: String,
     mut form: warp::multipart::FormData,
 ) -> Result<warp::reply::Response, ApiError> {
-    validate_repo_name(&repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let repo = RepoName::new(repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let idle = std::time::Duration::from_secs(app.config.body_idle_timeout.max(1));
     while let Some(part) = super::next_chunk(&mut form, idle).await? {
         let part = part.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
