@@ -6,6 +6,8 @@
 #  3. the server's peak RSS with 64 concurrent downloads and a 1 GiB upload in flight.
 # Usage: scripts/bench-server.sh [N]     Needs: wrk nginx repo-add curl (scripts/setup-test-env.sh + apt).
 #        PART=downloads scripts/bench-server.sh [N]   runs only 2. and 3.
+#        PART=publish scripts/bench-server.sh [N]     runs only 1., without the repo-add reference
+#        SERVER=path/to/vieter-server                 measures that binary (e.g. an older build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
@@ -20,7 +22,7 @@ target/release/make-packages "$dir/pkgs" "$N" 5
 target/release/make-packages "$dir/extra" 21 5 extra
 
 VIETER_ADDRESS=127.0.0.1:0 VIETER_DATA_DIR="$dir/data" VIETER_API_KEY=k VIETER_LOG_LEVEL=warn \
-  target/release/vieter-server > "$dir/server.out" 2>&1 &
+  "${SERVER:-target/release/vieter-server}" > "$dir/server.out" 2>&1 &
 server_pid=$!
 for _ in $(seq 50); do grep -q listening "$dir/server.out" && break; sleep 0.1; done
 url=$(sed -n 's/^vieter-server listening on //p' "$dir/server.out")
@@ -31,13 +33,17 @@ ls "$dir"/pkgs/*.pkg.tar.zst | xargs -P 4 -I{} curl -sf -o /dev/null -XPOST -T {
 e=$(date +%s.%N)
 printf 'bulk publish of %d packages (4 clients): %.1f s\n' "$N" "$(echo "$e - $s" | bc -l)"
 
-if [ "${PART:-all}" = all ]; then
+if [ "${PART:-all}" != downloads ]; then
 echo "==> publish latency into a $N-package arch-repo (20 publishes, one at a time)"
 lat=()
 for f in $(ls "$dir"/extra/*.pkg.tar.zst | sed -n 1,20p); do
   lat+=("$(curl -sf -o /dev/null -w '%{time_total}' -XPOST -T "$f" -H 'X-Api-Key: k' "$url/bench/publish")")
 done
 median=$(printf '%s\n' "${lat[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+if [ "${PART:-all}" = publish ]; then
+  printf 'publish one into %d: vieter median %.1f ms (20 runs: %s)\n' "$N" "$(echo "$median * 1000" | bc -l)" "${lat[*]}"
+  exit 0
+fi
 
 echo "==> repo-add: building the reference db of $N packages (minutes)"
 mkdir -p "$dir/ref"
