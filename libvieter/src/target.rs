@@ -32,6 +32,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::name::RepoName;
 use crate::name::{Arch, PkgName};
 use crate::schedule::Schedule;
 
@@ -153,12 +154,6 @@ macro_rules! validated_string {
 }
 
 validated_string!(
-    /// A repository name: `[A-Za-z0-9._-]+`, at most 128 bytes, not starting with `.` or `-`, not `api`
-    /// (the same rule the server applies to uploads).
-    RepoName,
-    check_repo
-);
-validated_string!(
     /// A git branch or tag name, following `git check-ref-format`'s rules: no whitespace or control
     /// characters, none of `~ ^ : ? * [ \`, no `..`, `@{` or `//`, not starting with `-` or `/`, not
     /// ending with `/`, `.` or `.lock`, no component starting with `.`.
@@ -177,10 +172,6 @@ validated_string!(
     ImageRef,
     check_image
 );
-
-fn check_repo(s: &str) -> Result<(), String> {
-    crate::repo::check_repo_name(s)
-}
 
 fn check_git_ref(s: &str) -> Result<(), String> {
     let problem = if s.is_empty() {
@@ -503,7 +494,9 @@ impl NewTarget {
         }
         let branch = parse_field(&mut errors, "branch", self.branch.as_deref(), |s| GitRef::new(s));
         let path = parse_field(&mut errors, "path", self.path.as_deref(), |s| SubPath::new(s));
-        let repo = parse_field(&mut errors, "repo", Some(&self.repo), |s| RepoName::new(s));
+        let repo = parse_field(&mut errors, "repo", Some(&self.repo), |s| {
+            RepoName::new(s).map_err(|e| e.to_string())
+        });
         let schedule = parse_field(&mut errors, "schedule", self.schedule.as_deref(), |s| {
             Schedule::parse(s).map_err(|e| e.to_string())
         });
