@@ -232,18 +232,7 @@ impl RepoStore for Store {
             // Recorded before file lists had their own table: the list is in the details.
             let package: Package = postcard::from_bytes(&detail)?;
             let total = package.files.len() as u64;
-            let mut bytes = 0;
-            let page = package
-                .files
-                .into_iter()
-                .skip(offset)
-                .take(limit)
-                .take_while(|f| {
-                    bytes += f.len();
-                    bytes == f.len() || bytes <= max_bytes
-                })
-                .collect();
-            return Ok(Some((page, total)));
+            return Ok(Some((libvieter::repo::file_page(&package.files, offset, limit, max_bytes), total)));
         };
         let first_of =
             |k: &str| -> usize { k.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or_default() };

@@ -159,18 +159,7 @@ impl RepoStore for MemoryStore {
         let state = self.snapshot();
         let Some(e) = state.entry(repo, arch, name) else { return Ok(None) };
         let files = &e.package.files;
-        let mut bytes = 0;
-        let page = files
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .take_while(|f| {
-                bytes += f.len();
-                bytes == f.len() || bytes <= max_bytes
-            })
-            .cloned()
-            .collect();
-        Ok(Some((page, files.len() as u64)))
+        Ok(Some((super::file_page(files, offset, limit, max_bytes), files.len() as u64)))
     }
 
     fn file_hash(&self, repo: &RepoName, arch: &Arch, filename: &str) -> Result<Option<String>, MemoryError> {

@@ -71,6 +71,28 @@ pub fn arches_for(arch: &Arch, existing: &BTreeSet<Arch>, default_arch: &Arch) -
     }
 }
 
+/// A page of a file list: from `offset`, at most `limit` names and, past the first, at most `max_bytes`
+/// bytes of names (a page holds at least one name, so any list can be read whole page by page).
+///
+/// ```
+/// let files: Vec<String> = ["usr/", "usr/bin/", "usr/bin/hello"].map(String::from).into();
+/// assert_eq!(libvieter::repo::file_page(&files, 1, 10, 1 << 20), ["usr/bin/", "usr/bin/hello"]);
+/// assert_eq!(libvieter::repo::file_page(&files, 0, 10, 1), ["usr/"]);
+/// ```
+pub fn file_page(files: &[String], offset: usize, limit: usize, max_bytes: usize) -> Vec<String> {
+    let mut bytes = 0;
+    files
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .take_while(|f| {
+            bytes += f.len();
+            bytes == f.len() || bytes <= max_bytes
+        })
+        .cloned()
+        .collect()
+}
+
 fn whole_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
