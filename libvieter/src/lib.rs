@@ -35,6 +35,8 @@
 #[cfg(feature = "builds")]
 pub mod api;
 #[cfg(feature = "builds")]
+pub mod aur;
+#[cfg(feature = "builds")]
 pub mod build;
 #[cfg(feature = "builds")]
 pub mod builds;
