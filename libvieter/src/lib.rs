@@ -56,6 +56,8 @@ pub mod package;
 pub mod pkginfo;
 pub mod repo;
 #[cfg(feature = "builds")]
+pub mod resolve;
+#[cfg(feature = "builds")]
 pub mod schedule;
 #[cfg(feature = "builds")]
 pub mod scheduler;
