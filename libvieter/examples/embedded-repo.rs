@@ -10,15 +10,17 @@
 //! Server = http://host/$repo/$arch
 //! ```
 //!
-//! All of it is [`libvieter::fs::publish_to_dir`], which follows the server's rules
-//! ([`libvieter::repo::arches_for`]).
+//! All of it is [`libvieter::fs::publish_to_dir`]: libvieter's repository service
+//! ([`libvieter::repo::Repository`], the server's rules) over the directory implementations of its
+//! ports, [`libvieter::fs::DirStore`] (metadata in `DIR/.vieter/`) and
+//! [`libvieter::fs::DirBlobs::mirror`] (the mirror layout).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use libvieter::fs::{publish_to_dir, AddOptions, Added};
-use libvieter::name::Arch;
+use libvieter::db::DbFormat;
+use libvieter::fs::publish_to_dir;
+use libvieter::name::{Arch, RepoName};
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -40,24 +42,17 @@ fn run(mut args: Vec<String>) -> Result<(), String> {
     }
     let mut args = args.into_iter();
     let dir = PathBuf::from(args.next().ok_or(usage)?);
-    let repo = args.next().ok_or(usage)?;
+    let repo = RepoName::new(args.next().ok_or(usage)?).map_err(|e| e.to_string())?;
     let packages: Vec<PathBuf> = args.map(PathBuf::from).collect();
     if packages.is_empty() {
         return Err(usage.into());
     }
-    let options = AddOptions {
-        mtime: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        ..AddOptions::default()
-    };
-    for (arch, added) in
-        publish_to_dir(&dir, &repo, &packages, &default_arch, &options).map_err(|e| e.to_string())?
-    {
-        match added {
-            Added::Replaced { old, name, version } => println!("{repo}/{arch}: {name} {old} -> {version}"),
-            Added::Updated { name, version } | Added::New { name, version } => {
-                println!("{repo}/{arch}: {name} {version}")
-            }
-        }
+    let published =
+        publish_to_dir(&dir, &repo, &packages, &default_arch, DbFormat::Current, chrono::Utc::now)
+            .map_err(|e| e.to_string())?;
+    for p in published {
+        let archs: Vec<String> = p.archs.iter().map(|a| a.to_string()).collect();
+        println!("{repo}/{{{}}}: {} {}", archs.join(","), p.name, p.version);
     }
     Ok(())
 }

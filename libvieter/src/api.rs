@@ -141,6 +141,29 @@ pub struct ListQuery {
 /// Most items one page of a listing holds, whatever `limit` asks for.
 pub const MAX_PAGE: usize = 10_000;
 
+/// Packages in a page of `GET /api/v1/repos/{repo}/{arch}/packages` when `limit` is absent.
+pub const DEFAULT_PACKAGE_PAGE: usize = 100;
+
+/// Names in a page of a package's file list when `files_limit` is absent.
+pub const DEFAULT_FILE_PAGE: usize = 1_000;
+
+/// Most bytes of names in a page of a file list (past its first name).
+pub const MAX_FILE_PAGE_BYTES: usize = 512 * 1024;
+
+impl ListQuery {
+    /// The page asked for ([`DEFAULT_PACKAGE_PAGE`] when `limit` is absent, at most [`MAX_PAGE`]).
+    pub fn page(&self) -> Page {
+        Page::new(self.offset, self.limit, DEFAULT_PACKAGE_PAGE)
+    }
+}
+
+impl FilesQuery {
+    /// The page of the file list asked for ([`DEFAULT_FILE_PAGE`] when absent, at most [`MAX_PAGE`]).
+    pub fn page(&self) -> Page {
+        Page::new(self.files_offset, self.files_limit, DEFAULT_FILE_PAGE)
+    }
+}
+
 /// Items in a page of `GET /api/v1/targets` when `limit` is absent.
 pub const DEFAULT_TARGET_PAGE: usize = 25;
 

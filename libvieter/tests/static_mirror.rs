@@ -1,5 +1,6 @@
-//! `libvieter::fs::publish_to_dir` (the `embedded-repo` example) makes a directory that a plain static
-//! web server turns into a pacman mirror: real pacman syncs, installs and upgrades from it.
+//! `libvieter::fs::publish_to_dir` (the `embedded-repo` example: the repository service over `DirStore`
+//! and `DirBlobs::mirror`) makes a directory that a plain static web server turns into a pacman
+//! mirror: real pacman syncs, installs and upgrades from it.
 
 mod common;
 
@@ -9,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use libvieter::db::Database;
-use libvieter::fs::{publish_to_dir, AddOptions};
-use libvieter::name::Arch;
+use libvieter::db::DbFormat;
+use libvieter::fs::{publish_to_dir, FsError};
+use libvieter::name::{Arch, RepoName};
 
 /// Serves the files under `root` over HTTP/1.1 on loopback, one request per connection, until the
 /// process ends. Returns the base URL.
@@ -106,14 +108,17 @@ fn a_published_directory_is_a_pacman_mirror() {
     let pkgs = work.path().join("pkgs");
     std::fs::create_dir_all(&pkgs).unwrap();
     let x86 = Arch::new("x86_64").unwrap();
-    let options = AddOptions::default();
+    let repo = RepoName::new("corpus").unwrap();
+    let publish = |packages: &[PathBuf]| -> Result<(), FsError> {
+        publish_to_dir(&mirror, &repo, packages, &x86, DbFormat::Current, chrono::Utc::now).map(drop)
+    };
 
     // An aarch64 arch-repo first: the corpus' `any` packages then go to both arches.
     let arm = package(&pkgs, "armonly", "1-1", "aarch64", "arm\n");
-    publish_to_dir(&mirror, "corpus", &[arm], &x86, &options).unwrap();
-    publish_to_dir(&mirror, "corpus", &corpus, &x86, &options).unwrap();
+    publish(&[arm]).unwrap();
+    publish(&corpus).unwrap();
     let v1 = package(&pkgs, "greeter", "1.0-1", "any", "one\n");
-    publish_to_dir(&mirror, "corpus", &[v1], &x86, &options).unwrap();
+    publish(&[v1]).unwrap();
 
     let arm_names = names_in(&mirror.join("corpus/aarch64/corpus.db"));
     assert!(arm_names.contains(&"armonly-1-1".to_owned()), "{arm_names:?}");
@@ -142,7 +147,7 @@ fn a_published_directory_is_a_pacman_mirror() {
 
     // A newer version replaces the old one (its file is gone) and pacman upgrades to it.
     let v2 = package(&pkgs, "greeter", "1.1-1", "any", "two\n");
-    publish_to_dir(&mirror, "corpus", &[v2], &x86, &options).unwrap();
+    publish(&[v2]).unwrap();
     assert!(!mirror.join("corpus/x86_64/greeter-1.0-1-any.pkg.tar.zst").exists());
     assert!(!mirror.join("corpus/aarch64/greeter-1.0-1-any.pkg.tar.zst").exists());
     let names = names_in(&mirror.join("corpus/x86_64/corpus.db"));
@@ -155,8 +160,30 @@ fn a_published_directory_is_a_pacman_mirror() {
     let junk = pkgs.join("junk-1-1-x86_64.pkg.tar.zst");
     std::fs::write(&junk, b"not a package").unwrap();
     let before = std::fs::read(mirror.join("corpus/x86_64/corpus.db.tar.gz")).unwrap();
-    let err = publish_to_dir(&mirror, "corpus", &[junk], &x86, &options).unwrap_err();
+    let v3 = package(&pkgs, "greeter", "1.2-1", "any", "three\n");
+    let err = publish(&[v3, junk]).unwrap_err();
     assert!(err.to_string().contains("junk-1-1-x86_64.pkg.tar.zst"), "{err}");
     assert_eq!(std::fs::read(mirror.join("corpus/x86_64/corpus.db.tar.gz")).unwrap(), before);
-    assert!(publish_to_dir(&mirror, "api", &[], &x86, &options).is_err(), "repository names are checked");
+    assert!(!mirror.join("corpus/x86_64/greeter-1.2-1-any.pkg.tar.zst").exists(), "nothing of the batch");
+
+    // The mirror holds the packages its dbs list and nothing else; the metadata and pool are hidden.
+    let mut files: Vec<String> = std::fs::read_dir(mirror.join("corpus/x86_64"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".pkg.tar"))
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> =
+        Database::read(std::fs::File::open(mirror.join("corpus/x86_64/corpus.db")).unwrap())
+            .unwrap()
+            .iter()
+            .map(|e| e.entry.filename.clone())
+            .collect();
+    listed.sort();
+    assert_eq!(files, listed);
+    let top: Vec<String> = std::fs::read_dir(&mirror)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(top.iter().all(|n| n == "corpus" || n.starts_with('.')), "{top:?}");
 }

@@ -1,13 +1,12 @@
 //! Build targets and jobs: the server side of the build system.
 //!
 //! Every rule (targets, queueing, leases, retries, agents, retention, filters) is libvieter's
-//! [`BuildService`]; this module gives it its I/O: `builds.redb` ([`store`], with the group commit of
-//! job records in [`writer`]), the system clock, log files ([`logs`]), long polls ([`agents`]) and the
-//! tick's timer ([`tick`]). Routes call [`Builds::service`] for everything that does not wait or touch
+//! [`BuildService`] (and [`BuildLogs`] for the logs); this module gives it its I/O: `builds.redb`
+//! ([`store`], with the group commit of job records in [`writer`]), the system clock, the log directory
+//! `logs/` ([`LogDir`]), long polls ([`agents`]) and the tick's timer ([`tick`]). Routes call [`Builds::service`] for everything that does not wait or touch
 //! a file, and map [`BuildsError`] to HTTP statuses.
 
 mod agents;
-mod logs;
 mod store;
 mod tick;
 mod writer;
@@ -16,11 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
-use libvieter::builds::{BuildError, BuildService};
+use libvieter::builds::{BuildError, BuildLogs, BuildService};
+use libvieter::fs::LogDir;
 use libvieter::job::{AgentId, JobId};
 
 use crate::auth::Caller;
-pub use logs::LogError;
+pub use libvieter::builds::LogError;
 pub use store::RedbStore;
 pub use tick::run_ticks;
 
@@ -35,9 +35,12 @@ pub enum BuildsError {
     /// The service refused it or its store failed.
     #[error(transparent)]
     Build(#[from] BuildError),
-    /// A log file could not be read or written.
+    /// A log append was refused, or the log file could not be written.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The log directory could not be opened.
+    #[error("the log directory: {0}")]
+    LogDir(std::io::Error),
     /// A task on the blocking pool did not complete.
     #[error("a blocking task: {0}")]
     Task(String),
@@ -54,13 +57,13 @@ pub struct Builds {
     /// The rules, over redb and the system clock.
     pub service: BuildService<RedbStore>,
     wake: Arc<tick::Wake>,
-    logs: logs::Logs,
+    logs: BuildLogs<LogDir>,
 }
 
 impl Builds {
     /// Opens `builds.redb` and `logs/` in `data_dir` and reloads the active jobs and the agents.
     pub fn open(data_dir: &Path, settings: BuildSettings) -> Result<Builds, BuildsError> {
-        let logs = logs::Logs::open(data_dir)?;
+        let logs = BuildLogs::new(LogDir::open(data_dir.join("logs")).map_err(BuildsError::LogDir)?);
         let store = RedbStore::open(&data_dir.join("builds.redb"))?;
         let wake = Arc::new(tick::Wake::new());
         let service = BuildService::open(store, settings, Utc::now)?.with_wakeups(wake.clone());
@@ -68,9 +71,8 @@ impl Builds {
         Ok(Builds { service, wake, logs })
     }
 
-    /// Appends to a running job's log; only the agent holding the lease may. The log keeps at most
-    /// `max_log_size` bytes: the append that crosses it writes what fits and the truncation marker, and
-    /// marks the job; later appends are accepted and discarded, so the build goes on.
+    /// Appends to a running job's log ([`BuildLogs::append`]: only the agent holding the lease, at most
+    /// `max_log_size` bytes, then a marker).
     pub fn append_log(
         &self,
         id: JobId,
@@ -78,19 +80,15 @@ impl Builds {
         caller: &Caller,
         bytes: &[u8],
     ) -> Result<(), BuildsError> {
-        self.service.check_log_append(id, agent, caller)?;
-        let max = self.service.settings().max_log_size;
-        let truncated =
-            self.logs.append(id, bytes, max, |size| self.service.plan_log_append(size, bytes.len()))?;
-        if truncated {
+        if self.logs.append(&self.service, id, agent, caller, bytes)? {
+            let max = self.service.settings().max_log_size;
             tracing::warn!(job = %id, max, "build log truncated (max_log_size)");
-            self.service.log_truncated(id)?;
         }
         Ok(())
     }
 
     /// The log file of a job (it may not exist yet).
     pub fn log_file(&self, id: JobId) -> PathBuf {
-        self.logs.path(id)
+        self.logs.store().path(id)
     }
 }

@@ -48,12 +48,14 @@
 mod clock;
 pub mod conformance;
 mod error;
+mod logs;
 mod store;
 #[cfg(test)]
 mod tests;
 
 pub use clock::{Clock, ManualClock};
 pub use error::{BuildError, Invalid, Missing};
+pub use logs::{BuildLogs, LogError, LogStore, MemoryLogs};
 pub use store::{AgentRecord, BuildStore, Durable, MemoryStore, Saved, StoreError};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,4 +1,7 @@
-//! [`DirBlobs`]: the repository's blobs in a directory, the layout the server keeps.
+//! [`DirBlobs`]: the repository's blobs in a directory, in one of two layouts.
+//!
+//! [`DirBlobs::open`], the layout the server keeps (it serves package files by looking their names up
+//! in the metadata store):
 //!
 //! ```text
 //! ROOT/pool/<sha256>                              package files, by content
@@ -7,11 +10,25 @@
 //! ROOT/tmp/upload-<pid>-<n>                        uploads while they arrive
 //! ```
 //!
+//! [`DirBlobs::mirror`], a static pacman mirror: any web server of `ROOT` serves `$repo/$arch`.
+//!
+//! ```text
+//! ROOT/.pool/<sha256>                             package files, by content
+//! ROOT/<repo>/<arch>/<repo>.db.tar.gz             the archives, with the `<repo>.db` and
+//! ROOT/<repo>/<arch>/<repo>.files.tar.gz          `<repo>.files` links pacman downloads
+//! ROOT/<repo>/<arch>/<filename>                   every package the db lists (a hard link into the pool)
+//! ROOT/.tmp/upload-<pid>-<n>
+//! ```
+//!
+//! In a mirror, the package files a new db lists are linked into its directory before the db replaces
+//! the old one, and the files it no longer lists are deleted after: pacman never reads a db naming a
+//! file that is not there.
+//!
 //! Package files enter the pool by rename after a sync; archives are replaced with
 //! [`super::write_atomically_at`]. The tag of each archive (a digest of its bytes) is computed while it
 //! is written and kept, so a server can answer `ETag`s without reading archives again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -33,9 +50,17 @@ struct ArchiveTag {
     etag: String,
 }
 
+/// How a [`DirBlobs`] lays its directory out (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Server,
+    Mirror,
+}
+
 /// A repository's blobs in a directory.
 pub struct DirBlobs {
     root: PathBuf,
+    layout: Layout,
     uploads: AtomicU64,
     /// Held shared while an arch-repo's directory is created and an archive written in it, and
     /// exclusively while an emptied repository directory is removed: removing one arch-repo never pulls
@@ -118,29 +143,113 @@ fn not_found_is_ok(result: io::Result<()>) -> io::Result<()> {
     }
 }
 
+/// A writer that also keeps a copy of what goes through it, when asked to.
+struct Tee<'a, W> {
+    inner: W,
+    copy: Option<&'a mut Vec<u8>>,
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        if let Some(copy) = self.copy.as_mut() {
+            copy.extend_from_slice(&data[..n]);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The package files a db archive lists: `%FILENAME%` → `%SHA256SUM%` of every `desc`.
+fn listed_files(db: impl Read) -> io::Result<BTreeMap<String, String>> {
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(db));
+    let mut out = BTreeMap::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.path_bytes().ends_with(b"/desc") {
+            continue;
+        }
+        let mut desc = String::new();
+        entry.read_to_string(&mut desc)?;
+        let value = |key: &str| {
+            let mut lines = desc.lines();
+            lines.find(|l| *l == key).and_then(|_| lines.next()).map(str::to_owned)
+        };
+        if let (Some(filename), Some(sha)) = (value("%FILENAME%"), value("%SHA256SUM%")) {
+            out.insert(filename, sha);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `name` can be a package file of a mirror's arch-repo directory (not an archive, not hidden).
+fn is_package_file(name: &str) -> bool {
+    !name.starts_with('.') && !name.contains('/') && name.contains(".pkg.tar")
+}
+
+/// Deletes the package files next to the archive `archive` that `listed` does not name (best effort:
+/// what is left is deleted at the next change or recovery).
+fn remove_unlisted(archive: &Path, listed: &BTreeMap<String, String>) {
+    let Some(dir) = archive.parent() else { return };
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_package_file(&name) && !listed.contains_key(&name) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 impl DirBlobs {
-    /// Opens (creating its layout) the blob directory `root`.
+    /// Opens (creating its layout) the blob directory `root` in the server's layout.
     pub fn open(root: &Path) -> io::Result<DirBlobs> {
-        for sub in ["pool", "repos", "tmp"] {
-            let dir = root.join(sub);
-            fs::create_dir_all(&dir)
-                .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
-        }
-        Ok(DirBlobs {
+        DirBlobs::open_as(root, Layout::Server)
+    }
+
+    /// Opens (creating its layout) the static mirror `root`.
+    pub fn mirror(root: &Path) -> io::Result<DirBlobs> {
+        DirBlobs::open_as(root, Layout::Mirror)
+    }
+
+    fn open_as(root: &Path, layout: Layout) -> io::Result<DirBlobs> {
+        let blobs = DirBlobs {
             root: root.to_owned(),
+            layout,
             uploads: AtomicU64::new(0),
             repo_dirs: RwLock::new(()),
             tags: Mutex::default(),
-        })
+        };
+        for dir in [blobs.pool_dir(), blobs.repos_dir(), blobs.tmp_dir()] {
+            fs::create_dir_all(&dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
+        }
+        Ok(blobs)
+    }
+
+    fn pool_dir(&self) -> PathBuf {
+        self.root.join(if self.layout == Layout::Mirror { ".pool" } else { "pool" })
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join(if self.layout == Layout::Mirror { ".tmp" } else { "tmp" })
+    }
+
+    fn repos_dir(&self) -> PathBuf {
+        match self.layout {
+            Layout::Mirror => self.root.clone(),
+            Layout::Server => self.root.join("repos"),
+        }
     }
 
     /// The package file of a SHA-256.
     pub fn package_path(&self, sha256: &str) -> PathBuf {
-        self.root.join("pool").join(sha256)
+        self.pool_dir().join(sha256)
     }
 
     /// The `kind` archive of an arch-repo.
@@ -149,7 +258,7 @@ impl DirBlobs {
             ArchiveKind::Db => format!("{repo}.db.tar.gz"),
             ArchiveKind::Files => format!("{repo}.files.tar.gz"),
         };
-        self.root.join("repos").join(repo.as_str()).join(arch.as_str()).join(name)
+        self.repos_dir().join(repo.as_str()).join(arch.as_str()).join(name)
     }
 
     /// The tag (a digest of the content) of the archive at `path` whose open handle is `file`, of length
@@ -177,8 +286,47 @@ impl DirBlobs {
         Ok(etag)
     }
 
+    /// Makes every file of `listed` a hard link (a copy where links are refused) of its pool file in
+    /// the directory of `archive`, replacing a different file of that name atomically.
+    fn link_listed(&self, archive: &Path, listed: &BTreeMap<String, String>) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(dir) = archive.parent() else { return Ok(()) };
+        for (filename, sha) in listed {
+            if !is_package_file(filename) || sha.contains(['/', '.']) {
+                continue;
+            }
+            let (pool, target) = (self.package_path(sha), dir.join(filename));
+            let pool_meta = fs::metadata(&pool)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", pool.display())))?;
+            if let Ok(meta) = fs::metadata(&target) {
+                if meta.ino() == pool_meta.ino() && meta.dev() == pool_meta.dev() {
+                    continue;
+                }
+            }
+            let tmp = dir.join(format!(".{filename}.tmp"));
+            let _ = fs::remove_file(&tmp);
+            fs::hard_link(&pool, &tmp).or_else(|_| fs::copy(&pool, &tmp).map(drop))?;
+            fs::rename(&tmp, &target)?;
+        }
+        sync_dir(dir)
+    }
+
+    /// The name pacman downloads (`<repo>.db`, `<repo>.files`) as a link to the archive, in a mirror.
+    fn link_archive_name(&self, archive: &Path, repo: &RepoName, kind: ArchiveKind) -> io::Result<()> {
+        let (Some(dir), Some(target)) = (archive.parent(), archive.file_name()) else { return Ok(()) };
+        let short = dir.join(match kind {
+            ArchiveKind::Db => format!("{repo}.db"),
+            ArchiveKind::Files => format!("{repo}.files"),
+        });
+        if fs::read_link(&short).is_ok_and(|t| t.as_os_str() == target) {
+            return Ok(());
+        }
+        let _ = fs::remove_file(&short);
+        std::os::unix::fs::symlink(target, &short)
+    }
+
     fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.root.join("repos").join(repo)
+        self.repos_dir().join(repo)
     }
 
     /// Removes an arch-repo directory, then its repository's directory if that is empty now.
@@ -200,7 +348,7 @@ impl BlobStore for DirBlobs {
 
     fn create_upload(&self) -> io::Result<DirUpload> {
         let n = self.uploads.fetch_add(1, Ordering::Relaxed);
-        let path = self.root.join("tmp").join(format!("upload-{}-{n}", std::process::id()));
+        let path = self.tmp_dir().join(format!("upload-{}-{n}", std::process::id()));
         let file = File::options().read(true).write(true).create_new(true).open(&path)?;
         Ok(DirUpload { path, file, kept: false })
     }
@@ -213,7 +361,7 @@ impl BlobStore for DirBlobs {
         upload.file.sync_all()?;
         fs::rename(&upload.path, &target)?;
         upload.kept = true;
-        sync_dir(&self.root.join("pool"))
+        sync_dir(&self.pool_dir())
     }
 
     fn remove_package(&self, sha256: &str) -> io::Result<()> {
@@ -222,7 +370,7 @@ impl BlobStore for DirBlobs {
 
     fn package_hashes(&self) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(self.root.join("pool"))? {
+        for entry in fs::read_dir(self.pool_dir())? {
             out.push(entry?.file_name().to_string_lossy().into_owned());
         }
         Ok(out)
@@ -237,19 +385,35 @@ impl BlobStore for DirBlobs {
         write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> io::Result<()> {
         let path = self.archive_path(repo, arch, kind);
+        let mut listed = BTreeMap::new();
         let (len, digest) = {
             let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir)?;
             }
             let mut written = (0, Vec::new());
+            let mirror_db = self.layout == Layout::Mirror && kind == ArchiveKind::Db;
             super::write_atomically_at(&path, Some(mtime), |out| {
-                let mut hashing = Hashing { inner: out, hasher: Sha256::new(), len: 0 };
+                let mut copy = Vec::new();
+                let tee = Tee { inner: out, copy: mirror_db.then_some(&mut copy) };
+                let mut hashing = Hashing { inner: tee, hasher: Sha256::new(), len: 0 };
                 write(&mut hashing)?;
                 written = (hashing.len, hashing.hasher.finalize().to_vec());
+                if mirror_db {
+                    // Before the new db is in place: every file it lists is there.
+                    listed = listed_files(&copy[..])?;
+                    self.link_listed(&path, &listed)?;
+                }
                 Ok(())
             })
             .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
+            if self.layout == Layout::Mirror {
+                self.link_archive_name(&path, repo, kind)?;
+            }
+            if mirror_db {
+                // After: the files it no longer lists go.
+                remove_unlisted(&path, &listed);
+            }
             written
         };
         // The time as the file system keeps it (it may round).
@@ -273,9 +437,10 @@ impl BlobStore for DirBlobs {
 
     fn archive_dirs(&self) -> io::Result<Vec<ArchiveDir>> {
         let mut out = Vec::new();
-        for repo in fs::read_dir(self.root.join("repos"))? {
+        for repo in fs::read_dir(self.repos_dir())? {
             let repo = repo?;
-            if !repo.file_type()?.is_dir() {
+            // A mirror's pool and uploads are hidden: repository names never start with '.'.
+            if !repo.file_type()?.is_dir() || repo.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
             let repo_name = repo.file_name().to_string_lossy().into_owned();
@@ -300,7 +465,7 @@ impl BlobStore for DirBlobs {
 
     fn clear_temporary(&self) -> io::Result<usize> {
         let mut removed = 0;
-        for entry in fs::read_dir(self.root.join("tmp"))? {
+        for entry in fs::read_dir(self.tmp_dir())? {
             if fs::remove_file(entry?.path()).is_ok() {
                 removed += 1;
             }
@@ -312,6 +477,13 @@ impl BlobStore for DirBlobs {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') && name.ends_with(".tmp") {
                     let _ = fs::remove_file(entry.path());
+                }
+            }
+            // A mirror's files the db no longer lists, had the process stopped before deleting them.
+            if self.layout == Layout::Mirror {
+                let db = self.repo_dir(&dir.repo).join(&dir.arch).join(format!("{}.db.tar.gz", dir.repo));
+                if let Ok(listed) = File::open(&db).and_then(|f| listed_files(io::BufReader::new(f))) {
+                    remove_unlisted(&db, &listed);
                 }
             }
         }
@@ -333,6 +505,84 @@ mod tests {
             dirs.borrow_mut().push(dir);
             (MemoryStore::new(), blobs)
         });
+    }
+
+    #[test]
+    fn mirror_blobs_keep_every_promise() {
+        let dirs = std::cell::RefCell::new(Vec::new());
+        crate::repo::conformance::check(|| {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let blobs = DirBlobs::mirror(dir.path()).expect("opening a mirror");
+            dirs.borrow_mut().push(dir);
+            (MemoryStore::new(), blobs)
+        });
+    }
+
+    /// The package files in a mirror's arch-repo directory.
+    fn served(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.retain(|n| is_package_file(n));
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_mirror_serves_exactly_what_its_dbs_list() {
+        use crate::repo::conformance::package_bytes;
+        use crate::repo::{Removal, Repository};
+        let dir = tempfile::tempdir().unwrap();
+        let now = || chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let repo = Repository::new(
+            MemoryStore::new(),
+            DirBlobs::mirror(dir.path()).unwrap(),
+            Arch::new("x86_64").unwrap(),
+            crate::db::DbFormat::Current,
+            now,
+        );
+        let name = RepoName::new("extra").unwrap();
+        let publish = |bytes: Vec<u8>| {
+            let mut upload = repo.blobs().create_upload().unwrap();
+            upload.write_all(&bytes).unwrap();
+            repo.publish(&name, upload).unwrap()
+        };
+        publish(package_bytes("arm", "1-1", "aarch64", &[]));
+        publish(package_bytes("docs", "1-1", "any", &["usr/share/doc/d"]));
+        publish(package_bytes("tool", "1-1", "x86_64", &[]));
+        let (x86, arm) = (dir.path().join("extra/x86_64"), dir.path().join("extra/aarch64"));
+        assert_eq!(served(&x86), ["docs-1-1-any.pkg.tar.zst", "tool-1-1-x86_64.pkg.tar.zst"]);
+        assert_eq!(served(&arm), ["arm-1-1-aarch64.pkg.tar.zst", "docs-1-1-any.pkg.tar.zst"]);
+        assert_eq!(fs::read_link(x86.join("extra.db")).unwrap(), Path::new("extra.db.tar.gz"));
+        assert_eq!(fs::read_link(x86.join("extra.files")).unwrap(), Path::new("extra.files.tar.gz"));
+        let pool = fs::read(dir.path().join(".pool").join(
+            &listed_files(File::open(x86.join("extra.db")).unwrap()).unwrap()["tool-1-1-x86_64.pkg.tar.zst"],
+        ))
+        .unwrap();
+        assert_eq!(
+            fs::read(x86.join("tool-1-1-x86_64.pkg.tar.zst")).unwrap(),
+            pool,
+            "the listed file is the pool's"
+        );
+
+        publish(package_bytes("docs", "2-1", "any", &["usr/share/doc/d"]));
+        assert_eq!(served(&x86), ["docs-2-1-any.pkg.tar.zst", "tool-1-1-x86_64.pkg.tar.zst"]);
+        assert_eq!(served(&arm), ["arm-1-1-aarch64.pkg.tar.zst", "docs-2-1-any.pkg.tar.zst"]);
+        repo.remove(
+            &name,
+            Removal::Package(&Arch::new("x86_64").unwrap(), &crate::name::PkgName::new("tool").unwrap()),
+        )
+        .unwrap();
+        assert_eq!(served(&x86), ["docs-2-1-any.pkg.tar.zst"]);
+        repo.remove(&name, Removal::ArchRepo(&Arch::new("aarch64").unwrap())).unwrap();
+        assert!(!arm.exists(), "a removed arch-repo's directory is gone");
+
+        // A file the db no longer lists, left by a process that stopped: recovery deletes it.
+        fs::write(x86.join("stale-1-1-x86_64.pkg.tar.zst"), b"x").unwrap();
+        repo.recover().unwrap();
+        assert_eq!(served(&x86), ["docs-2-1-any.pkg.tar.zst"]);
+        // The pool holds what is referenced only.
+        assert_eq!(repo.blobs().package_hashes().unwrap().len(), 1);
     }
 
     #[test]

@@ -6,12 +6,12 @@
 //!   renamed over the target, directory synced), so a reader or a crash sees the old or the new file;
 //! - [`repo_add`]: pacman's `repo-add` (one database file pair, packages wherever they are);
 //! - [`publish_to_dir`]: a whole static mirror, `DIR/REPO/<arch>/` with the packages and their
-//!   databases, `any` packages in every architecture (see [`crate::repo::arches_for`]);
+//!   databases: the repository service over [`DirStore`] and [`DirBlobs::mirror`];
 //! - with the `repository` feature, the directory implementations of the repository ports:
 //!   [`DirBlobs`] (package files by hash, archives, uploads: what the server uses) and [`DirStore`]
-//!   (the metadata in one file, for a single process that wants no database).
+//!   (the metadata in one file, for a single process that wants no database);
+//! - with the `builds` feature, [`LogDir`]: build logs as files (the build service's log store).
 
-use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -22,11 +22,15 @@ use crate::package::{read_package, Package, PackageError, ReadOptions};
 
 #[cfg(feature = "repository")]
 mod blobs;
+#[cfg(feature = "builds")]
+mod logs;
 #[cfg(feature = "repository")]
 mod store;
 
 #[cfg(feature = "repository")]
 pub use blobs::{DirBlobs, DirUpload};
+#[cfg(feature = "builds")]
+pub use logs::LogDir;
 #[cfg(feature = "repository")]
 pub use store::{DirStore, DirStoreError};
 
@@ -41,6 +45,10 @@ pub enum FsError {
     Db { path: String, source: DbError },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
+    /// The repository refused the package or its storage failed.
+    #[cfg(feature = "repository")]
+    #[error("{path}: {source}")]
+    Repository { path: String, source: crate::repo::RepoError },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
@@ -207,66 +215,44 @@ fn symlink(target: &Path, link: &Path) -> Result<(), FsError> {
     std::os::unix::fs::symlink(target_name, link).map_err(io_err(link))
 }
 
-/// Publishes `packages` into a static mirror at `dir`: each goes to `dir/REPO/<arch>/` under the name
-/// makepkg gives it, with `REPO.db` / `REPO.files` (and their `.tar.gz`) rewritten there. An `any`
-/// package goes to every architecture the repository has (and `default_arch`), as the server does.
-/// A newer (or older) version of a package replaces the present one, whose file is deleted. Returns
-/// what was added, per architecture.
+/// Publishes `packages` into the static mirror at `dir` with the [`crate::repo::Repository`]'s rules:
+/// the blobs are [`DirBlobs::mirror`] (each package in `dir/REPO/<arch>/` under the name makepkg gives
+/// it, next to `REPO.db` and `REPO.files`), the metadata a [`DirStore`] in `dir/.vieter/`. An `any`
+/// package goes to every architecture the repository has (and `default_arch`); a package replaces the
+/// one of the same name, whose file is deleted. Every package is read first: one that is refused
+/// changes nothing. `clock` gives the publication times (`chrono::Utc::now`).
+#[cfg(feature = "repository")]
 pub fn publish_to_dir(
     dir: &Path,
-    repo: &str,
+    repo: &crate::name::RepoName,
     packages: &[PathBuf],
     default_arch: &Arch,
-    options: &AddOptions,
-) -> Result<Vec<(Arch, Added)>, FsError> {
-    crate::repo::check_repo_name(repo)
-        .map_err(|reason| FsError::Invalid { path: dir.join(repo).display().to_string(), reason })?;
-    let repo_dir = dir.join(repo);
-    // Read every package first: a refused one changes nothing.
-    let mut read = Vec::new();
+    format: DbFormat,
+    clock: impl crate::builds::Clock + 'static,
+) -> Result<Vec<crate::api::PublishResult>, FsError> {
+    use crate::repo::{BlobStore, Repository};
     for path in packages {
-        read.push((path.clone(), read_package_file(path, options.format)?.0));
+        read_package_file(path, format)?;
     }
-    let existing: BTreeSet<Arch> = match fs::read_dir(&repo_dir) {
-        Ok(entries) => entries
-            .flatten()
-            .filter(|e| e.path().join(format!("{repo}.db.tar.gz")).exists())
-            .filter_map(|e| Arch::new(e.file_name().to_string_lossy().into_owned()).ok())
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeSet::new(),
-        Err(e) => return Err(io_err(&repo_dir)(e)),
+    let meta = dir.join(".vieter");
+    fs::create_dir_all(&meta).map_err(io_err(&meta))?;
+    let meta = meta.join("repository");
+    let store = DirStore::open(&meta)
+        .map_err(|e| FsError::Invalid { path: meta.display().to_string(), reason: e.to_string() })?;
+    let blobs = DirBlobs::mirror(dir).map_err(io_err(dir))?;
+    let repository = Repository::new(store, blobs, default_arch.clone(), format, clock);
+    let failed = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| FsError::Repository { path, source }
     };
-    let mut all_arches = existing.clone();
-    for (_, package) in &read {
-        all_arches.extend(crate::repo::arches_for(&package.info.arch, &all_arches, default_arch));
+    repository.recover().map_err(failed(dir))?;
+    let mut published = Vec::new();
+    for path in packages {
+        let mut upload = repository.blobs().create_upload().map_err(io_err(dir))?;
+        io::copy(&mut File::open(path).map_err(io_err(path))?, &mut upload).map_err(io_err(path))?;
+        published.push(repository.publish(repo, upload).map_err(failed(path))?);
     }
-    let mut report = Vec::new();
-    for arch in &all_arches {
-        let to_add: Vec<&(PathBuf, Package)> = read
-            .iter()
-            .filter(|(_, p)| crate::repo::arches_for(&p.info.arch, &all_arches, default_arch).contains(arch))
-            .collect();
-        if to_add.is_empty() {
-            continue;
-        }
-        let arch_dir = repo_dir.join(arch.as_str());
-        fs::create_dir_all(&arch_dir).map_err(io_err(&arch_dir))?;
-        let mut names = Vec::new();
-        for (path, package) in to_add {
-            let target = arch_dir.join(package.filename());
-            if !target.exists() {
-                // Hard links keep one copy of an `any` file in several arches.
-                fs::hard_link(path, &target)
-                    .or_else(|_| fs::copy(path, &target).map(|_| ()))
-                    .map_err(io_err(&target))?;
-            }
-            names.push(target);
-        }
-        let db_path = arch_dir.join(format!("{repo}.db.tar.gz"));
-        let added = repo_add(&db_path, &names, &AddOptions { remove_replaced: true, ..*options })?;
-        report.extend(added.into_iter().map(|a| (arch.clone(), a)));
-    }
-    Ok(report)
+    Ok(published)
 }
 
 #[cfg(test)]

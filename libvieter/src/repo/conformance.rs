@@ -75,6 +75,7 @@ pub fn check<S: RepoStore, B: BlobStore>(mut make: impl FnMut() -> (S, B)) {
     any_packages(make());
     invalid_uploads_change_nothing(make());
     recovery_cleans_up(make());
+    listings(make());
     for scenario in Scenario::ALL {
         crash_at_every_step(&mut make, scenario);
     }
@@ -234,6 +235,50 @@ fn publish_replace_remove<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     assert!(!repo.remove(&r, Removal::ArchRepo(&a)).expect("removing it again"));
     assert!(!repo.remove(&repo_name("nothing"), Removal::Repo).expect("removing an unknown repository"));
     consistent(&repo, "after removing the arch-repo");
+}
+
+fn listings<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    use crate::api::{FilesQuery, ListQuery};
+    let repo = repository(pair);
+    let files: Vec<String> = (0..1500).map(|i| format!("usr/share/big/{i:04}")).collect();
+    let file_refs: Vec<&str> = files.iter().map(String::as_str).collect();
+    publish(&repo, "extra", &package_bytes("big", "1-1", "x86_64", &file_refs)).expect("publishing big");
+    for name in ["alpha", "beta", "gamma"] {
+        publish(&repo, "extra", &package_bytes(name, "1-1", "x86_64", &[])).expect("publishing");
+    }
+    publish(&repo, "core", &package_bytes("base", "1-1", "aarch64", &[])).expect("publishing base");
+    let repos = repo.repos().expect("repos");
+    let shape: Vec<(String, Vec<(String, u64)>)> = repos
+        .iter()
+        .map(|r| (r.name.clone(), r.archs.iter().map(|a| (a.arch.to_string(), a.packages)).collect()))
+        .collect();
+    assert_eq!(
+        shape,
+        [("core".into(), vec![("aarch64".into(), 1)]), ("extra".into(), vec![("x86_64".into(), 4)])]
+    );
+    assert!(repos[1].archs[0].size > 0, "sizes are summed");
+
+    let (r, a) = (repo_name("extra"), arch("x86_64"));
+    let list = |q: ListQuery| -> Vec<String> {
+        let page = repo.packages(&r, &a, &q).expect("packages").expect("extra/x86_64 exists");
+        page.into_iter().map(|s| s.name.to_string()).collect()
+    };
+    assert_eq!(list(ListQuery::default()), ["alpha", "beta", "big", "gamma"], "name order");
+    assert_eq!(list(ListQuery { offset: Some(1), limit: Some(2), ..ListQuery::default() }), ["beta", "big"]);
+    // The description of every package names it "for the conformance suite".
+    assert_eq!(list(ListQuery { query: Some("GAM".into()), ..ListQuery::default() }), ["gamma"]);
+    assert_eq!(list(ListQuery { query: Some("Conformance".into()), ..ListQuery::default() }).len(), 4);
+    assert!(repo.packages(&r, &arch("aarch64"), &ListQuery::default()).expect("packages").is_none());
+
+    let detail =
+        |q: FilesQuery| repo.package(&r, &a, &pkg_name("big"), &q).expect("package").expect("big exists");
+    let first = detail(FilesQuery::default());
+    assert_eq!((first.files.len(), first.files_total), (1000, 1500), "a page of 1,000 names by default");
+    assert_eq!(first.files[0], files[0]);
+    let rest = detail(FilesQuery { files_offset: Some(1000), files_limit: Some(20_000) });
+    assert_eq!(rest.files, files[1000..], "the limit is capped, the rest comes whole");
+    assert_eq!(first.summary.name.as_str(), "big");
+    assert!(repo.package(&r, &a, &pkg_name("nothing"), &FilesQuery::default()).expect("package").is_none());
 }
 
 fn same_file_twice_writes_nothing<S: RepoStore, B: BlobStore>(pair: (S, B)) {

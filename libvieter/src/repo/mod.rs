@@ -23,6 +23,8 @@ pub mod conformance;
 #[cfg(feature = "repository")]
 pub mod memory;
 #[cfg(feature = "repository")]
+mod queries;
+#[cfg(feature = "repository")]
 mod service;
 #[cfg(feature = "repository")]
 mod store;
@@ -45,6 +47,42 @@ pub use store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
 /// ```
 pub fn check_repo_name(s: &str) -> Result<(), String> {
     crate::name::RepoName::new(s).map(drop).map_err(|e| e.to_string())
+}
+
+/// What a file name under `/{repo}/{arch}/` names, as pacman downloads it: one of the two archives
+/// (`{repo}.db`, `{repo}.db.tar.gz`, `{repo}.files`, `{repo}.files.tar.gz`), else a package file (or
+/// its signature) recorded in the arch-repo. `None` for a name that can be neither (empty, a path).
+///
+/// ```
+/// use libvieter::db::ArchiveKind;
+/// use libvieter::name::RepoName;
+/// use libvieter::repo::{download, Download};
+/// let extra = RepoName::new("extra").unwrap();
+/// assert_eq!(download(&extra, "extra.db"), Some(Download::Archive(ArchiveKind::Db)));
+/// assert_eq!(download(&extra, "extra.files.tar.gz"), Some(Download::Archive(ArchiveKind::Files)));
+/// assert_eq!(download(&extra, "core.db"), Some(Download::File("core.db")));
+/// assert_eq!(download(&extra, "../x"), None);
+/// ```
+pub fn download<'a>(repo: &crate::name::RepoName, file: &'a str) -> Option<Download<'a>> {
+    use crate::db::ArchiveKind;
+    if file.is_empty() || file.contains(['/', '\0']) {
+        return None;
+    }
+    let kind = match file.strip_prefix(repo.as_str()).and_then(|rest| rest.strip_prefix('.')) {
+        Some("db" | "db.tar.gz") => Some(ArchiveKind::Db),
+        Some("files" | "files.tar.gz") => Some(ArchiveKind::Files),
+        _ => None,
+    };
+    Some(kind.map_or(Download::File(file), Download::Archive))
+}
+
+/// See [`download`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Download<'a> {
+    /// An archive of the arch-repo.
+    Archive(crate::db::ArchiveKind),
+    /// A file looked up by name in the arch-repo's file records.
+    File(&'a str),
 }
 
 /// The architectures of a repository a package of architecture `arch` goes to, when the repository has

@@ -66,7 +66,7 @@ impl RepoError {
     }
 }
 
-fn store_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError {
+pub(super) fn store_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError {
     RepoError::Store(Box::new(e))
 }
 

@@ -57,8 +57,13 @@ impl Builds {
         if !report.forgotten.is_empty() {
             tracing::info!(removed = report.forgotten.len(), "idle agents forgotten (agent_expiry_secs)");
         }
-        let old = self.service.logs_to_remove(self.logs.written());
-        self.logs.remove(&old);
+        match self.logs.remove_old(&self.service) {
+            Ok(old) if !old.is_empty() => {
+                tracing::info!(removed = old.len(), "old build logs deleted (max_log_age)")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("listing the build logs: {e}"),
+        }
         Ok(report.next)
     }
 }

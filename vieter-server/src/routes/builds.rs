@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use libvieter::api::{FinishRequest, HeartbeatRequest, PollRequest, QueueRequest};
-use libvieter::builds::BuildError;
+use libvieter::builds::{BuildError, LogError};
 use libvieter::job::{AgentId, JobId};
 use libvieter::target::{NewTarget, TargetId, TargetPatch};
 use serde::Deserialize;
@@ -33,7 +33,9 @@ impl From<BuildsError> for ApiError {
     fn from(e: BuildsError) -> Self {
         match e {
             BuildsError::Build(e) => e.into(),
-            BuildsError::Log(e) => ApiError::internal(e.context, e.source),
+            BuildsError::Log(LogError::Build(e)) => e.into(),
+            BuildsError::Log(e) => ApiError::internal("a build log", e),
+            BuildsError::LogDir(e) => ApiError::internal("the log directory", e),
             BuildsError::Task(e) => ApiError::internal("a blocking task", e),
         }
     }

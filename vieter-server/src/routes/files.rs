@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use libvieter::db::ArchiveKind;
 use libvieter::name::{Arch, RepoName};
-use libvieter::repo::RepoStore;
+use libvieter::repo::{Download, RepoStore};
 use warp::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use warp::Reply;
 
@@ -39,9 +38,6 @@ pub async fn serve(
     let (Ok(repo_name), Ok(arch_name)) = (RepoName::new(repo.as_str()), Arch::new(arch.as_str())) else {
         return Err(not_found());
     };
-    if file.contains(['/', '\0']) {
-        return Err(not_found());
-    }
     // An archive changed within the running second is sent once that second is over (at most twice
     // a second's wait): its Last-Modified can then be that second without hiding a later change in it
     // (see `repo::last_modified`). A 304 needs no wait.
@@ -166,12 +162,10 @@ fn locate(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Result<Option<
         let meta = file.metadata().map_err(|e| ApiError::internal("reading file metadata", e))?;
         Ok(Some((file, meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))))
     };
-    let archive = if file == format!("{repo}.db") || file == format!("{repo}.db.tar.gz") {
-        Some(ArchiveKind::Db)
-    } else if file == format!("{repo}.files") || file == format!("{repo}.files.tar.gz") {
-        Some(ArchiveKind::Files)
-    } else {
-        None
+    let archive = match libvieter::repo::download(repo, file) {
+        None => return Ok(None),
+        Some(Download::Archive(kind)) => Some(kind),
+        Some(Download::File(_)) => None,
     };
     if let Some(kind) = archive {
         let path = app.repos.blobs().archive_path(repo, arch, kind);

@@ -1,0 +1,79 @@
+//! What a repository shows: its repositories with their sizes, a page of an arch-repo's packages, one
+//! package with a page of its file list. Paging defaults and limits are [`crate::api`]'s; the search is
+//! a case-insensitive substring of the name or the description.
+
+use std::collections::BTreeMap;
+
+use crate::api::{
+    ArchRepoInfo, FilesQuery, ListQuery, PackageDetail, PackageSummary, RepoInfo, MAX_FILE_PAGE_BYTES,
+};
+use crate::name::{Arch, PkgName, RepoName};
+
+use super::service::store_err;
+use super::{BlobStore, RepoError, RepoStore, Repository};
+
+impl<S: RepoStore, B: BlobStore> Repository<S, B> {
+    /// Every repository with its architectures: package count, total size, last change. In name order.
+    pub fn repos(&self) -> Result<Vec<RepoInfo>, RepoError> {
+        let mut by_repo: BTreeMap<String, Vec<ArchRepoInfo>> = BTreeMap::new();
+        for (repo, arch, record) in self.store().arch_repos().map_err(store_err)? {
+            let summaries = self.store().summaries(&repo, &arch).map_err(store_err)?;
+            by_repo.entry(repo.to_string()).or_default().push(ArchRepoInfo {
+                arch,
+                packages: summaries.len() as u64,
+                size: summaries.iter().map(|s| s.csize).sum(),
+                last_change: Some(record.last_change),
+            });
+        }
+        Ok(by_repo.into_iter().map(|(name, archs)| RepoInfo { name, archs }).collect())
+    }
+
+    /// A page of the packages of an arch-repo, in name order, those matching `query.query` only (a
+    /// case-insensitive substring of the name or the description). `None`: there is no such arch-repo.
+    pub fn packages(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        query: &ListQuery,
+    ) -> Result<Option<Vec<PackageSummary>>, RepoError> {
+        if !self.store().has_arch_repo(repo, arch).map_err(store_err)? {
+            return Ok(None);
+        }
+        let needle = query.query.as_deref().map(str::to_lowercase);
+        let matches = |s: &PackageSummary| match &needle {
+            None => true,
+            Some(n) => {
+                s.name.as_str().to_lowercase().contains(n)
+                    || s.desc.as_deref().is_some_and(|d| d.to_lowercase().contains(n))
+            }
+        };
+        let page = query.page();
+        let all = self.store().summaries(repo, arch).map_err(store_err)?;
+        Ok(Some(all.into_iter().filter(matches).skip(page.offset).take(page.limit).collect()))
+    }
+
+    /// One package of an arch-repo with every `.PKGINFO` field and a page of its file list (see
+    /// [`FilesQuery`]). `None`: no such package there.
+    pub fn package(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        name: &PkgName,
+        query: &FilesQuery,
+    ) -> Result<Option<PackageDetail>, RepoError> {
+        let Some((summary, package)) = self.store().package(repo, arch, name).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let page = query.page();
+        let files = self
+            .store()
+            .file_page(repo, arch, name, page.offset, page.limit, MAX_FILE_PAGE_BYTES)
+            .map_err(store_err)?;
+        Ok(files.map(|(files, files_total)| PackageDetail {
+            summary,
+            info: package.info,
+            files,
+            files_total,
+        }))
+    }
+}
