@@ -285,9 +285,21 @@ pub struct PollRequest {
     pub arch: Arch,
     /// How many jobs it can take now.
     pub capacity: u32,
-    /// Seconds to wait for a job when none is due (long poll); absent or 0 answers at once.
+    /// Seconds to wait for a job when none is due (long poll); absent or 0 answers at once; at most
+    /// [`MAX_POLL_WAIT_SECS`].
     #[serde(default)]
     pub wait: Option<u64>,
+}
+
+/// The longest a poll waits for work, whatever it asks for: well under the idle timeouts of proxies
+/// between agents and the server.
+pub const MAX_POLL_WAIT_SECS: u64 = 120;
+
+impl PollRequest {
+    /// How long this poll may wait for work ([`MAX_POLL_WAIT_SECS`] at most).
+    pub fn wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.wait.unwrap_or(0).min(MAX_POLL_WAIT_SECS))
+    }
 }
 
 /// One job handed to an agent, with everything it needs to build it.
@@ -339,4 +351,83 @@ pub struct AgentInfo {
     /// Jobs it holds leases on now.
     #[serde(default)]
     pub running: Vec<crate::job::JobId>,
+}
+
+/// Vieter's query-parameter form of POST/PATCH `/api/v1/targets` (`arch` comma-separated): what
+/// Vieter 0.5/0.6 clients send. Without any parameter the request is the JSON body.
+///
+/// ```
+/// use libvieter::api::TargetQuery;
+/// let q = TargetQuery { kind: Some("aur".into()), url: Some("yay".into()), arch: Some("x86_64, aarch64,".into()), ..TargetQuery::default() };
+/// assert!(!q.is_empty());
+/// let new = q.clone().into_new();
+/// assert_eq!(new.arch, Some(vec!["x86_64".to_owned(), "aarch64".to_owned()]));
+/// assert_eq!(q.into_patch().branch, None, "a parameter not given leaves the field alone");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetQuery {
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub branch: Option<String>,
+    pub path: Option<String>,
+    pub repo: Option<String>,
+    pub schedule: Option<String>,
+    pub arch: Option<String>,
+    pub base_image: Option<String>,
+    pub build_timeout_secs: Option<u64>,
+    pub enabled: Option<bool>,
+}
+
+impl TargetQuery {
+    /// Whether no parameter was given (the request then carries a JSON body).
+    pub fn is_empty(&self) -> bool {
+        self.kind.is_none()
+            && self.url.is_none()
+            && self.repo.is_none()
+            && self.arch.is_none()
+            && self.branch.is_none()
+            && self.path.is_none()
+            && self.schedule.is_none()
+            && self.base_image.is_none()
+            && self.build_timeout_secs.is_none()
+            && self.enabled.is_none()
+    }
+
+    fn arches(&self) -> Option<Vec<String>> {
+        self.arch
+            .as_ref()
+            .map(|a| a.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+    }
+
+    /// The parameters as a new target.
+    pub fn into_new(self) -> crate::target::NewTarget {
+        crate::target::NewTarget {
+            arch: self.arches(),
+            kind: self.kind.unwrap_or_default(),
+            url: self.url.unwrap_or_default(),
+            branch: self.branch,
+            path: self.path,
+            repo: self.repo.unwrap_or_default(),
+            schedule: self.schedule,
+            base_image: self.base_image,
+            build_timeout_secs: self.build_timeout_secs,
+            enabled: self.enabled,
+        }
+    }
+
+    /// The parameters as an edit: a parameter given replaces the field.
+    pub fn into_patch(self) -> crate::target::TargetPatch {
+        crate::target::TargetPatch {
+            arch: self.arches(),
+            kind: self.kind,
+            url: self.url,
+            branch: self.branch.map(Some),
+            path: self.path.map(Some),
+            repo: self.repo,
+            schedule: self.schedule.map(Some),
+            base_image: self.base_image.map(Some),
+            build_timeout_secs: self.build_timeout_secs.map(Some),
+            enabled: self.enabled,
+        }
+    }
 }

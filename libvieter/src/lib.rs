@@ -33,6 +33,8 @@
 //! `depend`, `srcinfo` and `db`.
 
 #[cfg(feature = "builds")]
+pub mod access;
+#[cfg(feature = "builds")]
 pub mod api;
 #[cfg(feature = "builds")]
 pub mod aur;

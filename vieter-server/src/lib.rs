@@ -88,7 +88,7 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
     let repos = repo::open(data_dir, config.default_arch.clone(), config.db_format)?;
     let report = repos.recover()?;
     tracing::info!(?report, "startup recovery done");
-    let keys = Arc::new(auth::Keys::new(admin, config.agent_key.clone()));
+    let keys = Arc::new(auth::Keys::new(&admin, config.agent_key.as_deref()));
     let settings = builds::BuildSettings {
         tz: config.timezone,
         global_schedule: config.global_schedule.clone(),

@@ -11,9 +11,6 @@ use libvieter::scheduler::KeyDigest;
 use super::{Builds, BuildsError};
 use crate::auth::Caller;
 
-/// The longest a poll may wait for work, whatever it asks for.
-const MAX_WAIT_SECS: u64 = 120;
-
 /// A poll with nothing to do looks again at least this often (retries whose back-off ends notify
 /// nobody).
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -38,7 +35,7 @@ impl Builds {
         req: PollRequest,
         caller: Caller,
     ) -> Result<Vec<LeasedJob>, BuildsError> {
-        let wait = std::time::Duration::from_secs(req.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+        let wait = req.wait();
         let deadline = tokio::time::Instant::now() + wait;
         let req = Arc::new(req);
         let caller = Arc::new(caller);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use libvieter::api::{FinishRequest, HeartbeatRequest, PollRequest, QueueRequest};
+use libvieter::api::{FinishRequest, HeartbeatRequest, PollRequest, QueueRequest, TargetQuery};
 use libvieter::builds::{BuildError, LogError};
 use libvieter::job::{AgentId, JobId};
 use libvieter::target::{NewTarget, TargetId, TargetPatch};
@@ -49,72 +49,6 @@ async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
         .await
         .map_err(|e| ApiError::internal("a blocking task", e))?
         .map_err(Into::into)
-}
-
-/// Vieter's query-parameter form of POST/PATCH `/api/v1/targets` (`arch` comma-separated).
-#[derive(Debug, Default, Deserialize)]
-pub struct TargetQuery {
-    kind: Option<String>,
-    url: Option<String>,
-    branch: Option<String>,
-    path: Option<String>,
-    repo: Option<String>,
-    schedule: Option<String>,
-    arch: Option<String>,
-    base_image: Option<String>,
-    build_timeout_secs: Option<u64>,
-    enabled: Option<bool>,
-}
-
-impl TargetQuery {
-    fn is_empty(&self) -> bool {
-        self.kind.is_none()
-            && self.url.is_none()
-            && self.repo.is_none()
-            && self.arch.is_none()
-            && self.branch.is_none()
-            && self.path.is_none()
-            && self.schedule.is_none()
-            && self.base_image.is_none()
-            && self.build_timeout_secs.is_none()
-            && self.enabled.is_none()
-    }
-
-    fn arches(&self) -> Option<Vec<String>> {
-        self.arch
-            .as_ref()
-            .map(|a| a.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-    }
-
-    fn into_new(self) -> NewTarget {
-        NewTarget {
-            arch: self.arches(),
-            kind: self.kind.unwrap_or_default(),
-            url: self.url.unwrap_or_default(),
-            branch: self.branch,
-            path: self.path,
-            repo: self.repo.unwrap_or_default(),
-            schedule: self.schedule,
-            base_image: self.base_image,
-            build_timeout_secs: self.build_timeout_secs,
-            enabled: self.enabled,
-        }
-    }
-
-    fn into_patch(self) -> TargetPatch {
-        TargetPatch {
-            arch: self.arches(),
-            kind: self.kind,
-            url: self.url,
-            branch: self.branch.map(Some),
-            path: self.path.map(Some),
-            repo: self.repo,
-            schedule: self.schedule.map(Some),
-            base_image: self.base_image.map(Some),
-            build_timeout_secs: self.build_timeout_secs.map(Some),
-            enabled: self.enabled,
-        }
-    }
 }
 
 fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {

@@ -56,7 +56,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(with_app(app.clone()))
         .and_then(move |key: Option<String>, app: Arc<App>| async move {
             if metrics_auth {
-                app.keys.role(key.as_deref()).map_err(warp::reject::custom)?;
+                auth::role(&app.keys, key.as_deref()).map_err(warp::reject::custom)?;
             }
             Ok::<_, warp::Rejection>(respond(api_repos::metrics(app).await))
         });
@@ -279,7 +279,7 @@ fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::post())
         .and(admin.clone())
         .and(app_f.clone())
-        .and(warp::query::<builds::TargetQuery>())
+        .and(warp::query::<libvieter::api::TargetQuery>())
         .and(body(kib(64)))
         .then(|_, app, q, b| async move { respond(builds::create_target(app, q, b).await) })
         .or(warp::path!("api" / "v1" / "targets")
@@ -299,7 +299,7 @@ fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             .and(warp::patch())
             .and(admin.clone())
             .and(app_f.clone())
-            .and(warp::query::<builds::TargetQuery>())
+            .and(warp::query::<libvieter::api::TargetQuery>())
             .and(body(kib(64)))
             .then(|id, _, app, q, b| async move { respond(builds::patch_target(app, id, q, b).await) }))
         .unify()
