@@ -42,6 +42,8 @@ pub mod aur;
 pub mod build;
 #[cfg(feature = "builds")]
 pub mod builds;
+#[cfg(feature = "builds")]
+pub mod compat;
 #[cfg(feature = "config")]
 pub mod config;
 #[cfg(feature = "builds")]

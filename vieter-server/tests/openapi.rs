@@ -106,8 +106,12 @@ async fn every_documented_operation_behaves_as_documented() {
         ("post", "/api/v1/jobs/{id}/log"),
         ("get", "/api/v1/jobs/{id}/log"),
         ("post", "/api/v1/jobs/{id}/finish"),
+        ("get", "/api/v1/logs"),
+        ("get", "/api/v1/logs/{id}"),
+        ("get", "/api/v1/logs/{id}/content"),
         ("post", "/api/v1/jobs/{id}/retry"),
         ("post", "/api/v1/jobs/{id}/cancel"),
+        ("post", "/api/v1/jobs/queue"),
         ("get", "/api/v1/agents"),
         ("delete", "/api/v1/targets/{id}"),
     ];
@@ -153,6 +157,7 @@ async fn every_documented_operation_behaves_as_documented() {
             "get" => http.get(&url),
             "head" => http.head(&url),
             "post" if path == "/{repo}/publish" => http.post(&url).body(pkg.clone()),
+            "post" if path == "/api/v1/jobs/queue" => http.post(format!("{url}?target=1&arch=x86_64&force")),
             "post" if path.ends_with("/log") => {
                 http.post(format!("{url}?agent_id=doc-agent")).body("a log line\n")
             }

@@ -3,6 +3,7 @@
 
 pub mod api_repos;
 pub mod builds;
+pub mod compat;
 pub mod delete;
 pub mod files;
 pub mod health;
@@ -177,6 +178,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .or(repos_api)
         .unify()
         .or(build_routes)
+        .unify()
+        .or(compat::routes(app.clone()))
         .unify()
         .or(publish_multipart)
         .unify()
