@@ -268,7 +268,7 @@ impl TargetFilter {
         move |t| {
             self.repo.as_deref().is_none_or(|r| t.repo.as_str() == r)
                 && self.arch.as_deref().is_none_or(|a| t.arch.iter().any(|x| x.as_str() == a))
-                && query.as_deref().is_none_or(|q| t.url.to_lowercase().contains(q))
+                && query.as_deref().is_none_or(|q| t.source.url_str().to_lowercase().contains(q))
         }
     }
 

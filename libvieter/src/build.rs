@@ -16,7 +16,7 @@ use crate::api::LeasedJob;
 use crate::job::{BuiltPackage, FailureCause, FailureStep, Outcome};
 use crate::name::Arch;
 use crate::srcinfo::Srcinfo;
-use crate::target::TargetKind;
+use crate::target::{aur_clone_url, GitRef, Source};
 
 /// Home of the `builder` user and root of every build inside the container.
 pub const BUILD_DIR: &str = "/build";
@@ -116,28 +116,29 @@ impl BuildPlan {
         );
 
         let mut fetch = String::from("set -e\n");
-        match target.kind {
-            TargetKind::Git | TargetKind::Aur => {
-                let url = target.clone_url(&options.aur_base).unwrap_or_default();
-                let branch = match &target.branch {
-                    Some(branch) => format!("--branch {} ", shell_quote(branch.as_str())),
-                    None => String::new(),
-                };
-                let _ = writeln!(
-                    fetch,
-                    "git clone --depth 1 --recurse-submodules --shallow-submodules {branch}-- {} {SOURCE_DIR}",
-                    shell_quote(&url)
-                );
-            }
-            TargetKind::Url => {
+        let clone = |fetch: &mut String, url: &str, branch: Option<&GitRef>| {
+            let branch = match branch {
+                Some(branch) => format!("--branch {} ", shell_quote(branch.as_str())),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                fetch,
+                "git clone --depth 1 --recurse-submodules --shallow-submodules {branch}-- {} {SOURCE_DIR}",
+                shell_quote(url)
+            );
+        };
+        match &target.source {
+            Source::Git { url, branch, .. } => clone(&mut fetch, url.as_str(), branch.as_ref()),
+            Source::Aur { name } => clone(&mut fetch, &aur_clone_url(&options.aur_base, name), None),
+            Source::Url { url } => {
                 let _ = writeln!(
                     fetch,
                     "mkdir -p {SOURCE_DIR}\ncurl --fail --silent --show-error --location --retry 2 -o {SOURCE_DIR}/PKGBUILD -- {}",
-                    shell_quote(&target.url)
+                    shell_quote(url.as_str())
                 );
             }
         }
-        let dir = match &target.path {
+        let dir = match target.source.path() {
             Some(path) => format!("{SOURCE_DIR}/{}", path.as_str()),
             None => SOURCE_DIR.to_owned(),
         };

@@ -18,7 +18,7 @@
 //!     ..NewTarget::default()
 //! };
 //! let target = input.validate(TargetId(7), &Arch::new("x86_64").unwrap()).unwrap();
-//! assert_eq!(target.kind, TargetKind::Aur);
+//! assert_eq!(target.kind(), TargetKind::Aur);
 //! assert_eq!(target.clone_url(libvieter::target::AUR_BASE).as_deref(), Some("https://aur.archlinux.org/yay.git"));
 //!
 //! let bad = NewTarget { kind: "svn".into(), repo: "api".into(), ..NewTarget::default() };
@@ -32,8 +32,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use crate::name::RepoName;
-use crate::name::{Arch, PkgName};
+use crate::name::{Arch, CloneUrl, PkgName, PkgbuildUrl};
+pub use crate::name::{GitRef, ImageRef, RepoName, SubPath};
 use crate::schedule::Schedule;
 
 /// Where AUR package bases are cloned from: `{AUR_BASE}/{pkgbase}.git`. Tests pass another base.
@@ -98,184 +98,103 @@ impl FromStr for TargetKind {
     }
 }
 
-macro_rules! validated_string {
-    ($(#[$doc:meta])* $ty:ident, $check:path) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $ty(String);
-
-        impl $ty {
-            /// Validates `value`; the error says what is wrong.
-            pub fn new(value: impl Into<String>) -> Result<Self, String> {
-                let value = value.into();
-                $check(&value)?;
-                Ok($ty(value))
-            }
-
-            /// The value as a string.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $ty::new(s)
-            }
-        }
-
-        impl TryFrom<String> for $ty {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, Self::Error> {
-                $ty::new(s)
-            }
-        }
-
-        impl From<$ty> for String {
-            fn from(v: $ty) -> String {
-                v.0
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($ty), self.0)
-            }
-        }
-    };
+/// What a target builds from: a git repository, a PKGBUILD's URL or an AUR package base. Only a git
+/// source has a branch and a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A git repository holding a PKGBUILD (in its root or in `path`).
+    Git {
+        url: CloneUrl,
+        /// Branch or tag to clone; the default branch when absent.
+        branch: Option<GitRef>,
+        /// Subdirectory holding the PKGBUILD.
+        path: Option<SubPath>,
+    },
+    /// The URL of a PKGBUILD file.
+    Url { url: PkgbuildUrl },
+    /// An AUR package base; the clone URL is derived from it.
+    Aur { name: PkgName },
 }
 
-validated_string!(
-    /// A git branch or tag name, following `git check-ref-format`'s rules: no whitespace or control
-    /// characters, none of `~ ^ : ? * [ \`, no `..`, `@{` or `//`, not starting with `-` or `/`, not
-    /// ending with `/`, `.` or `.lock`, no component starting with `.`.
-    GitRef,
-    check_git_ref
-);
-validated_string!(
-    /// A subdirectory of a git repository: relative (no leading `/`), no `..` or empty component, no
-    /// backslash or control characters.
-    SubPath,
-    check_sub_path
-);
-validated_string!(
-    /// A container image reference for the build: non-empty, at most 256 bytes, no whitespace or control
-    /// characters.
-    ImageRef,
-    check_image
-);
+impl Source {
+    /// A git source with no branch and no path.
+    pub fn git(url: CloneUrl) -> Source {
+        Source::Git { url, branch: None, path: None }
+    }
 
-fn check_git_ref(s: &str) -> Result<(), String> {
-    let problem = if s.is_empty() {
-        Some("is empty")
-    } else if s.len() > 255 {
-        Some("is longer than 255 bytes")
-    } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Some("contains whitespace or control characters")
-    } else if s.contains(['~', '^', ':', '?', '*', '[', '\\']) {
-        Some("contains one of ~ ^ : ? * [ \\")
-    } else if s.contains("..") || s.contains("@{") || s.contains("//") {
-        Some("contains '..', '@{' or '//'")
-    } else if s.starts_with(['-', '/']) {
-        Some("starts with '-' or '/'")
-    } else if s.ends_with(['/', '.']) || s.ends_with(".lock") || s == "@" {
-        Some("ends with '/', '.' or '.lock' (or is '@')")
-    } else if s.split('/').any(|c| c.starts_with('.')) {
-        Some("has a component starting with '.'")
-    } else {
-        None
-    };
-    match problem {
-        Some(p) => Err(format!("'{s}' is not a valid git branch name: it {p}")),
-        None => Ok(()),
-    }
-}
-
-fn check_sub_path(s: &str) -> Result<(), String> {
-    let problem = if s.is_empty() {
-        Some("is empty")
-    } else if s.len() > 1024 {
-        Some("is longer than 1024 bytes")
-    } else if s.starts_with('/') {
-        Some("is absolute: give a path relative to the repository root")
-    } else if s.chars().any(|c| c.is_control() || c == '\\') {
-        Some("contains a control character or backslash")
-    } else if s.trim_end_matches('/').split('/').any(|c| c.is_empty() || c == "..") {
-        Some("has an empty or '..' component")
-    } else {
-        None
-    };
-    match problem {
-        Some(p) => Err(format!("'{s}' is not a valid subdirectory: it {p}")),
-        None => Ok(()),
-    }
-}
-
-fn check_image(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Err(format!("'{s}' is not a valid image reference: it must be 1-256 bytes without whitespace"))
-    } else {
-        Ok(())
-    }
-}
-
-/// The part of a URL between `scheme://` and the next `/`, `?` or `#`.
-fn url_host(rest: &str) -> &str {
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    &rest[..end]
-}
-
-/// Checks a clone URL (`http`, `https`, `git`, `ssh` or `file` scheme) or, with `http_only`, a PKGBUILD
-/// URL (`http` or `https`).
-fn check_url(s: &str, http_only: bool) -> Result<(), String> {
-    let allowed: &[&str] =
-        if http_only { &["http", "https"] } else { &["http", "https", "git", "ssh", "file"] };
-    let allowed_text = allowed.join(", ");
-    if s.is_empty() {
-        return Err("is empty".to_owned());
-    }
-    if s.len() > 2048 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("'{s}' is not a valid URL: it is longer than 2048 bytes or contains whitespace"));
-    }
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(format!("'{s}' is not a URL: it needs a scheme ({allowed_text})"));
-    };
-    if !allowed.iter().any(|a| a.eq_ignore_ascii_case(scheme)) {
-        return Err(format!("'{s}' has scheme '{scheme}': use {allowed_text}"));
-    }
-    let file = scheme.eq_ignore_ascii_case("file");
-    if file {
-        if rest.len() <= url_host(rest).len() {
-            return Err(format!("'{s}' has no path"));
+    /// Which kind of source this is.
+    pub fn kind(&self) -> TargetKind {
+        match self {
+            Source::Git { .. } => TargetKind::Git,
+            Source::Url { .. } => TargetKind::Url,
+            Source::Aur { .. } => TargetKind::Aur,
         }
-    } else if url_host(rest).rsplit('@').next().is_none_or(|h| h.is_empty() || h.starts_with(':')) {
-        return Err(format!("'{s}' has no host"));
     }
-    Ok(())
+
+    /// What the API's `url` field holds: the clone URL, the PKGBUILD's URL or the package base name.
+    pub fn url_str(&self) -> &str {
+        match self {
+            Source::Git { url, .. } => url.as_str(),
+            Source::Url { url } => url.as_str(),
+            Source::Aur { name } => name.as_str(),
+        }
+    }
+
+    /// The branch to clone (git only).
+    pub fn branch(&self) -> Option<&GitRef> {
+        match self {
+            Source::Git { branch, .. } => branch.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The subdirectory holding the PKGBUILD (git only).
+    pub fn path(&self) -> Option<&SubPath> {
+        match self {
+            Source::Git { path, .. } => path.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Builds a source from the API's loose fields, or says what is wrong with each (`url`, `branch`,
+    /// `path`, in that order).
+    ///
+    /// ```
+    /// use libvieter::target::{Source, TargetKind};
+    /// let s = Source::from_parts(TargetKind::Aur, "yay", None, None).unwrap();
+    /// assert_eq!((s.kind(), s.url_str()), (TargetKind::Aur, "yay"));
+    /// let e = Source::from_parts(TargetKind::Url, "https://h/PKGBUILD", Some("main"), None).unwrap_err();
+    /// assert_eq!(e.to_string(), "branch: only git targets have a branch, this one is url");
+    /// ```
+    pub fn from_parts(
+        kind: TargetKind,
+        url: &str,
+        branch: Option<&str>,
+        path: Option<&str>,
+    ) -> Result<Source, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let source = build_source(Some(kind), url, branch, path, &mut errors);
+        match source {
+            Some(source) if errors.is_empty() => Ok(source),
+            _ => Err(errors),
+        }
+    }
 }
 
 /// A validated build target.
 ///
 /// Construct it with [`NewTarget::validate`] or [`TargetPatch::apply`]; deserialising checks each
-/// field's own rules, [`Target::check`] the rules between fields.
+/// field's own rules and that the source's fields fit its kind, [`Target::check`] the rest (the arch
+/// list, the timeout).
+///
+/// Its JSON (and stored) shape is flat: `id, kind, url, branch, path, repo, schedule, arch, base_image,
+/// build_timeout_secs, enabled`, with `branch` and `path` `null` for url and aur targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TargetWire", into = "TargetWire")]
 pub struct Target {
     pub id: TargetId,
-    pub kind: TargetKind,
-    /// `git`: the clone URL; `url`: the PKGBUILD's URL; `aur`: the package base name.
-    pub url: String,
-    /// Branch or tag to clone (`git` only); the default branch when absent.
-    pub branch: Option<GitRef>,
-    /// Subdirectory holding the PKGBUILD (`git` only).
-    pub path: Option<SubPath>,
+    /// What to build from (the API's `kind`, `url`, `branch` and `path`).
+    pub source: Source,
     /// Repository the packages are published to.
     pub repo: RepoName,
     /// When to build; the server's global schedule when absent.
@@ -290,6 +209,74 @@ pub struct Target {
     pub enabled: bool,
 }
 
+/// [`Target`] as it is serialised: the source's fields flat, as the API has always had them.
+#[derive(Serialize, Deserialize)]
+struct TargetWire {
+    id: TargetId,
+    kind: TargetKind,
+    url: String,
+    branch: Option<GitRef>,
+    path: Option<SubPath>,
+    repo: RepoName,
+    schedule: Option<Schedule>,
+    arch: Vec<Arch>,
+    base_image: Option<ImageRef>,
+    build_timeout_secs: Option<u64>,
+    enabled: bool,
+}
+
+impl TryFrom<TargetWire> for Target {
+    type Error = ValidationErrors;
+    fn try_from(w: TargetWire) -> Result<Self, Self::Error> {
+        let mut errors = ValidationErrors::default();
+        push_source_errors(w.kind, &w.url, w.branch.is_some(), w.path.is_some(), &mut errors);
+        let source = match w.kind {
+            TargetKind::Git => {
+                CloneUrl::new(w.url).ok().map(|url| Source::Git { url, branch: w.branch, path: w.path })
+            }
+            TargetKind::Url => PkgbuildUrl::new(w.url).ok().map(|url| Source::Url { url }),
+            TargetKind::Aur => PkgName::new(w.url).ok().map(|name| Source::Aur { name }),
+        };
+        let (Some(source), true) = (source, errors.is_empty()) else {
+            return Err(errors);
+        };
+        Ok(Target {
+            id: w.id,
+            source,
+            repo: w.repo,
+            schedule: w.schedule,
+            arch: w.arch,
+            base_image: w.base_image,
+            build_timeout_secs: w.build_timeout_secs,
+            enabled: w.enabled,
+        })
+    }
+}
+
+impl From<Target> for TargetWire {
+    fn from(t: Target) -> TargetWire {
+        let kind = t.source.kind();
+        let (url, branch, path) = match t.source {
+            Source::Git { url, branch, path } => (url.into(), branch, path),
+            Source::Url { url } => (url.into(), None, None),
+            Source::Aur { name } => (name.into(), None, None),
+        };
+        TargetWire {
+            id: t.id,
+            kind,
+            url,
+            branch,
+            path,
+            repo: t.repo,
+            schedule: t.schedule,
+            arch: t.arch,
+            base_image: t.base_image,
+            build_timeout_secs: t.build_timeout_secs,
+            enabled: t.enabled,
+        }
+    }
+}
+
 /// The AUR clone URL of a package base: `{base}/{name}.git`.
 pub fn aur_clone_url(base: &str, name: &PkgName) -> String {
     format!("{}/{name}.git", base.trim_end_matches('/'))
@@ -299,11 +286,16 @@ impl Target {
     /// The URL to `git clone`: the url itself for `git`, derived from `aur_base` (normally [`AUR_BASE`])
     /// for `aur`, `None` for `url` targets (they download one file).
     pub fn clone_url(&self, aur_base: &str) -> Option<String> {
-        match self.kind {
-            TargetKind::Git => Some(self.url.clone()),
-            TargetKind::Aur => PkgName::new(self.url.as_str()).ok().map(|n| aur_clone_url(aur_base, &n)),
-            TargetKind::Url => None,
+        match &self.source {
+            Source::Git { url, .. } => Some(url.to_string()),
+            Source::Aur { name } => Some(aur_clone_url(aur_base, name)),
+            Source::Url { .. } => None,
         }
+    }
+
+    /// The kind of the target's source.
+    pub fn kind(&self) -> TargetKind {
+        self.source.kind()
     }
 
     /// The schedule in force: the target's own, else `default`.
@@ -311,11 +303,10 @@ impl Target {
         self.schedule.as_ref().unwrap_or(default)
     }
 
-    /// Re-checks the rules between fields (url against kind, branch/path only for git, the arch list,
-    /// the timeout): for a target read from storage.
+    /// Checks the rules the types do not hold (the arch list, the timeout): for a target read from
+    /// storage. (The source's rules hold by construction: deserialising refuses a mismatch.)
     pub fn check(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        check_source(self.kind, &self.url, self.branch.is_some(), self.path.is_some(), &mut errors);
         check_arches(&self.arch, &mut errors);
         if self.build_timeout_secs == Some(0) {
             errors.push("build_timeout_secs", "must be greater than 0");
@@ -326,10 +317,10 @@ impl Target {
     /// This target as the input that would create it (for editing forms and round trips).
     pub fn to_new(&self) -> NewTarget {
         NewTarget {
-            kind: self.kind.as_str().to_owned(),
-            url: self.url.clone(),
-            branch: self.branch.as_ref().map(|b| b.to_string()),
-            path: self.path.as_ref().map(|p| p.to_string()),
+            kind: self.kind().as_str().to_owned(),
+            url: self.source.url_str().to_owned(),
+            branch: self.source.branch().map(|b| b.to_string()),
+            path: self.source.path().map(|p| p.to_string()),
             repo: self.repo.to_string(),
             schedule: self.schedule.as_ref().map(|s| s.to_string()),
             arch: Some(self.arch.iter().map(|a| a.to_string()).collect()),
@@ -405,7 +396,8 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
-fn check_source(
+/// Pushes what is wrong with a source's url for its kind, and a branch or path on a non-git source.
+fn push_source_errors(
     kind: TargetKind,
     url: &str,
     has_branch: bool,
@@ -413,8 +405,8 @@ fn check_source(
     errors: &mut ValidationErrors,
 ) {
     let url_problem = match kind {
-        TargetKind::Git => check_url(url, false).err(),
-        TargetKind::Url => check_url(url, true).err(),
+        TargetKind::Git => CloneUrl::new(url).err().map(|e| e.to_string()),
+        TargetKind::Url => PkgbuildUrl::new(url).err().map(|e| e.to_string()),
         TargetKind::Aur => PkgName::new(url).err().map(|e| format!("not an AUR package base: {e}")),
     };
     if let Some(p) = url_problem {
@@ -430,6 +422,32 @@ fn check_source(
     }
 }
 
+/// The source of the loose fields, pushing every problem (`url`, then `branch`, then `path`); `None`
+/// when there is one, or when `kind` is unknown (the branch and path are still checked).
+fn build_source(
+    kind: Option<TargetKind>,
+    url: &str,
+    branch: Option<&str>,
+    path: Option<&str>,
+    errors: &mut ValidationErrors,
+) -> Option<Source> {
+    let before = errors.len();
+    if let Some(kind) = kind {
+        push_source_errors(kind, url, branch.is_some(), path.is_some(), errors);
+    }
+    let branch = parse_field(errors, "branch", branch, |s| GitRef::new(s));
+    let path = parse_field(errors, "path", path, |s| SubPath::new(s));
+    if errors.len() != before {
+        return None;
+    }
+    // No problem was pushed: the url parses for its kind, and a non-git source has no branch or path.
+    Some(match kind? {
+        TargetKind::Git => Source::Git { url: CloneUrl::new(url).ok()?, branch, path },
+        TargetKind::Url => Source::Url { url: PkgbuildUrl::new(url).ok()? },
+        TargetKind::Aur => Source::Aur { name: PkgName::new(url).ok()? },
+    })
+}
+
 fn check_arches(arches: &[Arch], errors: &mut ValidationErrors) {
     if arches.is_empty() {
         errors.push("arch", "give at least one architecture");
@@ -443,17 +461,17 @@ fn check_arches(arches: &[Arch], errors: &mut ValidationErrors) {
     }
 }
 
-fn parse_field<T>(
+fn parse_field<T, E: fmt::Display>(
     errors: &mut ValidationErrors,
     field: &'static str,
     value: Option<&str>,
-    parse: impl FnOnce(&str) -> Result<T, String>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Option<T> {
     let value = value?;
     match parse(value) {
         Ok(v) => Some(v),
         Err(e) => {
-            errors.push(field, e);
+            errors.push(field, e.to_string());
             None
         }
     }
@@ -489,17 +507,9 @@ impl NewTarget {
     fn build(&self, id: TargetId, default_arch: Option<&Arch>) -> Result<Target, ValidationErrors> {
         let mut errors = ValidationErrors::default();
         let kind = parse_field(&mut errors, "kind", Some(&self.kind), TargetKind::from_str);
-        if let Some(kind) = kind {
-            check_source(kind, &self.url, self.branch.is_some(), self.path.is_some(), &mut errors);
-        }
-        let branch = parse_field(&mut errors, "branch", self.branch.as_deref(), |s| GitRef::new(s));
-        let path = parse_field(&mut errors, "path", self.path.as_deref(), |s| SubPath::new(s));
-        let repo = parse_field(&mut errors, "repo", Some(&self.repo), |s| {
-            RepoName::new(s).map_err(|e| e.to_string())
-        });
-        let schedule = parse_field(&mut errors, "schedule", self.schedule.as_deref(), |s| {
-            Schedule::parse(s).map_err(|e| e.to_string())
-        });
+        let source = build_source(kind, &self.url, self.branch.as_deref(), self.path.as_deref(), &mut errors);
+        let repo = parse_field(&mut errors, "repo", Some(&self.repo), |s| RepoName::new(s));
+        let schedule = parse_field(&mut errors, "schedule", self.schedule.as_deref(), Schedule::parse);
         let arch = match (&self.arch, default_arch) {
             (None, Some(default)) => Some(vec![default.clone()]),
             (None, None) => {
@@ -528,15 +538,12 @@ impl NewTarget {
         if self.build_timeout_secs == Some(0) {
             errors.push("build_timeout_secs", "must be greater than 0");
         }
-        let (Some(kind), Some(repo), Some(arch), true) = (kind, repo, arch, errors.is_empty()) else {
+        let (Some(source), Some(repo), Some(arch), true) = (source, repo, arch, errors.is_empty()) else {
             return Err(errors);
         };
         Ok(Target {
             id,
-            kind,
-            url: self.url.clone(),
-            branch,
-            path,
+            source,
             repo,
             schedule,
             arch,
@@ -654,7 +661,8 @@ mod tests {
             ..git("https://h/x")
         };
         let t = full.validate(TargetId(2), &x86()).unwrap();
-        assert_eq!(t.branch.as_ref().map(GitRef::as_str), Some("release/1.x"));
+        assert_eq!(t.source.branch().map(GitRef::as_str), Some("release/1.x"));
+        assert_eq!(t.source.path().map(SubPath::as_str), Some("pkgs/foo/"));
         assert_eq!(t.schedule.as_ref().map(ToString::to_string).as_deref(), Some("0 0 * * 1"));
         assert!(!t.enabled);
         assert_eq!(t.to_new().validate(TargetId(2), &x86()).unwrap(), t);
@@ -739,21 +747,8 @@ mod tests {
     }
 
     #[test]
-    fn names_and_paths() {
-        for ok in ["main", "release/1.0", "v1.2.3", "feature-x_y"] {
-            assert!(GitRef::new(ok).is_ok(), "{ok}");
-        }
-        for bad in
-            ["", "a b", "a..b", "-x", "/x", "x/", "x.lock", "a~1", "a:b", "a@{1}", "a//b", ".x", "a/.b", "x."]
-        {
-            assert!(GitRef::new(bad).is_err(), "{bad:?}");
-        }
-        for ok in ["pkg", "a/b", "a/b/", "./a", "a.b/c..d"] {
-            assert!(SubPath::new(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "/abs", "a/../b", "..", "a//b", "a\\b", "a\nb"] {
-            assert!(SubPath::new(bad).is_err(), "{bad:?}");
-        }
+    fn repo_names() {
+        // Git refs, subdirectories and URLs are tested in `name`.
         for ok in ["main", "extra-aur", "a.b_c", "API", "apis"] {
             assert!(RepoName::new(ok).is_ok(), "{ok}");
         }
@@ -773,7 +768,7 @@ mod tests {
             serde_json::from_str(r#"{"branch": null, "repo": "other", "arch": ["aarch64"]}"#).unwrap();
         let edited = patch.apply(&t).unwrap();
         assert_eq!(edited.id, TargetId(5));
-        assert_eq!(edited.branch, None);
+        assert_eq!(edited.source.branch(), None);
         assert_eq!(edited.repo.as_str(), "other");
         assert_eq!(edited.arch, [Arch::new("aarch64").unwrap()]);
         assert_eq!(edited.schedule, t.schedule);
@@ -782,12 +777,106 @@ mod tests {
         let e = patch.apply(&t).unwrap_err();
         assert_eq!(e.iter().map(|e| e.field).collect::<Vec<_>>(), ["branch"]);
         let patch = TargetPatch { branch: Some(None), ..patch };
-        assert_eq!(patch.apply(&t).unwrap().kind, TargetKind::Aur);
+        let aur = patch.apply(&t).unwrap();
+        assert_eq!(aur.source, Source::Aur { name: PkgName::new("yay").unwrap() });
+        assert_eq!(aur.kind(), TargetKind::Aur);
         // An invalid edit reports it and leaves nothing half-applied (the input target is untouched).
         let patch = TargetPatch { schedule: Some(Some("0 0 30 2".into())), ..Default::default() };
         assert_eq!(patch.apply(&t).unwrap_err().first().map(|e| e.field), Some("schedule"));
         assert_eq!(t.schedule.as_ref().map(ToString::to_string).as_deref(), Some("0 3 * *"));
         let patch = TargetPatch { arch: Some(vec![]), ..Default::default() };
         assert_eq!(patch.apply(&t).unwrap_err().first().map(|e| e.field), Some("arch"));
+    }
+
+    /// Today's JSON of each kind of target, byte for byte: clients, the OpenAPI document and stored
+    /// records depend on it.
+    #[test]
+    fn json_shape_of_each_source() {
+        let x86 = x86();
+        let cases = [
+            (
+                git("https://h/x.git"),
+                r#"{"id":3,"kind":"git","url":"https://h/x.git","branch":null,"path":null,"repo":"main","schedule":null,"arch":["x86_64"],"base_image":null,"build_timeout_secs":null,"enabled":true}"#,
+            ),
+            (
+                NewTarget {
+                    branch: Some("dev".into()),
+                    path: Some("pkgs/a".into()),
+                    schedule: Some("0 3".into()),
+                    base_image: Some("img:1".into()),
+                    build_timeout_secs: Some(60),
+                    enabled: Some(false),
+                    arch: Some(vec!["x86_64".into(), "aarch64".into()]),
+                    ..git("https://h/x.git")
+                },
+                r#"{"id":3,"kind":"git","url":"https://h/x.git","branch":"dev","path":"pkgs/a","repo":"main","schedule":"0 3 * *","arch":["x86_64","aarch64"],"base_image":"img:1","build_timeout_secs":60,"enabled":false}"#,
+            ),
+            (
+                NewTarget { kind: "url".into(), url: "https://h/PKGBUILD".into(), ..git("") },
+                r#"{"id":3,"kind":"url","url":"https://h/PKGBUILD","branch":null,"path":null,"repo":"main","schedule":null,"arch":["x86_64"],"base_image":null,"build_timeout_secs":null,"enabled":true}"#,
+            ),
+            (
+                NewTarget { kind: "aur".into(), url: "yay".into(), ..git("") },
+                r#"{"id":3,"kind":"aur","url":"yay","branch":null,"path":null,"repo":"main","schedule":null,"arch":["x86_64"],"base_image":null,"build_timeout_secs":null,"enabled":true}"#,
+            ),
+        ];
+        let mut kinds = Vec::new();
+        for (input, json) in cases {
+            let t = input.validate(TargetId(3), &x86).unwrap();
+            assert_eq!(serde_json::to_string(&t).unwrap(), json);
+            let back: Target = serde_json::from_str(json).unwrap();
+            assert_eq!(back, t);
+            assert_eq!(back.source.url_str(), input.url);
+            kinds.push(back.kind());
+        }
+        assert_eq!(kinds, [TargetKind::Git, TargetKind::Git, TargetKind::Url, TargetKind::Aur]);
+        // Records without the optional fields read as before (absent = null).
+        let t: Target = serde_json::from_str(
+            r#"{"id":1,"kind":"git","url":"https://h/x","repo":"main","arch":["x86_64"],"enabled":true}"#,
+        )
+        .unwrap();
+        assert_eq!(t.source, Source::git(CloneUrl::new("https://h/x").unwrap()));
+    }
+
+    #[test]
+    fn deserialising_refuses_mixed_sources() {
+        let base = serde_json::json!({
+            "id": 1, "kind": "url", "url": "https://h/PKGBUILD", "branch": "main", "path": null,
+            "repo": "main", "schedule": null, "arch": ["x86_64"], "base_image": null,
+            "build_timeout_secs": null, "enabled": true,
+        });
+        let refused =
+            |v: &serde_json::Value| serde_json::from_value::<Target>(v.clone()).unwrap_err().to_string();
+        assert_eq!(refused(&base), "branch: only git targets have a branch, this one is url");
+        let mut v = base.clone();
+        v["kind"] = "aur".into();
+        v["url"] = "-bad".into();
+        v["branch"] = serde_json::Value::Null;
+        v["path"] = "pkgs".into();
+        assert_eq!(
+            refused(&v),
+            "url: not an AUR package base: package name \"-bad\" may only contain letters, digits and @ . _ + - \
+             and must not start with '-' or '.'; path: only git targets have a path, this one is aur"
+        );
+        let mut v = base.clone();
+        v["kind"] = "git".into();
+        v["url"] = "ftp://h/x".into();
+        assert_eq!(refused(&v), "url: 'ftp://h/x' has scheme 'ftp': use http, https, git, ssh, file");
+        v["url"] = "https://h/x".into();
+        v["branch"] = "a..b".into();
+        assert!(refused(&v).contains("'a..b' is not a valid git branch name"), "{}", refused(&v));
+        let mut v = base;
+        v["kind"] = "url".into();
+        v["url"] = "git://h/x".into();
+        v["branch"] = serde_json::Value::Null;
+        assert_eq!(refused(&v), "url: 'git://h/x' has scheme 'git': use http, https");
+        // The same rules as the input's: the loose fields of a valid target build its source.
+        let s = Source::from_parts(TargetKind::Git, "https://h/x", Some("dev"), Some("a")).unwrap();
+        assert_eq!(
+            (s.kind(), s.url_str(), s.branch().map(GitRef::as_str)),
+            (TargetKind::Git, "https://h/x", Some("dev"))
+        );
+        let e = Source::from_parts(TargetKind::Aur, "a b", Some("x"), Some("/abs")).unwrap_err();
+        assert_eq!(e.iter().map(|e| e.field).collect::<Vec<_>>(), ["url", "branch", "path", "path"]);
     }
 }

@@ -248,8 +248,8 @@ where
         build::LOG_PREFIX,
         ctx.agent(),
         job.target.id,
-        job.target.kind.as_str(),
-        job.target.url,
+        job.target.kind().as_str(),
+        job.target.source.url_str(),
         job.base_image,
         job.job.arch.as_str(),
         job.timeout_secs

@@ -15,8 +15,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::{AgentRecord, BuildStore, Saved};
 use crate::api::AgentInfo;
 use crate::job::{AgentId, Job, JobId, Trigger};
-use crate::name::Arch;
-use crate::target::{NewTarget, Target, TargetId};
+use crate::name::{Arch, CloneUrl};
+use crate::target::{NewTarget, Source, Target, TargetId};
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_735_689_600 + secs, 0).single().expect("a valid instant")
@@ -75,7 +75,7 @@ pub fn check_store<S: BuildStore>(store: &S) {
     assert_eq!(runs.get(&(b.id, arch("x86_64"))), Some(&at(20)));
     assert_eq!(runs.len(), 3);
     let mut edited = a.clone();
-    edited.url = "https://h/a2".into();
+    edited.source = Source::git(CloneUrl::new("https://h/a2").expect("a valid URL"));
     store.put_target(&edited).expect("put_target");
     assert_eq!(store.target(a.id).expect("target"), Some(edited), "put_target replaces");
     assert!(store.remove_target(b.id).expect("remove_target"), "removing an existing target");

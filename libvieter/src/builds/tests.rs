@@ -578,7 +578,7 @@ fn targets_are_validated_edited_and_removed() {
     assert_eq!(t.id, TargetId(1), "a refused target used no id");
     let patched =
         w.builds.patch_target(t.id, &TargetPatch { url: Some("https://h/y".into()), ..Default::default() });
-    assert_eq!(patched.unwrap().url, "https://h/y");
+    assert_eq!(patched.unwrap().source.url_str(), "https://h/y");
     let bad_patch = TargetPatch { build_timeout_secs: Some(Some(0)), ..Default::default() };
     assert!(matches!(w.builds.patch_target(t.id, &bad_patch), Err(BuildError::Invalid(_))));
     assert!(matches!(

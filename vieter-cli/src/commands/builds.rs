@@ -117,8 +117,8 @@ fn target_table(targets: &[Target]) -> comfy_table::Table {
         let schedule = x.schedule.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "(global)".into());
         t.add_row(vec![
             x.id.to_string(),
-            x.kind.to_string(),
-            x.url.clone(),
+            x.kind().to_string(),
+            x.source.url_str().to_owned(),
             x.repo.to_string(),
             arch,
             schedule,
