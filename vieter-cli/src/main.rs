@@ -64,6 +64,8 @@ enum Command {
     /// Build agents.
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Copy a Vieter 0.6 server's targets and repositories to this server.
+    Migrate(commands::migrate::MigrateArgs),
     /// Add packages to a local repository database, like pacman's repo-add (no server needed).
     RepoAdd(commands::repo_add::RepoAddArgs),
     /// Print the next run times of a schedule (no server needed).
@@ -137,6 +139,7 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Publish(args) => block_on(commands::publish::run(&ctx, args)),
         Command::Repos(cmd) => block_on(commands::repos::run(&ctx, cmd)),
+        Command::Migrate(args) => block_on(commands::migrate::run(&ctx, args)),
         Command::RepoAdd(args) => commands::repo_add::run(&ctx, args),
         Command::Targets(cmd) => block_on(commands::builds::targets(&ctx, cmd)),
         Command::Jobs(cmd) => block_on(commands::builds::jobs(&ctx, cmd)),

@@ -269,6 +269,72 @@ impl Client {
     }
 }
 
+/// Reading a Vieter 0.6 server (`vieter migrate`): its API's shapes are `libvieter::compat`'s.
+impl Client {
+    /// Every target of a Vieter 0.6 server (`GET /api/v1/targets`, paged with `limit`/`offset`).
+    pub async fn vieter06_targets(&self) -> Result<Vec<libvieter::compat::VieterTarget>, ClientError> {
+        const PAGE: usize = 100;
+        let mut out: Vec<libvieter::compat::VieterTarget> = Vec::new();
+        loop {
+            let req =
+                self.request(Method::GET, "/api/v1/targets").query(&[("limit", PAGE), ("offset", out.len())]);
+            let page: Vec<libvieter::compat::VieterTarget> = self.send(req).await?;
+            // An empty page ends the list; so does one that repeats what was read (a server ignoring
+            // offset).
+            let fresh = page.iter().filter(|t| !out.iter().any(|o| o.id == t.id)).count();
+            if page.is_empty() || fresh == 0 {
+                return Ok(out);
+            }
+            out.extend(page);
+        }
+    }
+
+    /// `GET {path}` as bytes (a repository file); 404 is [`ClientError::NotFound`].
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let resp =
+            self.request(Method::GET, path).send().await.map_err(|source| self.connect_error(source))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|source| self.connect_error(source))?;
+        if !status.is_success() {
+            return Err(http_error(status, &body));
+        }
+        Ok(body.to_vec())
+    }
+
+    /// `GET {path}` streamed into the file `dest` (created or truncated); returns the bytes written.
+    /// `progress` is called with the bytes received so far.
+    pub async fn download(
+        &self,
+        path: &str,
+        dest: &Path,
+        progress: impl Fn(u64),
+    ) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let mut resp =
+            self.request(Method::GET, path).send().await.map_err(|source| self.connect_error(source))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.map_err(|source| self.connect_error(source))?;
+            return Err(http_error(status, &body));
+        }
+        let file_error = |source| ClientError::File { path: dest.display().to_string(), source };
+        let mut file = tokio::fs::File::create(dest).await.map_err(file_error)?;
+        let mut written = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|source| self.connect_error(source))? {
+            file.write_all(&chunk).await.map_err(file_error)?;
+            written += chunk.len() as u64;
+            progress(written);
+        }
+        file.flush().await.map_err(file_error)?;
+        Ok(written)
+    }
+
+    /// Path of a file of an arch-repo: `/{repo}/{arch}/{file}`, each segment percent-encoded.
+    pub fn repo_file_path(repo: &str, arch: &str, file: &str) -> String {
+        format!("/{}/{}/{}", encode(repo), encode(arch), encode(file))
+    }
+}
+
 /// What to do with a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobAction {
