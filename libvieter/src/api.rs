@@ -226,10 +226,10 @@ pub struct JobFilter {
 impl JobFilter {
     /// Whether `job` passes every filter.
     pub fn matches(&self, job: &crate::job::Job) -> bool {
-        self.state.is_none_or(|s| job.state == s)
-            && self.target.is_none_or(|t| job.target == t)
-            && self.arch.as_deref().is_none_or(|a| job.arch.as_str() == a)
-            && self.since.is_none_or(|s| job.queued_at >= s)
+        self.state.is_none_or(|s| job.state() == s)
+            && self.target.is_none_or(|t| job.target() == t)
+            && self.arch.as_deref().is_none_or(|a| job.arch().as_str() == a)
+            && self.since.is_none_or(|s| job.queued_at() >= s)
     }
 
     /// The page asked for.

@@ -153,7 +153,7 @@ impl BuildPlan {
             |kind, title, user, script, capture_stdout| Step { kind, title, user, script, capture_stdout };
         BuildPlan {
             arch: options.arch.clone(),
-            force: job.job.force,
+            force: job.job.force(),
             steps: PlanSteps {
                 repo: step(FailureStep::Image, "pacman", StepUser::Root, repo_script, false),
                 fetch: step(FailureStep::Fetch, "fetch", StepUser::Builder, fetch, false),

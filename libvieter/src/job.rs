@@ -18,7 +18,7 @@
 //! job.lease(&agent, t0, Duration::seconds(60)).unwrap();
 //! job.heartbeat(&agent, t0 + Duration::seconds(30), Duration::seconds(60)).unwrap();
 //! job.finish(&agent, Outcome::Succeeded { versions: vec![] }, t0 + Duration::seconds(50)).unwrap();
-//! assert_eq!(job.state, JobState::Succeeded);
+//! assert_eq!(job.state(), JobState::Succeeded);
 //! assert!(job.cancel(t0).is_err()); // finished jobs stay finished
 //! ```
 
@@ -330,38 +330,135 @@ pub enum JobError {
 }
 
 /// A build of one target for one architecture, and everything that happened to it.
+///
+/// The fields are private: a job changes only through its transitions ([`Job::lease`],
+/// [`Job::heartbeat`], [`Job::finish`], [`Job::cancel`], [`Job::expire_lease`]), a new attempt is
+/// [`Job::retry`], and the one thing set outside a transition is the mark of a cut log
+/// ([`Job::mark_log_truncated`]). Read the fields with the accessors of the same names. The serialised
+/// form (JSON over HTTP and in stores) has the fields' names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
-    pub id: JobId,
-    pub target: TargetId,
-    pub arch: Arch,
+    id: JobId,
+    target: TargetId,
+    arch: Arch,
     /// Build even if the same versions are already published.
-    pub force: bool,
-    pub trigger: Trigger,
-    pub state: JobState,
+    force: bool,
+    trigger: Trigger,
+    state: JobState,
     /// 1 for the first attempt, +1 for each retry.
-    pub attempt: u32,
+    attempt: u32,
     /// The job this one retries.
-    pub retry_of: Option<JobId>,
-    pub queued_at: DateTime<Utc>,
+    retry_of: Option<JobId>,
+    queued_at: DateTime<Utc>,
     /// Not handed out before this instant (the back-off of a retry; `queued_at` otherwise).
-    pub not_before: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
+    not_before: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
     /// While running: the lease ends here unless renewed.
-    pub lease_expires_at: Option<DateTime<Utc>>,
+    lease_expires_at: Option<DateTime<Utc>>,
     /// The agent that leased it (kept after it finishes).
-    pub agent: Option<AgentId>,
+    agent: Option<AgentId>,
     /// Why it failed, timed out or was lost.
-    pub cause: Option<FailureCause>,
+    cause: Option<FailureCause>,
     /// What it built or found already published.
-    pub versions: Vec<BuiltPackage>,
+    versions: Vec<BuiltPackage>,
     /// Its log reached the server's `max_log_size`: the rest was discarded (see [`plan_log_append`]).
     #[serde(default)]
-    pub log_truncated: bool,
+    log_truncated: bool,
 }
 
 impl Job {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// The target it builds.
+    pub fn target(&self) -> TargetId {
+        self.target
+    }
+
+    /// The architecture it builds for.
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    /// Build even if the same versions are already published.
+    pub fn force(&self) -> bool {
+        self.force
+    }
+
+    /// Why it was queued.
+    pub fn trigger(&self) -> Trigger {
+        self.trigger
+    }
+
+    /// Where it is in its life.
+    pub fn state(&self) -> JobState {
+        self.state
+    }
+
+    /// 1 for the first attempt, +1 for each retry.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The job this one retries.
+    pub fn retry_of(&self) -> Option<JobId> {
+        self.retry_of
+    }
+
+    /// When it was queued.
+    pub fn queued_at(&self) -> DateTime<Utc> {
+        self.queued_at
+    }
+
+    /// Not handed out before this instant (the back-off of a retry; `queued_at` otherwise).
+    pub fn not_before(&self) -> DateTime<Utc> {
+        self.not_before
+    }
+
+    /// When an agent leased it.
+    pub fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.started_at
+    }
+
+    /// When it reached its final state.
+    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.finished_at
+    }
+
+    /// While running: the lease ends here unless renewed.
+    pub fn lease_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.lease_expires_at
+    }
+
+    /// The agent that leased it (kept after it finishes).
+    pub fn agent(&self) -> Option<&AgentId> {
+        self.agent.as_ref()
+    }
+
+    /// Why it failed, timed out or was lost.
+    pub fn cause(&self) -> Option<&FailureCause> {
+        self.cause.as_ref()
+    }
+
+    /// What it built or found already published.
+    pub fn versions(&self) -> &[BuiltPackage] {
+        &self.versions
+    }
+
+    /// Whether its log reached the server's `max_log_size` and was cut (see [`plan_log_append`]).
+    pub fn log_truncated(&self) -> bool {
+        self.log_truncated
+    }
+
+    /// Records that the job's log was cut at `max_log_size`. A fact about its log, not a transition:
+    /// allowed in any state (the append that cut the log may race with the job's end).
+    pub fn mark_log_truncated(&mut self) {
+        self.log_truncated = true;
+    }
+
     /// A queued job, first attempt.
     pub fn new(
         id: JobId,
@@ -629,21 +726,27 @@ mod tests {
         let mut j = job();
         let a = agent("a1");
         j.lease(&a, t(5), LEASE).unwrap();
-        assert_eq!((j.state, j.started_at, j.lease_expires_at), (JobState::Running, Some(t(5)), Some(t(65))));
+        assert_eq!(
+            (j.state(), j.started_at(), j.lease_expires_at()),
+            (JobState::Running, Some(t(5)), Some(t(65)))
+        );
         j.heartbeat(&a, t(50), LEASE).unwrap();
-        assert_eq!(j.lease_expires_at, Some(t(110)));
+        assert_eq!(j.lease_expires_at(), Some(t(110)));
         // An old heartbeat arriving late never shortens the lease.
         j.heartbeat(&a, t(10), LEASE).unwrap();
-        assert_eq!(j.lease_expires_at, Some(t(110)));
+        assert_eq!(j.lease_expires_at(), Some(t(110)));
         let pkg = BuiltPackage {
             name: PkgName::new("foo").unwrap(),
             version: Version::parse("1:2.0-1").unwrap(),
             arch: Arch::new("x86_64").unwrap(),
         };
         j.finish(&a, Outcome::Succeeded { versions: vec![pkg.clone()] }, t(100)).unwrap();
-        assert_eq!((j.state, j.finished_at, j.lease_expires_at), (JobState::Succeeded, Some(t(100)), None));
-        assert_eq!(j.versions, [pkg]);
-        assert_eq!(j.agent, Some(a));
+        assert_eq!(
+            (j.state(), j.finished_at(), j.lease_expires_at()),
+            (JobState::Succeeded, Some(t(100)), None)
+        );
+        assert_eq!(j.versions(), [pkg]);
+        assert_eq!(j.agent(), Some(&a));
     }
 
     #[test]
@@ -664,7 +767,7 @@ mod tests {
             Err(JobError::LeaseNotExpired { job: JobId(1), expires_at: t(61) })
         );
         j.finish(&a, Outcome::TimedOut, t(30)).unwrap();
-        assert_eq!(j.state, JobState::TimedOut);
+        assert_eq!(j.state(), JobState::TimedOut);
         let err = j.cancel(t(31)).unwrap_err();
         assert_eq!(err.to_string(), "job 1 is already timed_out");
         assert_eq!(
@@ -683,7 +786,7 @@ mod tests {
         lost.lease(&agent("a"), t(0), LEASE).unwrap();
         lost.expire_lease(t(60)).unwrap();
         let mut retry = lost.retry(JobId(2), t(60), t(90));
-        assert_eq!((retry.attempt, retry.retry_of, retry.trigger), (2, Some(JobId(1)), Trigger::Retry));
+        assert_eq!((retry.attempt(), retry.retry_of(), retry.trigger()), (2, Some(JobId(1)), Trigger::Retry));
         assert_eq!(
             retry.lease(&agent("b"), t(89), LEASE),
             Err(JobError::NotDue { job: JobId(2), not_before: t(90) })
@@ -696,26 +799,36 @@ mod tests {
         let mut j = job();
         j.lease(&agent("a"), t(0), LEASE).unwrap();
         j.expire_lease(t(60)).unwrap();
-        assert_eq!(j.state, JobState::Lost);
-        let cause = j.cause.clone().unwrap();
+        assert_eq!(j.state(), JobState::Lost);
+        let cause = j.cause().cloned().unwrap();
         assert_eq!(cause.step, FailureStep::Agent);
         assert!(cause.to_string().starts_with("agent failed: agent a stopped renewing its lease"), "{cause}");
         // A lost job's agent cannot finish it any more.
         assert!(j.finish(&agent("a"), Outcome::TimedOut, t(61)).is_err());
         let mut q = job();
         q.cancel(t(3)).unwrap();
-        assert_eq!((q.state, q.finished_at), (JobState::Cancelled, Some(t(3))));
+        assert_eq!((q.state(), q.finished_at()), (JobState::Cancelled, Some(t(3))));
         let mut r = job();
         r.lease(&agent("a"), t(0), LEASE).unwrap();
         r.cancel(t(4)).unwrap();
-        assert_eq!((r.state, r.lease_expires_at), (JobState::Cancelled, None));
+        assert_eq!((r.state(), r.lease_expires_at()), (JobState::Cancelled, None));
     }
 
+    /// Attempt `attempt` of a job, failed at `step` at t(100): every earlier attempt failed the same way
+    /// and was retried.
     fn failed(step: FailureStep, attempt: u32) -> Job {
+        let a = agent("a");
+        let fail = |j: &mut Job| {
+            j.lease(&a, j.not_before(), LEASE).unwrap();
+            j.finish(&a, Outcome::Failed { cause: FailureCause::new(step, "x") }, t(100)).unwrap();
+        };
         let mut j = job();
-        j.attempt = attempt;
-        j.lease(&agent("a"), t(0), LEASE).unwrap();
-        j.finish(&agent("a"), Outcome::Failed { cause: FailureCause::new(step, "x") }, t(100)).unwrap();
+        fail(&mut j);
+        for n in 1..attempt {
+            j = j.retry(JobId(u64::from(n) + 1), t(100), t(100));
+            fail(&mut j);
+        }
+        assert_eq!(j.attempt(), attempt.max(1));
         j
     }
 
@@ -813,8 +926,71 @@ mod tests {
         old.as_object_mut().unwrap().remove("log_truncated");
         assert_eq!(serde_json::from_value::<Job>(old).unwrap(), j);
         assert!(serde_json::from_str::<AgentId>("\"a b\"").is_err());
+        // The record's field names are the API's (and the stores').
+        let value = serde_json::to_value(&j).unwrap();
+        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = [
+            "id",
+            "target",
+            "arch",
+            "force",
+            "trigger",
+            "state",
+            "attempt",
+            "retry_of",
+            "queued_at",
+            "not_before",
+            "started_at",
+            "finished_at",
+            "lease_expires_at",
+            "agent",
+            "cause",
+            "versions",
+            "log_truncated",
+        ];
+        expected.sort_unstable();
+        assert_eq!(keys, expected, "serde_json sorts object keys");
         let c =
             FailureCause { http_status: Some(502), ..FailureCause::new(FailureStep::Upload, "bad gateway") };
         assert_eq!(c.to_string(), "upload failed (HTTP status 502): bad gateway");
+    }
+
+    #[test]
+    fn a_deserialised_job_keeps_its_state_and_its_rules() {
+        let a = agent("a1");
+        let mut running = job();
+        running.lease(&a, t(5), LEASE).unwrap();
+        let json = serde_json::to_string(&running).unwrap();
+        let mut read: Job = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, running);
+        assert_eq!(
+            (read.state(), read.agent(), read.started_at(), read.lease_expires_at()),
+            (JobState::Running, Some(&a), Some(t(5)), Some(t(65)))
+        );
+        assert!(matches!(read.lease(&agent("a2"), t(6), LEASE), Err(JobError::IllegalTransition { .. })));
+        assert!(matches!(
+            read.finish(&agent("a2"), Outcome::TimedOut, t(6)),
+            Err(JobError::WrongAgent { .. })
+        ));
+        read.finish(&a, Outcome::TimedOut, t(7)).unwrap();
+        assert_eq!(
+            (read.state(), read.finished_at(), read.lease_expires_at()),
+            (JobState::TimedOut, Some(t(7)), None)
+        );
+
+        // A queued record cannot be finished, and a finished one stays finished.
+        let mut queued: Job = serde_json::from_str(&serde_json::to_string(&job()).unwrap()).unwrap();
+        assert_eq!(queued.state(), JobState::Queued);
+        assert_eq!(
+            queued.finish(&a, Outcome::TimedOut, t(1)),
+            Err(JobError::IllegalTransition { job: JobId(1), state: JobState::Queued, action: "finish" })
+        );
+        let mut done: Job = serde_json::from_str(&serde_json::to_string(&read).unwrap()).unwrap();
+        assert_eq!(done.cancel(t(8)), Err(JobError::Finished { job: JobId(1), state: JobState::TimedOut }));
+
+        // The one thing the service sets outside a transition.
+        done.mark_log_truncated();
+        assert!(done.log_truncated());
+        assert_eq!(done.state(), JobState::TimedOut, "marking the log changes no state");
     }
 }

@@ -340,47 +340,51 @@ impl JobQueue {
     /// Adds an existing queued or running job (restoring a persisted queue). Refuses final jobs and
     /// ids already present.
     pub fn insert(&mut self, job: Job) -> Result<(), JobError> {
-        if job.state.is_final() {
-            return Err(JobError::IllegalTransition { job: job.id, state: job.state, action: "queue" });
+        if job.state().is_final() {
+            return Err(JobError::IllegalTransition { job: job.id(), state: job.state(), action: "queue" });
         }
-        if self.jobs.contains_key(&job.id) {
-            return Err(JobError::IllegalTransition { job: job.id, state: job.state, action: "queue again" });
+        if self.jobs.contains_key(&job.id()) {
+            return Err(JobError::IllegalTransition {
+                job: job.id(),
+                state: job.state(),
+                action: "queue again",
+            });
         }
-        self.next_id = self.next_id.max(job.id.0.saturating_add(1));
+        self.next_id = self.next_id.max(job.id().0.saturating_add(1));
         self.index(job);
         Ok(())
     }
 
     fn index(&mut self, job: Job) {
-        match job.state {
+        match job.state() {
             JobState::Queued => {
-                self.waiting.entry(job.arch.clone()).or_default().insert((job.not_before, job.id));
-                self.queued_for.entry((job.target, job.arch.clone())).or_default().insert(job.id);
+                self.waiting.entry(job.arch().clone()).or_default().insert((job.not_before(), job.id()));
+                self.queued_for.entry((job.target(), job.arch().clone())).or_default().insert(job.id());
             }
             JobState::Running => {
                 // A running job without a lease expires at once.
-                let expiry = job.lease_expires_at.unwrap_or(DateTime::<Utc>::MIN_UTC);
-                self.leases.insert((expiry, job.id));
+                let expiry = job.lease_expires_at().unwrap_or(DateTime::<Utc>::MIN_UTC);
+                self.leases.insert((expiry, job.id()));
             }
             _ => {}
         }
-        self.jobs.insert(job.id, job);
+        self.jobs.insert(job.id(), job);
     }
 
     /// Removes a job from every index and the map.
     fn unindex(&mut self, id: JobId) -> Option<Job> {
         let job = self.jobs.remove(&id)?;
-        if let Some(line) = self.waiting.get_mut(&job.arch) {
-            line.remove(&(job.not_before, id));
+        if let Some(line) = self.waiting.get_mut(job.arch()) {
+            line.remove(&(job.not_before(), id));
         }
-        let key = (job.target, job.arch.clone());
+        let key = (job.target(), job.arch().clone());
         if let Some(ids) = self.queued_for.get_mut(&key) {
             ids.remove(&id);
             if ids.is_empty() {
                 self.queued_for.remove(&key);
             }
         }
-        if let Some(expiry) = job.lease_expires_at {
+        if let Some(expiry) = job.lease_expires_at() {
             self.leases.remove(&(expiry, id));
         }
         self.leases.remove(&(DateTime::<Utc>::MIN_UTC, id));
@@ -427,7 +431,7 @@ impl JobQueue {
     pub fn held_by(&self, agent: &AgentId) -> usize {
         self.leases
             .iter()
-            .filter(|(_, id)| self.jobs.get(id).is_some_and(|j| j.agent.as_ref() == Some(agent)))
+            .filter(|(_, id)| self.jobs.get(id).is_some_and(|j| j.agent() == Some(agent)))
             .count()
     }
 
@@ -435,10 +439,10 @@ impl JobQueue {
     /// caller writes its record once).
     pub fn mark_log_truncated(&mut self, id: JobId) -> Option<&Job> {
         let job = self.jobs.get_mut(&id)?;
-        if job.log_truncated {
+        if job.log_truncated() {
             return None;
         }
-        job.log_truncated = true;
+        job.mark_log_truncated();
         Some(job)
     }
 
@@ -459,10 +463,10 @@ impl JobQueue {
         }
         for id in taken {
             let Some(job) = self.jobs.get_mut(&id) else { continue };
-            let key = (job.target, job.arch.clone());
+            let key = (job.target(), job.arch().clone());
             if job.lease(agent, now, self.lease).is_err() {
                 // Cannot happen for an indexed queued job that is due; put it back rather than lose it.
-                self.waiting.entry(job.arch.clone()).or_default().insert((job.not_before, id));
+                self.waiting.entry(job.arch().clone()).or_default().insert((job.not_before(), id));
                 continue;
             }
             if let Some(ids) = self.queued_for.get_mut(&key) {
@@ -471,7 +475,7 @@ impl JobQueue {
                     self.queued_for.remove(&key);
                 }
             }
-            if let Some(expiry) = job.lease_expires_at {
+            if let Some(expiry) = job.lease_expires_at() {
                 self.leases.insert((expiry, id));
             }
             leased.push(job.clone());
@@ -487,9 +491,9 @@ impl JobQueue {
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, JobError> {
         let job = self.jobs.get_mut(&id).ok_or(JobError::NoSuchJob(id))?;
-        let before = job.lease_expires_at;
+        let before = job.lease_expires_at();
         job.heartbeat(agent, now, self.lease)?;
-        let after = job.lease_expires_at.unwrap_or(now + self.lease);
+        let after = job.lease_expires_at().unwrap_or(now + self.lease);
         if let Some(b) = before {
             self.leases.remove(&(b, id));
         }
@@ -502,7 +506,7 @@ impl JobQueue {
         let job = self.unindex(id)?;
         let retry = self.retry.should_retry(&job).map(|at| {
             let retry_id = self.alloc_id();
-            let now = job.finished_at.unwrap_or(at);
+            let now = job.finished_at().unwrap_or(at);
             let retry = job.retry(retry_id, now, at);
             self.index(retry.clone());
             retry
@@ -520,7 +524,7 @@ impl JobQueue {
         now: DateTime<Utc>,
     ) -> Result<Ended, JobError> {
         let job = self.jobs.get_mut(&id).ok_or(JobError::NoSuchJob(id))?;
-        let expiry = job.lease_expires_at;
+        let expiry = job.lease_expires_at();
         job.finish(agent, outcome, now)?;
         if let Some(e) = expiry {
             self.leases.remove(&(e, id));
@@ -733,13 +737,13 @@ mod tests {
         assert_eq!(q.queued(&x), 3);
         // Leasing the first leaves the forced one queued: it covers a plain request.
         let leased = q.lease(&x, 1, &agent("a"), t(2));
-        assert_eq!(leased[0].id, first.job());
+        assert_eq!(leased[0].id(), first.job());
         assert_eq!(
             q.enqueue(TargetId(1), &x, false, Trigger::Manual, t(3)),
             Enqueued::AlreadyQueued(forced.job())
         );
         // Once nothing waits for (1, x86_64), a new request queues again.
-        assert_eq!(q.lease(&x, 1, &agent("a"), t(3))[0].id, forced.job());
+        assert_eq!(q.lease(&x, 1, &agent("a"), t(3))[0].id(), forced.job());
         assert!(matches!(q.enqueue(TargetId(1), &x, false, Trigger::Manual, t(4)), Enqueued::New(_)));
     }
 
@@ -751,12 +755,12 @@ mod tests {
             (0..5).map(|i| q.enqueue(TargetId(i), &x, false, Trigger::Manual, t(i as i64)).job()).collect();
         let other = q.enqueue(TargetId(9), &a64, false, Trigger::Manual, t(0)).job();
         let got = q.lease(&x, 3, &agent("a"), t(10));
-        assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), ids[..3]);
-        assert!(got.iter().all(|j| j.state == JobState::Running && j.lease_expires_at == Some(t(70))));
+        assert_eq!(got.iter().map(|j| j.id()).collect::<Vec<_>>(), ids[..3]);
+        assert!(got.iter().all(|j| j.state() == JobState::Running && j.lease_expires_at() == Some(t(70))));
         assert_eq!(q.lease(&x, 0, &agent("b"), t(10)), []);
         assert_eq!(q.lease(&x, 10, &agent("b"), t(10)).len(), 2);
         assert_eq!(q.lease(&x, 10, &agent("c"), t(10)), []);
-        assert_eq!(q.lease(&a64, 10, &agent("d"), t(10))[0].id, other);
+        assert_eq!(q.lease(&a64, 10, &agent("d"), t(10))[0].id(), other);
     }
 
     #[test]
@@ -780,7 +784,7 @@ mod tests {
             got.extend(q.lease(&x, n, &a, t(1)));
         }
         assert_eq!((got.len(), q.held_by(&a), q.held_by(&b)), (3, 3, 0));
-        q.finish(got[0].id, &a, Outcome::TimedOut, t(2)).unwrap();
+        q.finish(got[0].id(), &a, Outcome::TimedOut, t(2)).unwrap();
         assert_eq!(q.held_by(&a), 2);
         assert_eq!(q.lease(&x, lease_capacity(1_000_000, q.held_by(&a), 3), &a, t(3)).len(), 1);
         assert_eq!(q.lease(&x, lease_capacity(1_000_000, q.held_by(&b), 3), &b, t(3)).len(), 3);
@@ -820,11 +824,11 @@ mod tests {
         let x = arch("x86_64");
         let id = q.enqueue(TargetId(1), &x, false, Trigger::Manual, t(0)).job();
         q.lease(&x, 1, &agent("a"), t(0));
-        assert!(q.mark_log_truncated(id).is_some_and(|j| j.log_truncated));
+        assert!(q.mark_log_truncated(id).is_some_and(|j| j.log_truncated()));
         assert!(q.mark_log_truncated(id).is_none(), "already marked: nothing to write");
         assert!(q.mark_log_truncated(JobId(99)).is_none());
         let ended = q.finish(id, &agent("a"), Outcome::TimedOut, t(1)).unwrap();
-        assert!(ended.job.log_truncated, "the mark stays on the record");
+        assert!(ended.job.log_truncated(), "the mark stays on the record");
     }
 
     #[test]
@@ -841,7 +845,7 @@ mod tests {
         let retry = q.expire(t(60))[0].retry.clone().unwrap();
         // The retry waits for its back-off.
         assert!(!q.has_work(&x, t(60)));
-        assert!(q.has_work(&x, retry.not_before));
+        assert!(q.has_work(&x, retry.not_before()));
     }
 
     #[test]
@@ -861,16 +865,16 @@ mod tests {
             let (agent, arch) = &pollers[rng.below(20) as usize];
             let capacity = rng.below(6) as usize;
             for job in q.lease(arch, capacity, agent, t(1)) {
-                assert_eq!(&job.arch, *arch);
-                assert_eq!(job.agent.as_ref(), Some(agent));
-                assert!(seen.insert(job.id, agent.clone()).is_none(), "job {} handed out twice", job.id);
+                assert_eq!(job.arch(), *arch);
+                assert_eq!(job.agent(), Some(agent));
+                assert!(seen.insert(job.id(), agent.clone()).is_none(), "job {} handed out twice", job.id());
             }
         }
         assert_eq!(seen.len(), 1000);
         for (agent, arch) in &pollers {
             assert!(q.lease(arch, 100, agent, t(2)).is_empty());
         }
-        assert_eq!(q.jobs().filter(|j| j.state == JobState::Running).count(), 1000);
+        assert_eq!(q.jobs().filter(|j| j.state() == JobState::Running).count(), 1000);
         // Every poller got some work.
         let agents: BTreeSet<&AgentId> = seen.values().collect();
         assert_eq!(agents.len(), 20);
@@ -888,19 +892,19 @@ mod tests {
         assert!(q.expire(t(59)).is_empty());
         let ended = q.expire(t(60));
         assert_eq!(ended.len(), 1);
-        assert_eq!((ended[0].job.id, ended[0].job.state), (id, JobState::Lost));
+        assert_eq!((ended[0].job.id(), ended[0].job.state()), (id, JobState::Lost));
         let retry = ended[0].retry.clone().unwrap();
-        assert_eq!((retry.attempt, retry.retry_of, retry.not_before), (2, Some(id), t(70)));
+        assert_eq!((retry.attempt(), retry.retry_of(), retry.not_before()), (2, Some(id), t(70)));
         assert!(q.get(id).is_none());
         // The late agent cannot report on the lost job any more.
         assert_eq!(q.finish(id, &a, Outcome::TimedOut, t(61)), Err(JobError::NoSuchJob(id)));
         // Back-off: not before 70 s.
         assert!(q.lease(&x, 5, &b, t(69)).is_empty());
         let got = q.lease(&x, 5, &b, t(70));
-        assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), [retry.id]);
-        assert_eq!(got[0].agent, Some(b.clone()));
+        assert_eq!(got.iter().map(|j| j.id()).collect::<Vec<_>>(), [retry.id()]);
+        assert_eq!(got[0].agent(), Some(&b));
         // The renewed one is still running under a.
-        assert_eq!(q.get(renewed).map(|j| j.state), Some(JobState::Running));
+        assert_eq!(q.get(renewed).map(|j| j.state()), Some(JobState::Running));
         assert_eq!(q.next_event(t(70)), Some(t(110)));
     }
 
@@ -914,7 +918,7 @@ mod tests {
         let cause =
             FailureCause { exit_code: Some(4), ..FailureCause::new(FailureStep::Makepkg, "build() failed") };
         let ended = q.finish(id, &a, Outcome::Failed { cause }, t(10)).unwrap();
-        assert_eq!(ended.job.state, JobState::Failed);
+        assert_eq!(ended.job.state(), JobState::Failed);
         assert_eq!(ended.retry, None);
         assert!(q.is_empty());
         // An upload failure is retried until attempts run out (3 in all).
@@ -923,14 +927,14 @@ mod tests {
         for attempt in 1..=3 {
             let got = q.lease(&x, 1, &a, now);
             assert_eq!(got.len(), 1, "attempt {attempt}");
-            assert_eq!((got[0].id, got[0].attempt), (id, attempt));
+            assert_eq!((got[0].id(), got[0].attempt()), (id, attempt));
             let cause =
                 FailureCause { http_status: Some(502), ..FailureCause::new(FailureStep::Upload, "x") };
             let ended = q.finish(id, &a, Outcome::Failed { cause }, now).unwrap();
             match ended.retry {
                 Some(r) if attempt < 3 => {
-                    id = r.id;
-                    now = r.not_before;
+                    id = r.id();
+                    now = r.not_before();
                 }
                 None if attempt == 3 => {}
                 other => panic!("attempt {attempt}: unexpected retry {other:?}"),
@@ -946,12 +950,12 @@ mod tests {
         let a = agent("a");
         let running = q.enqueue(TargetId(1), &x, false, Trigger::Manual, t(0)).job();
         let queued = q.enqueue(TargetId(2), &x, false, Trigger::Manual, t(0)).job();
-        assert_eq!(q.lease(&x, 1, &a, t(1)).iter().map(|j| j.id).collect::<Vec<_>>(), [running]);
+        assert_eq!(q.lease(&x, 1, &a, t(1)).iter().map(|j| j.id()).collect::<Vec<_>>(), [running]);
         let cancelled = q.cancel(queued, t(2)).unwrap();
-        assert_eq!((cancelled.state, cancelled.finished_at), (JobState::Cancelled, Some(t(2))));
+        assert_eq!((cancelled.state(), cancelled.finished_at()), (JobState::Cancelled, Some(t(2))));
         assert_eq!(q.queued(&x), 0);
         assert!(matches!(q.enqueue(TargetId(2), &x, false, Trigger::Manual, t(3)), Enqueued::New(_)));
-        assert_eq!(q.cancel(running, t(4)).map(|j| j.state), Ok(JobState::Cancelled));
+        assert_eq!(q.cancel(running, t(4)).map(|j| j.state()), Ok(JobState::Cancelled));
         assert!(q.expire(t(1000)).is_empty(), "a cancelled job's lease is gone");
         assert_eq!(q.cancel(running, t(5)), Err(JobError::NoSuchJob(running)));
 

@@ -78,12 +78,12 @@ async fn round(admin: &Client, targets: &[Target]) -> (Vec<Job>, f64) {
     for t in targets {
         let jobs =
             admin.queue(&QueueRequest { target: t.id, arch: None, force: false }).await.expect("queue");
-        ids.extend(jobs.into_iter().map(|j| j.id));
+        ids.extend(jobs.into_iter().map(|j| j.id()));
     }
     let mut jobs = Vec::new();
     for id in ids {
         let job = finished(admin, id, 1800).await;
-        assert_eq!(job.state, JobState::Succeeded, "{:?}\n{}", job.cause, log(admin, job.id).await);
+        assert_eq!(job.state(), JobState::Succeeded, "{:?}\n{}", job.cause(), log(admin, job.id()).await);
         jobs.push(job);
     }
     (jobs, start.elapsed().as_secs_f64())
@@ -130,9 +130,9 @@ async fn main() {
         let mut overhead = Vec::new();
         let mut per_step: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for job in &jobs {
-            let (Some(start), Some(end)) = (job.started_at, job.finished_at) else { continue };
+            let (Some(start), Some(end)) = (job.started_at(), job.finished_at()) else { continue };
             let total = (end - start).num_milliseconds() as f64 / 1000.0;
-            let steps = step_times(&log(&admin, job.id).await);
+            let steps = step_times(&log(&admin, job.id()).await);
             let makepkg: f64 = steps.iter().filter(|(s, _)| s == "makepkg").map(|(_, t)| t).sum();
             overhead.push(total - makepkg);
             for (step, secs) in steps {

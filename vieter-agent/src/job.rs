@@ -79,7 +79,7 @@ impl<R: ContainerRuntime, S: JobServer> BuildHost for Host<'_, R, S> {
 
     async fn is_published(&mut self, packages: &[BuiltPackage]) -> Result<bool, FailureCause> {
         let repo = self.job.target.repo.as_str();
-        let arch = self.job.job.arch.as_str();
+        let arch = self.job.job.arch().as_str();
         for package in packages {
             match self.ctx.server.published_version(repo, arch, package.name.as_str()).await {
                 Ok(Some(version)) if version == package.version => {}
@@ -96,7 +96,7 @@ impl<R: ContainerRuntime, S: JobServer> BuildHost for Host<'_, R, S> {
     }
 
     async fn publish(&mut self) -> Result<Vec<BuiltPackage>, FailureCause> {
-        let dir = self.ctx.staging.join(format!("job-{}", self.job.job.id));
+        let dir = self.ctx.staging.join(format!("job-{}", self.job.job.id()));
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let copied = self.ctx.runtime.copy_out(self.container, build::OUTPUT_DIR, &dir).await;
         let result = match copied {
@@ -140,7 +140,7 @@ impl<R: ContainerRuntime, S: JobServer> Host<'_, R, S> {
                 Ok(result) => {
                     self.note(format!("{} uploaded {name}", build::LOG_PREFIX)).await;
                     // The package's own architecture (`any` in a split build) is in its file name.
-                    let arch = build::package_file_arch(&name).unwrap_or_else(|| self.job.job.arch.clone());
+                    let arch = build::package_file_arch(&name).unwrap_or_else(|| self.job.job.arch().clone());
                     published.push(BuiltPackage { name: result.name, version: result.version, arch });
                 }
                 Err(e) => {
@@ -212,19 +212,19 @@ async fn heartbeat<R, S: JobServer>(ctx: Arc<JobContext<R, S>>, job: LeasedJob, 
     loop {
         tokio::time::sleep(every).await;
         // A renewal that hangs must not hold up the next one.
-        let renewal = tokio::time::timeout(every * 2, ctx.server.heartbeat(job.job.id, ctx.agent())).await;
+        let renewal = tokio::time::timeout(every * 2, ctx.server.heartbeat(job.job.id(), ctx.agent())).await;
         let Ok(renewal) = renewal else {
-            tracing::warn!(job = %job.job.id, "heartbeat got no answer in {} s", every.as_secs() * 2);
+            tracing::warn!(job = %job.job.id(), "heartbeat got no answer in {} s", every.as_secs() * 2);
             continue;
         };
         match renewal {
-            Ok(()) => tracing::debug!(job = %job.job.id, "lease renewed"),
+            Ok(()) => tracing::debug!(job = %job.job.id(), "lease renewed"),
             Err(ClientError::Http { status: 409, message } | ClientError::NotFound { message }) => {
-                tracing::warn!(job = %job.job.id, "the server took the job back: {message}");
+                tracing::warn!(job = %job.job.id(), "the server took the job back: {message}");
                 let _ = lost.send(true);
                 return;
             }
-            Err(e) => tracing::warn!(job = %job.job.id, "heartbeat failed: {e}"),
+            Err(e) => tracing::warn!(job = %job.job.id(), "heartbeat failed: {e}"),
         }
     }
 }
@@ -236,7 +236,7 @@ where
     R: ContainerRuntime + 'static,
     S: JobServer + 'static,
 {
-    let id = job.job.id;
+    let id = job.job.id();
     tracing::info!(job = %id, target = %job.target.id, "build started");
     let (log_tx, log_rx) = mpsc::channel::<Vec<u8>>(256);
     let shipper = tokio::spawn(ship_log(ctx.clone(), id, log_rx));
@@ -251,7 +251,7 @@ where
         job.target.kind().as_str(),
         job.target.source.url_str(),
         job.base_image,
-        job.job.arch.as_str(),
+        job.job.arch().as_str(),
         job.timeout_secs
     );
     let _ = log_tx.send(header.into_bytes()).await;

@@ -39,7 +39,7 @@ async fn queue(client: &Client, target: &Target, force: bool) -> Job {
 
 fn names(job: &Job) -> Vec<String> {
     let mut v: Vec<String> = job
-        .versions
+        .versions()
         .iter()
         .map(|p| format!("{}-{}-{}", p.name.as_str(), p.version, p.arch.as_str()))
         .collect();
@@ -136,19 +136,19 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
         "the killed agent's container is left"
     );
     let mut agent_b = Agent::start("agent-b", &server.url, &podman, &data_b, &[]);
-    let lost = finished(&admin, first.id, 60).await;
-    assert_eq!(lost.state, JobState::Lost);
+    let lost = finished(&admin, first.id(), 60).await;
+    assert_eq!(lost.state(), JobState::Lost);
     let retry = eventually(30, "the retry of the lost job", || async {
         let jobs = admin
             .jobs(&libvieter::api::JobFilter { target: Some(t_slow.id), ..Default::default() })
             .await
             .ok()?;
-        jobs.into_iter().find(|j| j.retry_of == Some(first.id))
+        jobs.into_iter().find(|j| j.retry_of() == Some(first.id()))
     })
     .await;
-    let retry = finished(&admin, retry.id, 180).await;
-    assert_eq!(retry.state, JobState::Succeeded, "{:?}\n{}", retry.cause, log(&admin, retry.id).await);
-    assert_eq!(retry.agent.as_ref().map(|a| a.as_str()), Some("agent-b"));
+    let retry = finished(&admin, retry.id(), 180).await;
+    assert_eq!(retry.state(), JobState::Succeeded, "{:?}\n{}", retry.cause(), log(&admin, retry.id()).await);
+    assert_eq!(retry.agent().map(|a| a.as_str()), Some("agent-b"));
     assert_eq!(names(&retry), ["slow-one-1.0-1-x86_64"]);
     let listed = admin.packages(REPO, "x86_64", &Default::default()).await.unwrap();
     assert_eq!(listed.iter().filter(|p| p.name.as_str() == "slow-one").count(), 1);
@@ -163,9 +163,9 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     let split_job = queue(&admin, &t_split, false).await;
     let fail_job = queue(&admin, &t_failing, false).await;
     let sleep_job = queue(&admin, &t_sleeper, false).await;
-    let hello = finished(&admin, hello.id, 240).await;
-    let hello_log = log(&admin, hello.id).await;
-    assert_eq!(hello.state, JobState::Succeeded, "{:?}\n{hello_log}", hello.cause);
+    let hello = finished(&admin, hello.id(), 240).await;
+    let hello_log = log(&admin, hello.id()).await;
+    assert_eq!(hello.state(), JobState::Succeeded, "{:?}\n{hello_log}", hello.cause());
     assert_eq!(names(&hello), ["vieter-hello-1.0.r1-1-x86_64"], "pkgver() ran");
     for step in ["pacman", "fetch", "pkgver", "srcinfo", "makepkg"] {
         assert!(hello_log.contains(&format!("==> [vieter] {step}: started")), "{step} in\n{hello_log}");
@@ -174,39 +174,45 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     assert!(hello_log.contains("HOME=/build"), "the build's environment is in the log:\n{hello_log}");
     assert!(!hello_log.contains(AGENT_KEY) && !hello_log.contains(KEY), "a key leaked into the build");
 
-    let split_job = finished(&admin, split_job.id, 240).await;
+    let split_job = finished(&admin, split_job.id(), 240).await;
     assert_eq!(
-        split_job.state,
+        split_job.state(),
         JobState::Succeeded,
         "{:?}\n{}",
-        split_job.cause,
-        log(&admin, split_job.id).await
+        split_job.cause(),
+        log(&admin, split_job.id()).await
     );
     assert_eq!(names(&split_job), ["splitty-bin-1:2.3-1-x86_64", "splitty-doc-1:2.3-1-any"]);
 
-    let fail_job = finished(&admin, fail_job.id, 240).await;
-    assert_eq!(fail_job.state, JobState::Failed);
-    let cause = fail_job.cause.clone().expect("a cause");
+    let fail_job = finished(&admin, fail_job.id(), 240).await;
+    assert_eq!(fail_job.state(), JobState::Failed);
+    let cause = fail_job.cause().cloned().expect("a cause");
     assert_eq!((cause.step, cause.exit_code), (FailureStep::Makepkg, Some(4)), "{cause}");
-    assert!(log(&admin, fail_job.id).await.contains("boom: deliberate failure"));
+    assert!(log(&admin, fail_job.id()).await.contains("boom: deliberate failure"));
 
-    let sleep_job = finished(&admin, sleep_job.id, 240).await;
-    assert_eq!(sleep_job.state, JobState::TimedOut, "{:?}", sleep_job.cause);
-    assert!(log(&admin, sleep_job.id).await.contains("timed out after 6 s"));
+    let sleep_job = finished(&admin, sleep_job.id(), 240).await;
+    assert_eq!(sleep_job.state(), JobState::TimedOut, "{:?}", sleep_job.cause());
+    assert!(log(&admin, sleep_job.id()).await.contains("timed out after 6 s"));
     let all = admin.jobs(&Default::default()).await.unwrap();
     let agents: std::collections::BTreeSet<String> =
-        all.iter().filter_map(|j| j.agent.as_ref().map(|a| a.as_str().to_owned())).collect();
+        all.iter().filter_map(|j| j.agent().map(|a| a.as_str().to_owned())).collect();
     assert_eq!(agents.into_iter().collect::<Vec<_>>(), ["agent-a", "agent-b"], "both agents built");
 
     // 3. A dependency that is another target's package, resolved from our own repository.
     let dep_job = queue(&admin, &t_dependent, false).await;
-    let dep_job = finished(&admin, dep_job.id, 240).await;
-    assert_eq!(dep_job.state, JobState::Succeeded, "{:?}\n{}", dep_job.cause, log(&admin, dep_job.id).await);
+    let dep_job = finished(&admin, dep_job.id(), 240).await;
+    assert_eq!(
+        dep_job.state(),
+        JobState::Succeeded,
+        "{:?}\n{}",
+        dep_job.cause(),
+        log(&admin, dep_job.id()).await
+    );
 
     // 4. An unchanged target builds nothing the second time, unless forced.
     let again = queue(&admin, &t_hello, false).await;
-    let again = finished(&admin, again.id, 240).await;
-    assert_eq!(again.state, JobState::Skipped, "{:?}\n{}", again.cause, log(&admin, again.id).await);
+    let again = finished(&admin, again.id(), 240).await;
+    assert_eq!(again.state(), JobState::Skipped, "{:?}\n{}", again.cause(), log(&admin, again.id()).await);
     assert_eq!(names(&again), ["vieter-hello-1.0.r1-1-x86_64"]);
 
     // 5. Real pacman installs what the agents built.
@@ -230,8 +236,14 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     let drained = queue(&admin, &t_slow, true).await;
     inside_makepkg(&admin, &drained, "agent-b").await;
     assert!(agent_b.terminate(), "agent-b exits cleanly after its build");
-    let drained = admin.job(drained.id).await.unwrap();
-    assert_eq!(drained.state, JobState::Succeeded, "{:?}\n{}", drained.cause, log(&admin, drained.id).await);
+    let drained = admin.job(drained.id()).await.unwrap();
+    assert_eq!(
+        drained.state(),
+        JobState::Succeeded,
+        "{:?}\n{}",
+        drained.cause(),
+        log(&admin, drained.id()).await
+    );
 
     // 8. With a short grace the build is handed back instead: an agent failure, which the server retries.
     let mut agent_c = Agent::start(
@@ -244,26 +256,29 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     let handed = queue(&admin, &t_slow, true).await;
     inside_makepkg(&admin, &handed, "agent-c").await;
     assert!(agent_c.terminate(), "agent-c exits cleanly after handing its build back");
-    let handed = admin.job(handed.id).await.unwrap();
-    assert_eq!(handed.state, JobState::Failed);
-    assert_eq!(handed.cause.as_ref().map(|c| c.step), Some(FailureStep::Agent), "{:?}", handed.cause);
-    assert!(log(&admin, handed.id).await.contains("handing the job back"));
+    let handed = admin.job(handed.id()).await.unwrap();
+    assert_eq!(handed.state(), JobState::Failed);
+    assert_eq!(handed.cause().map(|c| c.step), Some(FailureStep::Agent), "{:?}", handed.cause());
+    assert!(log(&admin, handed.id()).await.contains("handing the job back"));
     let jobs = admin
         .jobs(&libvieter::api::JobFilter { target: Some(t_slow.id), ..Default::default() })
         .await
         .unwrap();
-    assert!(jobs.iter().any(|j| j.retry_of == Some(handed.id) && j.state == JobState::Queued), "retried");
+    assert!(
+        jobs.iter().any(|j| j.retry_of() == Some(handed.id()) && j.state() == JobState::Queued),
+        "retried"
+    );
     assert!(containers_labelled("org.vieter.agent", "agent-c").is_empty(), "its container was removed");
 }
 
 /// Waits until `job` runs on `agent` and has started its `makepkg` step.
 async fn inside_makepkg(admin: &Client, job: &Job, agent: &str) {
-    eventually(120, &format!("job {} to be inside makepkg on {agent}", job.id), || async {
-        let j = admin.job(job.id).await.ok()?;
-        let text = log(admin, job.id).await;
-        (j.state == JobState::Running && text.contains("==> [vieter] makepkg: started")).then_some(())
+    eventually(120, &format!("job {} to be inside makepkg on {agent}", job.id()), || async {
+        let j = admin.job(job.id()).await.ok()?;
+        let text = log(admin, job.id()).await;
+        (j.state() == JobState::Running && text.contains("==> [vieter] makepkg: started")).then_some(())
     })
     .await;
-    let holder = admin.job(job.id).await.unwrap().agent.map(|a| a.as_str().to_owned());
+    let holder = admin.job(job.id()).await.unwrap().agent().map(|a| a.as_str().to_owned());
     assert_eq!(holder.as_deref(), Some(agent));
 }

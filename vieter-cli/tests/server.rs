@@ -197,7 +197,7 @@ fn build_follow_streams_the_log_and_exits_with_the_result() {
     let cli = follow(&failing);
     let job = rt.block_on(async {
         let leased = agent.poll(&poll).await.unwrap();
-        let id = leased[0].job.id;
+        let id = leased[0].job.id();
         agent.append_log(id, &me, b"==> [vieter] makepkg: started\n".to_vec()).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
         agent.append_log(id, &me, b"boom\n".to_vec()).await.unwrap();
@@ -216,7 +216,7 @@ fn build_follow_streams_the_log_and_exits_with_the_result() {
     let working = add("https://example.org/works.git");
     let cli = follow(&working);
     let job = rt.block_on(async {
-        let id = agent.poll(&poll).await.unwrap()[0].job.id;
+        let id = agent.poll(&poll).await.unwrap()[0].job.id();
         agent.append_log(id, &me, b"all good\n".to_vec()).await.unwrap();
         agent.finish(id, &me, Outcome::Skipped { versions: Vec::new() }).await.unwrap();
         id

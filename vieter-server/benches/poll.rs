@@ -63,7 +63,7 @@ async fn agent(url: String, id: usize, stop: Instant, drain: bool, pace: Option<
             break;
         }
         for job in leased {
-            client.finish(job.job.id, &me, Outcome::TimedOut).await.expect("finish");
+            client.finish(job.job.id(), &me, Outcome::TimedOut).await.expect("finish");
         }
     }
     times

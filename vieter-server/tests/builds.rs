@@ -399,16 +399,16 @@ async fn the_shared_client_speaks_the_protocol() {
     let poll =
         PollRequest { agent_id: agent.clone(), arch: Arch::new("x86_64").unwrap(), capacity: 1, wait: None };
     let leased = agent_client.poll(&poll).await.unwrap();
-    assert_eq!(leased[0].job.id, jobs[0].id);
-    agent_client.heartbeat(jobs[0].id, &agent).await.unwrap();
-    agent_client.append_log(jobs[0].id, &agent, b"hello\n".to_vec()).await.unwrap();
-    let done = agent_client.finish(jobs[0].id, &agent, Outcome::TimedOut).await.unwrap();
-    assert_eq!(done.state, JobState::TimedOut);
-    let log = admin.log(jobs[0].id, false).await.unwrap().text().await.unwrap();
+    assert_eq!(leased[0].job.id(), jobs[0].id());
+    agent_client.heartbeat(jobs[0].id(), &agent).await.unwrap();
+    agent_client.append_log(jobs[0].id(), &agent, b"hello\n".to_vec()).await.unwrap();
+    let done = agent_client.finish(jobs[0].id(), &agent, Outcome::TimedOut).await.unwrap();
+    assert_eq!(done.state(), JobState::TimedOut);
+    let log = admin.log(jobs[0].id(), false).await.unwrap().text().await.unwrap();
     assert_eq!(log, "hello\n");
-    let retry = admin.job_action(jobs[0].id, JobAction::Retry).await.unwrap();
-    let cancelled = admin.job_action(retry.id, JobAction::Cancel).await.unwrap();
-    assert_eq!(cancelled.state, JobState::Cancelled);
+    let retry = admin.job_action(jobs[0].id(), JobAction::Retry).await.unwrap();
+    let cancelled = admin.job_action(retry.id(), JobAction::Cancel).await.unwrap();
+    assert_eq!(cancelled.state(), JobState::Cancelled);
     assert_eq!(admin.agents().await.unwrap()[0].id, agent);
     // The agent key is refused for admin calls, with the server's message.
     match agent_client.targets(&Default::default()).await {
@@ -452,10 +452,10 @@ async fn logs_older_than_max_log_age_are_removed_and_their_jobs_kept() {
             capacity: 1,
             wait: None,
         };
-        assert_eq!(agent_client.poll(&poll).await.unwrap()[0].job.id, job[0].id);
-        agent_client.append_log(job[0].id, &agent, format!("{name} log\n").into_bytes()).await.unwrap();
-        agent_client.finish(job[0].id, &agent, Outcome::TimedOut).await.unwrap();
-        ids.push(job[0].id);
+        assert_eq!(agent_client.poll(&poll).await.unwrap()[0].job.id(), job[0].id());
+        agent_client.append_log(job[0].id(), &agent, format!("{name} log\n").into_bytes()).await.unwrap();
+        agent_client.finish(job[0].id(), &agent, Outcome::TimedOut).await.unwrap();
+        ids.push(job[0].id());
     }
     let file = |id: libvieter::job::JobId| s.data.join("logs").join(format!("{}.log", id.0));
     assert!(file(ids[0]).exists() && file(ids[1]).exists(), "logs are files in the data dir");
@@ -469,7 +469,7 @@ async fn logs_older_than_max_log_age_are_removed_and_their_jobs_kept() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let old = admin.job(ids[0]).await.expect("the job record is kept");
-    assert_eq!(old.state, JobState::TimedOut);
+    assert_eq!(old.state(), JobState::TimedOut);
     assert_eq!(admin.log(ids[0], false).await.unwrap().text().await.unwrap(), "");
     assert_eq!(admin.log(ids[1], false).await.unwrap().text().await.unwrap(), "recent log\n");
 }

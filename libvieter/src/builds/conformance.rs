@@ -42,7 +42,7 @@ fn ids<S: BuildStore>(store: &S, limit: usize) -> Vec<JobId> {
     let mut seen = Vec::new();
     store
         .scan_jobs(&mut |job| {
-            seen.push(job.id);
+            seen.push(job.id());
             if seen.len() >= limit {
                 ControlFlow::Break(())
             } else {

@@ -199,7 +199,7 @@ mod tests {
     }
 
     fn id_of(job: &Job) -> JobId {
-        job.id
+        job.id()
     }
 
     /// A service whose logs hold at most 10 bytes, with one job running on agent `a1`.
@@ -234,7 +234,7 @@ mod tests {
         assert!(!logs.append(&service, id, &a1, &Key, b"more").unwrap(), "accepted and dropped");
         let expected = format!("123456789a{}", log_truncation_marker(10));
         assert_eq!(logs.store().get(id).unwrap(), expected.as_bytes());
-        assert!(service.job(id).unwrap().log_truncated, "the job is marked");
+        assert!(service.job(id).unwrap().log_truncated(), "the job is marked");
     }
 
     #[test]

@@ -34,15 +34,15 @@
 //! assert!(builds.tick().unwrap().queued.is_empty());
 //! clock.advance(Duration::hours(15));
 //! let queued = builds.tick().unwrap().queued;
-//! assert_eq!((queued.len(), queued[0].trigger, queued[0].target), (1, Trigger::Schedule, target.id));
+//! assert_eq!((queued.len(), queued[0].trigger(), queued[0].target()), (1, Trigger::Schedule, target.id));
 //!
 //! // An agent leases it and reports.
 //! let agent = AgentId::new("builder-1").unwrap();
 //! let poll = PollRequest { agent_id: agent.clone(), arch: x86, capacity: 4, wait: None };
 //! let leased = builds.poll(&poll, &Key([7; 32])).unwrap();
 //! assert_eq!(leased[0].heartbeat_secs, 20); // a third of the 60 s lease
-//! let done = builds.finish(leased[0].job.id, &agent, Outcome::TimedOut, &Key([7; 32])).unwrap();
-//! assert_eq!(done.state, JobState::TimedOut);
+//! let done = builds.finish(leased[0].job.id(), &agent, Outcome::TimedOut, &Key([7; 32])).unwrap();
+//! assert_eq!(done.state(), JobState::TimedOut);
 //! ```
 
 mod clock;
@@ -232,14 +232,14 @@ impl<S: BuildStore> BuildService<S> {
         let mut max_id = 0;
         let mut active = Vec::new();
         store.scan_jobs(&mut |job| {
-            max_id = max_id.max(job.id.0);
-            if !job.state.is_final() {
+            max_id = max_id.max(job.id().0);
+            if !job.state().is_final() {
                 active.push(job);
             }
             ControlFlow::Continue(())
         })?;
         for job in active {
-            let id = job.id;
+            let id = job.id();
             queue.insert(job).map_err(|e| StoreError::new(format!("stored job {id}: {e}")))?;
         }
         queue.set_next_id(JobId(max_id.saturating_add(1)));
@@ -334,7 +334,7 @@ impl<S: BuildStore> BuildService<S> {
         let now = self.now();
         let (cancelled, saved) = {
             let mut q = self.queue();
-            let ids: Vec<JobId> = q.jobs().filter(|j| j.target == id).map(|j| j.id).collect();
+            let ids: Vec<JobId> = q.jobs().filter(|j| j.target() == id).map(|j| j.id()).collect();
             let cancelled: Vec<Job> = ids.into_iter().filter_map(|jid| q.cancel(jid, now).ok()).collect();
             let saved = self.store.save_jobs(&cancelled)?;
             (cancelled, saved)
@@ -436,9 +436,10 @@ impl<S: BuildStore> BuildService<S> {
     fn refused(&self, id: JobId, e: JobError) -> BuildError {
         match e {
             JobError::NoSuchJob(_) => match self.find_job(id) {
-                Ok(Some(job)) if job.state.is_final() => {
-                    BuildError::Conflict { job: id, reason: JobError::Finished { job: id, state: job.state } }
-                }
+                Ok(Some(job)) if job.state().is_final() => BuildError::Conflict {
+                    job: id,
+                    reason: JobError::Finished { job: id, state: job.state() },
+                },
                 Ok(Some(_)) => BuildError::Conflict { job: id, reason: e },
                 Ok(None) => BuildError::NotFound(Missing::Job(id)),
                 Err(err) => err,
@@ -470,15 +471,15 @@ impl<S: BuildStore> BuildService<S> {
     /// running is refused, and so is one whose target is gone.
     pub fn retry(&self, id: JobId) -> Result<Job, BuildError> {
         let old = self.job(id)?;
-        if !old.state.is_final() {
+        if !old.state().is_final() {
             return Err(BuildError::Conflict {
                 job: id,
-                reason: JobError::NotEnded { job: id, state: old.state },
+                reason: JobError::NotEnded { job: id, state: old.state() },
             });
         }
-        self.target(old.target)?;
+        self.target(old.target())?;
         let (jobs, _) =
-            self.enqueue_all([(old.target, old.arch.clone())], true, Trigger::Retry, self.now())?;
+            self.enqueue_all([(old.target(), old.arch().clone())], true, Trigger::Retry, self.now())?;
         jobs.into_iter().next().ok_or_else(|| StoreError::new("the retry was not queued").into())
     }
 
@@ -537,9 +538,9 @@ impl<S: BuildStore> BuildService<S> {
         let mut out = Vec::with_capacity(leased.len());
         let mut orphans = Vec::new();
         for job in leased {
-            match self.store.target(job.target)? {
+            match self.store.target(job.target())? {
                 Some(target) => out.push(self.leased(job, target, now)),
-                None => orphans.push(job.id),
+                None => orphans.push(job.id()),
             }
         }
         if !orphans.is_empty() {
@@ -564,7 +565,7 @@ impl<S: BuildStore> BuildService<S> {
                 .map_or_else(|| self.settings.base_image.clone(), |i| i.to_string()),
             timeout_secs: target.build_timeout_secs.unwrap_or(self.settings.default_timeout_secs),
             heartbeat_secs: u64::try_from(self.settings.lease.num_seconds() / 3).unwrap_or(0).max(1),
-            lease_expires_at: job.lease_expires_at.unwrap_or(now),
+            lease_expires_at: job.lease_expires_at().unwrap_or(now),
             job,
             target,
         }
@@ -638,10 +639,10 @@ impl<S: BuildStore> BuildService<S> {
     ) -> Result<(), BuildError> {
         self.authorize(agent, who, self.now())?;
         let job = self.job(id)?;
-        if job.state.is_final() {
-            return Err(self.refused(id, JobError::Finished { job: id, state: job.state }));
+        if job.state().is_final() {
+            return Err(self.refused(id, JobError::Finished { job: id, state: job.state() }));
         }
-        if job.state != JobState::Running || job.agent.as_ref() != Some(agent) {
+        if job.state() != JobState::Running || job.agent() != Some(agent) {
             return Err(BuildError::Conflict {
                 job: id,
                 reason: JobError::NotRunningOn { job: id, agent: agent.clone() },
@@ -692,9 +693,9 @@ impl<S: BuildStore> BuildService<S> {
     /// Every known agent, with the jobs it holds.
     pub fn agents(&self) -> Vec<AgentInfo> {
         let mut running: BTreeMap<AgentId, Vec<JobId>> = BTreeMap::new();
-        for job in self.queue().jobs().filter(|j| j.state == JobState::Running) {
-            if let Some(a) = &job.agent {
-                running.entry(a.clone()).or_default().push(job.id);
+        for job in self.queue().jobs().filter(|j| j.state() == JobState::Running) {
+            if let Some(a) = job.agent() {
+                running.entry(a.clone()).or_default().push(job.id());
             }
         }
         self.agents_lock()
@@ -827,8 +828,8 @@ impl<S: BuildStore> BuildService<S> {
         let holding: BTreeSet<AgentId> = self
             .queue()
             .jobs()
-            .filter(|j| j.state == JobState::Running)
-            .filter_map(|j| j.agent.clone())
+            .filter(|j| j.state() == JobState::Running)
+            .filter_map(|j| j.agent().cloned())
             .collect();
         let mut removed = Vec::new();
         let mut next: Option<DateTime<Utc>> = None;

@@ -194,7 +194,7 @@ impl BuildStore for MemoryStore {
     fn save_jobs(&self, jobs: &[Job]) -> Result<Durable, StoreError> {
         let mut m = self.lock();
         for job in jobs {
-            m.jobs.insert(job.id, job.clone());
+            m.jobs.insert(job.id(), job.clone());
         }
         Ok(Durable)
     }

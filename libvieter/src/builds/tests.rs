@@ -119,7 +119,7 @@ impl World {
     }
 
     fn queued(&self, t: DateTime<Utc>) -> Vec<(TargetId, String, Trigger)> {
-        self.at(t).tick().queued.iter().map(|j| (j.target, j.arch.to_string(), j.trigger)).collect()
+        self.at(t).tick().queued.iter().map(|j| (j.target(), j.arch().to_string(), j.trigger())).collect()
     }
 
     fn poll(&self, who: &str, capacity: u32) -> Vec<LeasedJob> {
@@ -154,7 +154,7 @@ fn the_tick_queues_due_runs_with_trigger_schedule() {
     assert_eq!(at_11, [(hourly.id, "x86_64".into(), s), (hourly.id, "aarch64".into(), s)]);
     assert!(*w.wakeups.queued.lock().unwrap() >= 1, "pollers are woken");
     let jobs = w.builds.list_jobs(&JobFilter::default()).unwrap();
-    assert!(jobs.iter().all(|j| j.state == JobState::Queued && j.trigger == s && !j.force));
+    assert!(jobs.iter().all(|j| j.state() == JobState::Queued && j.trigger() == s && !j.force()));
     assert_eq!(w.queued(utc(2025, 1, 1, 11, 0, 30)), [], "ran at 11:00: nothing until 12:00");
     // At 12:00 the 11:00 jobs still wait: they cover the new run, nothing is added.
     assert_eq!(w.queued(utc(2025, 1, 1, 12, 0, 0)), []);
@@ -172,7 +172,7 @@ fn a_disabled_target_is_not_scheduled_but_builds_by_hand() {
     let t = w.target(Some("* *"), &["x86_64"]);
     w.builds.patch_target(t.id, &TargetPatch { enabled: Some(false), ..Default::default() }).unwrap();
     assert_eq!(w.queued(utc(2025, 1, 1, 12, 0, 0)), []);
-    assert_eq!(w.manual(t.id).trigger, Trigger::Manual);
+    assert_eq!(w.manual(t.id).trigger(), Trigger::Manual);
 }
 
 #[test]
@@ -197,10 +197,10 @@ fn a_run_missed_while_down_runs_once() {
     let w = w.restart(utc(2025, 1, 1, 15, 45, 0));
     assert_eq!(w.builds.active_jobs(), 1, "the queued job is reloaded");
     let leased = w.poll("a1", 1);
-    w.succeed(leased[0].job.id, "a1");
+    w.succeed(leased[0].job.id(), "a1");
     assert_eq!(w.queued(utc(2025, 1, 1, 15, 59, 59)), []);
     assert_eq!(w.queued(utc(2025, 1, 1, 16, 0, 0)).len(), 1);
-    assert!(w.builds.list_jobs(&JobFilter::default()).unwrap()[0].id > leased[0].job.id, "ids go on");
+    assert!(w.builds.list_jobs(&JobFilter::default()).unwrap()[0].id() > leased[0].job.id(), "ids go on");
 }
 
 #[test]
@@ -216,7 +216,7 @@ fn spring_forward_runs_at_the_end_of_the_gap() {
     assert_eq!(w.queued(slot - Duration::seconds(1)), []);
     assert_eq!(w.queued(slot), [(t.id, "x86_64".into(), Trigger::Schedule)]);
     let leased = w.poll("a1", 1);
-    w.succeed(leased[0].job.id, "a1");
+    w.succeed(leased[0].job.id(), "a1");
     assert_eq!(w.queued(utc(2025, 3, 30, 1, 30, 0)), [], "once in the gap");
     // The next day at 02:30 CEST.
     let next = schedule.next_after(slot, tz).unwrap();
@@ -237,7 +237,7 @@ fn fall_back_runs_a_repeated_time_once() {
     assert_eq!(first, utc(2025, 10, 26, 0, 30, 0), "libvieter::schedule: the first occurrence");
     assert_eq!(w.queued(first), [(t.id, "x86_64".into(), Trigger::Schedule)]);
     let leased = w.poll("a1", 1);
-    w.succeed(leased[0].job.id, "a1");
+    w.succeed(leased[0].job.id(), "a1");
     assert_eq!(w.queued(utc(2025, 10, 26, 1, 30, 0)), [], "the second 02:30 does not run again");
     let next = schedule.next_after(first, tz).unwrap();
     assert_eq!(next, utc(2025, 10, 27, 1, 30, 0), "02:30 CET the next day");
@@ -254,32 +254,32 @@ fn an_unrenewed_lease_is_lost_and_retried_with_back_off() {
     let t = w.target(None, &["x86_64"]);
     let first = w.manual(t.id);
     let leased = w.poll("a1", 1);
-    assert_eq!((leased[0].job.id, leased[0].lease_expires_at), (first.id, t0 + Duration::seconds(60)));
+    assert_eq!((leased[0].job.id(), leased[0].lease_expires_at), (first.id(), t0 + Duration::seconds(60)));
     w.at(t0 + Duration::seconds(30));
-    let expiry = w.builds.heartbeat(first.id, &agent("a1"), &key(1)).unwrap();
+    let expiry = w.builds.heartbeat(first.id(), &agent("a1"), &key(1)).unwrap();
     assert_eq!(expiry, t0 + Duration::seconds(90));
     assert!(w.at(t0 + Duration::seconds(89)).tick().lost.is_empty());
     let lost = w.at(t0 + Duration::seconds(90)).tick().lost;
-    assert_eq!((lost.len(), lost[0].job.state), (1, JobState::Lost));
-    assert_eq!(lost[0].job.cause.as_ref().map(|c| c.step), Some(FailureStep::Agent));
+    assert_eq!((lost.len(), lost[0].job.state()), (1, JobState::Lost));
+    assert_eq!(lost[0].job.cause().map(|c| c.step), Some(FailureStep::Agent));
     let retry = lost[0].retry.clone().unwrap();
-    assert_eq!((retry.attempt, retry.retry_of, retry.trigger), (2, Some(first.id), Trigger::Retry));
-    assert_eq!(retry.not_before, t0 + Duration::seconds(100), "back-off 10 s");
-    assert_eq!(w.builds.job(first.id).unwrap().state, JobState::Lost, "the lost attempt is stored");
+    assert_eq!((retry.attempt(), retry.retry_of(), retry.trigger()), (2, Some(first.id()), Trigger::Retry));
+    assert_eq!(retry.not_before(), t0 + Duration::seconds(100), "back-off 10 s");
+    assert_eq!(w.builds.job(first.id()).unwrap().state(), JobState::Lost, "the lost attempt is stored");
     // The late agent is told the job is over.
-    let late = w.builds.heartbeat(first.id, &agent("a1"), &key(1)).unwrap_err();
-    assert_eq!(late.to_string(), format!("job {} is already lost", first.id));
+    let late = w.builds.heartbeat(first.id(), &agent("a1"), &key(1)).unwrap_err();
+    assert_eq!(late.to_string(), format!("job {} is already lost", first.id()));
     assert!(matches!(late, BuildError::Conflict { .. }));
     // Not before the back-off, then to another agent.
     assert!(w.at(t0 + Duration::seconds(99)).poll("a2", 1).is_empty());
     let again = w.at(t0 + Duration::seconds(100)).poll("a2", 1);
-    assert_eq!((again[0].job.id, again[0].job.attempt), (retry.id, 2));
+    assert_eq!((again[0].job.id(), again[0].job.attempt()), (retry.id(), 2));
     // Lost again (a poll expires leases too): back-off doubles; the third attempt is the last.
     w.at(t0 + Duration::seconds(160));
     assert!(w.poll("a2", 1).is_empty());
     let third =
         w.builds.list_jobs(&JobFilter { state: Some(JobState::Queued), ..Default::default() }).unwrap();
-    assert_eq!((third[0].attempt, third[0].not_before), (3, t0 + Duration::seconds(180)));
+    assert_eq!((third[0].attempt(), third[0].not_before()), (3, t0 + Duration::seconds(180)));
     w.at(t0 + Duration::seconds(180));
     assert_eq!(w.poll("a2", 1).len(), 1);
     let lost = w.at(t0 + Duration::seconds(240)).tick().lost;
@@ -295,15 +295,15 @@ fn a_package_failure_is_never_retried_an_upload_failure_is() {
     w.poll("a1", 1);
     let cause =
         FailureCause { exit_code: Some(4), ..FailureCause::new(FailureStep::Makepkg, "build() failed") };
-    let done = w.builds.finish(job.id, &agent("a1"), Outcome::Failed { cause }, &key(1)).unwrap();
-    assert_eq!(done.state, JobState::Failed);
+    let done = w.builds.finish(job.id(), &agent("a1"), Outcome::Failed { cause }, &key(1)).unwrap();
+    assert_eq!(done.state(), JobState::Failed);
     assert_eq!(w.builds.active_jobs(), 0);
     let job = w.manual(t.id);
     w.poll("a1", 1);
     let queued_before = *w.wakeups.queued.lock().unwrap();
     let cause =
         FailureCause { http_status: Some(502), ..FailureCause::new(FailureStep::Upload, "bad gateway") };
-    w.builds.finish(job.id, &agent("a1"), Outcome::Failed { cause }, &key(1)).unwrap();
+    w.builds.finish(job.id(), &agent("a1"), Outcome::Failed { cause }, &key(1)).unwrap();
     assert_eq!(w.builds.active_jobs(), 1, "retried");
     assert!(*w.wakeups.queued.lock().unwrap() > queued_before, "pollers are woken for the retry");
 }
@@ -315,16 +315,16 @@ fn cancel_queued_and_running_jobs() {
     let running = w.manual(t.id);
     w.poll("a1", 1);
     let queued = w.builds.queue_build(&QueueRequest { target: t.id, arch: None, force: true }).unwrap();
-    let cancelled = w.builds.cancel(queued[0].id).unwrap();
-    assert_eq!(cancelled.state, JobState::Cancelled);
-    assert_eq!(w.builds.job(queued[0].id).unwrap().state, JobState::Cancelled, "stored");
-    let again = w.builds.cancel(queued[0].id).unwrap_err();
-    assert_eq!(again.to_string(), format!("job {} is already cancelled", queued[0].id));
-    assert_eq!(w.builds.cancel(running.id).unwrap().state, JobState::Cancelled);
+    let cancelled = w.builds.cancel(queued[0].id()).unwrap();
+    assert_eq!(cancelled.state(), JobState::Cancelled);
+    assert_eq!(w.builds.job(queued[0].id()).unwrap().state(), JobState::Cancelled, "stored");
+    let again = w.builds.cancel(queued[0].id()).unwrap_err();
+    assert_eq!(again.to_string(), format!("job {} is already cancelled", queued[0].id()));
+    assert_eq!(w.builds.cancel(running.id()).unwrap().state(), JobState::Cancelled);
     // Its agent learns it at the next heartbeat, and cannot report on it any more.
-    let hb = w.builds.heartbeat(running.id, &agent("a1"), &key(1)).unwrap_err();
+    let hb = w.builds.heartbeat(running.id(), &agent("a1"), &key(1)).unwrap_err();
     assert!(matches!(hb, BuildError::Conflict { reason: JobError::Finished { .. }, .. }), "{hb}");
-    let fin = w.builds.finish(running.id, &agent("a1"), Outcome::TimedOut, &key(1)).unwrap_err();
+    let fin = w.builds.finish(running.id(), &agent("a1"), Outcome::TimedOut, &key(1)).unwrap_err();
     assert!(matches!(fin, BuildError::Conflict { .. }));
     assert!(matches!(w.builds.cancel(JobId(999)), Err(BuildError::NotFound(Missing::Job(JobId(999))))));
     assert_eq!(w.builds.cancel(JobId(999)).unwrap_err().to_string(), "job 999 not found");
@@ -335,19 +335,19 @@ fn only_an_ended_job_is_retried() {
     let w = World::new(chrono_tz::UTC, utc(2025, 1, 1, 0, 0, 0));
     let t = w.target(None, &["x86_64"]);
     let job = w.manual(t.id);
-    let refused = w.builds.retry(job.id).unwrap_err();
-    assert_eq!(refused.to_string(), format!("job {} is queued: it has not ended", job.id));
+    let refused = w.builds.retry(job.id()).unwrap_err();
+    assert_eq!(refused.to_string(), format!("job {} is queued: it has not ended", job.id()));
     w.poll("a1", 1);
-    assert!(matches!(w.builds.retry(job.id), Err(BuildError::Conflict { .. })), "running");
-    w.succeed(job.id, "a1");
-    let retry = w.builds.retry(job.id).unwrap();
-    assert_eq!((retry.trigger, retry.force, retry.state), (Trigger::Retry, true, JobState::Queued));
-    assert_ne!(retry.id, job.id);
+    assert!(matches!(w.builds.retry(job.id()), Err(BuildError::Conflict { .. })), "running");
+    w.succeed(job.id(), "a1");
+    let retry = w.builds.retry(job.id()).unwrap();
+    assert_eq!((retry.trigger(), retry.force(), retry.state()), (Trigger::Retry, true, JobState::Queued));
+    assert_ne!(retry.id(), job.id());
     assert!(matches!(w.builds.retry(JobId(999)), Err(BuildError::NotFound(_))));
     // A job whose target is gone cannot be built again.
     w.builds.delete_target(t.id).unwrap();
-    assert_eq!(w.builds.job(retry.id).unwrap().state, JobState::Cancelled, "deleting cancels");
-    let gone = w.builds.retry(job.id).unwrap_err();
+    assert_eq!(w.builds.job(retry.id()).unwrap().state(), JobState::Cancelled, "deleting cancels");
+    let gone = w.builds.retry(job.id()).unwrap_err();
     assert_eq!(gone.to_string(), format!("target {} not found", t.id));
 }
 
@@ -358,7 +358,7 @@ fn a_job_whose_target_vanished_is_cancelled_not_leased() {
     let job = w.manual(t.id);
     w.store.remove_target(t.id).unwrap();
     assert!(w.poll("a1", 1).is_empty());
-    assert_eq!(w.builds.job(job.id).unwrap().state, JobState::Cancelled);
+    assert_eq!(w.builds.job(job.id()).unwrap().state(), JobState::Cancelled);
 }
 
 // ---- manual builds, leases ----
@@ -368,11 +368,11 @@ fn manual_builds_check_the_arch_and_deduplicate() {
     let w = World::new(chrono_tz::UTC, utc(2025, 1, 1, 0, 0, 0));
     let t = w.target(None, &["x86_64", "aarch64"]);
     let all = w.builds.queue_build(&QueueRequest { target: t.id, arch: None, force: false }).unwrap();
-    assert_eq!(all.iter().map(|j| j.arch.as_str()).collect::<Vec<_>>(), ["x86_64", "aarch64"]);
+    assert_eq!(all.iter().map(|j| j.arch().as_str()).collect::<Vec<_>>(), ["x86_64", "aarch64"]);
     let one = QueueRequest { target: t.id, arch: Some(arch("aarch64")), force: false };
-    assert_eq!(w.builds.queue_build(&one).unwrap()[0].id, all[1].id, "already waiting");
+    assert_eq!(w.builds.queue_build(&one).unwrap()[0].id(), all[1].id(), "already waiting");
     let forced = w.builds.queue_build(&QueueRequest { force: true, ..one }).unwrap();
-    assert_ne!(forced[0].id, all[1].id);
+    assert_ne!(forced[0].id(), all[1].id());
     let wrong = QueueRequest { target: t.id, arch: Some(arch("riscv64")), force: false };
     let err = w.builds.queue_build(&wrong).unwrap_err();
     assert!(matches!(err, BuildError::Invalid(Invalid::Arch { .. })));
@@ -416,7 +416,7 @@ fn one_agent_holds_at_most_max_agent_capacity_jobs() {
     assert!(w.poll("greedy", 1_000_000).is_empty(), "already holding the cap");
     assert_eq!(w.builds.agents()[0].capacity, 3, "the capacity is recorded capped");
     assert_eq!(w.builds.agents()[0].running.len(), 3);
-    w.succeed(got[0].job.id, "greedy");
+    w.succeed(got[0].job.id(), "greedy");
     assert_eq!(w.poll("greedy", 1_000_000).len(), 1, "finishing frees a slot");
     assert_eq!(w.poll("other", 2).len(), 2, "others are not held back");
 }
@@ -451,17 +451,17 @@ fn agent_ids_are_bound_to_their_first_key() {
     let job = w.manual(t.id);
     assert_eq!(w.poll("a1", 1).len(), 1);
     for refused in [
-        w.builds.heartbeat(job.id, &agent("a1"), &key(2)).map(|_| ()),
-        w.builds.finish(job.id, &agent("a1"), Outcome::TimedOut, &key(2)).map(|_| ()),
-        w.builds.check_log_append(job.id, &agent("a1"), &key(2)),
+        w.builds.heartbeat(job.id(), &agent("a1"), &key(2)).map(|_| ()),
+        w.builds.finish(job.id(), &agent("a1"), Outcome::TimedOut, &key(2)).map(|_| ()),
+        w.builds.check_log_append(job.id(), &agent("a1"), &key(2)),
     ] {
         assert!(matches!(refused, Err(BuildError::Forbidden { .. })), "{refused:?}");
     }
-    assert_eq!(w.builds.job(job.id).unwrap().state, JobState::Running, "nothing changed");
+    assert_eq!(w.builds.job(job.id()).unwrap().state(), JobState::Running, "nothing changed");
     // Key 1 rotated out: its binding is stale and another key takes the id over.
     let rotated = Key { presented: [4; 32], accepted: vec![[4; 32]] };
     w.poll_as("a1", 1, &rotated).unwrap();
-    assert!(w.builds.heartbeat(job.id, &agent("a1"), &rotated).is_ok());
+    assert!(w.builds.heartbeat(job.id(), &agent("a1"), &rotated).is_ok());
     // The binding is stored: it survives a restart.
     let w = w.restart(utc(2025, 1, 1, 0, 1, 0));
     assert!(matches!(
@@ -512,7 +512,7 @@ fn idle_agents_expire_busy_ones_are_kept() {
     assert_eq!(w.builds.agents().iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["busy"]);
     assert!(w.at(t0 + Duration::hours(2)).tick().forgotten.is_empty(), "holding a job");
     let finished_at = t0 + Duration::hours(2);
-    w.succeed(job.id, "busy");
+    w.succeed(job.id(), "busy");
     assert_eq!(w.wakeups.tick_by.lock().unwrap().last(), Some(&(finished_at + Duration::hours(1))));
     assert!(w.at(finished_at + Duration::minutes(59)).tick().forgotten.is_empty(), "its last contact counts");
     assert_eq!(w.at(finished_at + Duration::hours(1)).tick().forgotten, [agent("busy")]);
@@ -531,17 +531,17 @@ fn only_the_lease_holder_appends_to_a_running_jobs_log() {
     let w = World::new(chrono_tz::UTC, utc(2025, 1, 1, 0, 0, 0));
     let t = w.target(None, &["x86_64"]);
     let job = w.manual(t.id);
-    let not_running = w.builds.check_log_append(job.id, &agent("a1"), &key(1)).unwrap_err();
-    assert_eq!(not_running.to_string(), format!("job {} is not running on agent a1", job.id));
+    let not_running = w.builds.check_log_append(job.id(), &agent("a1"), &key(1)).unwrap_err();
+    assert_eq!(not_running.to_string(), format!("job {} is not running on agent a1", job.id()));
     w.poll("a1", 1);
-    w.builds.check_log_append(job.id, &agent("a1"), &key(1)).unwrap();
-    let other = w.builds.check_log_append(job.id, &agent("a2"), &key(1)).unwrap_err();
-    assert_eq!(other.to_string(), format!("job {} is not running on agent a2", job.id));
-    w.builds.log_truncated(job.id).unwrap();
-    assert!(w.store.job(job.id).unwrap().unwrap().log_truncated, "the mark is stored");
-    w.succeed(job.id, "a1");
-    let done = w.builds.check_log_append(job.id, &agent("a1"), &key(1)).unwrap_err();
-    assert_eq!(done.to_string(), format!("job {} is already succeeded", job.id));
+    w.builds.check_log_append(job.id(), &agent("a1"), &key(1)).unwrap();
+    let other = w.builds.check_log_append(job.id(), &agent("a2"), &key(1)).unwrap_err();
+    assert_eq!(other.to_string(), format!("job {} is not running on agent a2", job.id()));
+    w.builds.log_truncated(job.id()).unwrap();
+    assert!(w.store.job(job.id()).unwrap().unwrap().log_truncated(), "the mark is stored");
+    w.succeed(job.id(), "a1");
+    let done = w.builds.check_log_append(job.id(), &agent("a1"), &key(1)).unwrap_err();
+    assert_eq!(done.to_string(), format!("job {} is already succeeded", job.id()));
     assert!(matches!(
         w.builds.check_log_append(JobId(99), &agent("a1"), &key(1)),
         Err(BuildError::NotFound(_))
@@ -604,12 +604,12 @@ fn listings_filter_and_page() {
     assert_eq!(w.builds.list_targets(&paged).unwrap().iter().map(|t| t.id.0).collect::<Vec<_>>(), [29, 30]);
     let jobs = w.builds.list_jobs(&JobFilter::default()).unwrap();
     assert_eq!(jobs.len(), 40);
-    assert!(jobs.windows(2).all(|p| p[0].id > p[1].id), "newest first");
+    assert!(jobs.windows(2).all(|p| p[0].id() > p[1].id()), "newest first");
     let page =
         JobFilter { arch: Some("aarch64".into()), offset: Some(2), limit: Some(3), ..Default::default() };
     let got = w.builds.list_jobs(&page).unwrap();
     assert_eq!(got.len(), 3);
-    assert!(got.iter().all(|j| j.arch.as_str() == "aarch64"));
+    assert!(got.iter().all(|j| j.arch().as_str() == "aarch64"));
     assert!(w.builds.list_jobs(&JobFilter { limit: Some(0), ..Default::default() }).unwrap().is_empty());
     let none = JobFilter { state: Some(JobState::Running), ..Default::default() };
     assert!(w.builds.list_jobs(&none).unwrap().is_empty());

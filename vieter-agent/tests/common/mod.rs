@@ -230,7 +230,7 @@ where
 /// Waits until job `id` is final and returns it.
 pub async fn finished(client: &Client, id: JobId, secs: u64) -> Job {
     eventually(secs, &format!("job {id} to end"), || async {
-        client.job(id).await.ok().filter(|j| j.state.is_final())
+        client.job(id).await.ok().filter(|j| j.state().is_final())
     })
     .await
 }

@@ -132,15 +132,15 @@ fn job_table(jobs: &[Job]) -> comfy_table::Table {
     let mut t = table(["ID", "TARGET", "ARCH", "STATE", "TRIGGER", "ATTEMPT", "QUEUED", "AGENT", "CAUSE"]);
     for j in jobs {
         t.add_row(vec![
-            j.id.to_string(),
-            j.target.to_string(),
-            j.arch.to_string(),
-            j.state.to_string(),
-            format!("{:?}", j.trigger).to_lowercase(),
-            j.attempt.to_string(),
-            j.queued_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-            j.agent.as_ref().map(|a| a.to_string()).unwrap_or_default(),
-            j.cause.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            j.id().to_string(),
+            j.target().to_string(),
+            j.arch().to_string(),
+            j.state().to_string(),
+            format!("{:?}", j.trigger()).to_lowercase(),
+            j.attempt().to_string(),
+            j.queued_at().format("%Y-%m-%d %H:%M:%S").to_string(),
+            j.agent().map(|a| a.to_string()).unwrap_or_default(),
+            j.cause().map(|c| c.to_string()).unwrap_or_default(),
         ]);
     }
     t
@@ -204,18 +204,18 @@ pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
             }
             let mut failed = Vec::new();
             for job in &jobs {
-                ctx.out.say(format!("==> job {} ({})", job.id, job.arch));
-                stream_log(&client, job.id, true, !ctx.out.json).await?;
-                let end = wait_for_end(&client, job.id).await?;
+                ctx.out.say(format!("==> job {} ({})", job.id(), job.arch()));
+                stream_log(&client, job.id(), true, !ctx.out.json).await?;
+                let end = wait_for_end(&client, job.id()).await?;
                 if !matches!(
-                    end.state,
+                    end.state(),
                     libvieter::job::JobState::Succeeded | libvieter::job::JobState::Skipped
                 ) {
                     failed.push(format!(
                         "job {} {}{}",
-                        end.id,
-                        end.state,
-                        end.cause.map(|c| format!(": {c}")).unwrap_or_default()
+                        end.id(),
+                        end.state(),
+                        end.cause().map(|c| format!(": {c}")).unwrap_or_default()
                     ));
                 }
             }
@@ -245,7 +245,7 @@ async fn stream_log(client: &Client, id: JobId, follow: bool, print: bool) -> Re
 async fn wait_for_end(client: &Client, id: JobId) -> Result<Job, String> {
     loop {
         let job = client.job(id).await.map_err(err)?;
-        if job.state.is_final() {
+        if job.state().is_final() {
             return Ok(job);
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;

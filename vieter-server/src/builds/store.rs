@@ -299,7 +299,7 @@ mod tests {
             DateTime::from_timestamp(1_735_700_400, 0).as_ref()
         );
         let job = store.job(JobId(3)).unwrap().unwrap();
-        assert!(!job.log_truncated && job.target == TargetId(7));
+        assert!(!job.log_truncated() && job.target() == TargetId(7));
         let mut agents = store.agents().unwrap();
         agents.sort_by(|a, b| a.info.id.cmp(&b.info.id));
         assert_eq!((agents[0].info.id.as_str(), agents[0].key), ("new", Some([5u8; 32])));

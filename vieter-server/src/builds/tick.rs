@@ -49,7 +49,7 @@ impl Builds {
     pub fn tick(&self) -> Result<DateTime<Utc>, BuildsError> {
         let report = self.service.tick()?;
         for e in &report.lost {
-            tracing::warn!(job = %e.job.id, agent = ?e.job.agent, retry = ?e.retry.as_ref().map(|r| r.id), "lease expired: job lost");
+            tracing::warn!(job = %e.job.id(), agent = ?e.job.agent(), retry = ?e.retry.as_ref().map(|r| r.id()), "lease expired: job lost");
         }
         if !report.queued.is_empty() {
             tracing::info!(queued = report.queued.len(), "scheduled builds queued");

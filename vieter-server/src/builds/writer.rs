@@ -58,7 +58,7 @@ impl JobWriter {
     /// Hands records over (encoded here, so the writer only writes).
     pub(super) fn submit(&self, jobs: &[Job]) -> Result<Pending, StoreError> {
         let records =
-            jobs.iter().map(|j| Ok((j.id.0, encode(j)?))).collect::<Result<Vec<_>, StoreError>>()?;
+            jobs.iter().map(|j| Ok((j.id().0, encode(j)?))).collect::<Result<Vec<_>, StoreError>>()?;
         if records.is_empty() {
             return Ok(Pending(None));
         }

@@ -231,7 +231,7 @@ impl LogReader {
             let (builds, id) = (self.builds.clone(), self.id);
             let state = tokio::task::spawn_blocking(move || builds.service.find_job(id)).await;
             self.ended = match state {
-                Ok(Ok(job)) => job.is_none_or(|j| j.state.is_final()),
+                Ok(Ok(job)) => job.is_none_or(|j| j.state().is_final()),
                 _ => true,
             };
             if !self.ended {
