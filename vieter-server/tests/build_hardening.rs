@@ -12,22 +12,6 @@ use sha2::{Digest, Sha256};
 
 const AGENT_KEY: &str = "hardening-agent-key";
 
-async fn call(
-    http: &reqwest::Client,
-    method: Method,
-    url: String,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http.request(method, url).header("X-Api-Key", key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Creates a target and queues `count` builds of it; returns the job ids.
 async fn queue_jobs(http: &reqwest::Client, url: &str, count: usize) -> Vec<u64> {
     let body = json!({"kind": "git", "url": "https://example.org/pkg.git", "repo": "r", "arch": ["x86_64"]});

@@ -9,22 +9,6 @@ use serde_json::{json, Value};
 
 const AGENT_KEY: &str = "test-agent-key";
 
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http.request(method, url).header("X-Api-Key", key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 fn server(extra: &[(&str, &str)]) -> Server {
     let mut env = vec![("VIETER_AGENT_KEY", AGENT_KEY)];
     env.extend_from_slice(extra);

@@ -12,22 +12,6 @@ use serde_json::{json, Value};
 
 const AGENT_KEY: &str = "test-agent-key";
 
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http.request(method, url).header("X-Api-Key", key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Vieter's envelope with its data.
 fn data(v: &Value) -> &Value {
     let o = v.as_object().expect("an object");

@@ -227,3 +227,20 @@ impl Pacman {
         (out.status.success(), text)
     }
 }
+
+/// One JSON request with a key: the status and the body as JSON (`Null` when it is not JSON).
+pub async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = http.request(method, url).header("X-Api-Key", key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("the request reaches the server");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
