@@ -23,6 +23,8 @@ pub enum KeyKind {
     Integer,
     Float,
     Bool,
+    /// A list of strings: in a variable, separated by whitespace (`VIETER_SYNC_DBS="url1 url2"`).
+    List,
 }
 
 /// Loads `file` (if given) into `T`, after applying `VIETER_<KEY>` / `VIETER_<KEY>_FILE` from `env` for
@@ -64,6 +66,9 @@ pub fn load_layered<T: DeserializeOwned>(
             }
             KeyKind::Float => toml::Value::Float(value.trim().parse().map_err(|_| bad("a number"))?),
             KeyKind::Bool => toml::Value::Boolean(value.trim().parse().map_err(|_| bad("true or false"))?),
+            KeyKind::List => toml::Value::Array(
+                value.split_whitespace().map(|item| toml::Value::String(item.to_owned())).collect(),
+            ),
         };
         table.insert(key.to_owned(), parsed);
     }
@@ -83,11 +88,12 @@ mod tests {
         count: u32,
         ratio: f64,
         on: bool,
+        urls: Vec<String>,
     }
 
     impl Default for Settings {
         fn default() -> Self {
-            Settings { name: "d".into(), count: 1, ratio: 0.5, on: false }
+            Settings { name: "d".into(), count: 1, ratio: 0.5, on: false, urls: Vec::new() }
         }
     }
 
@@ -96,6 +102,7 @@ mod tests {
         ("count", KeyKind::Integer),
         ("ratio", KeyKind::Float),
         ("on", KeyKind::Bool),
+        ("urls", KeyKind::List),
     ];
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -120,6 +127,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!((s.name.as_str(), s.count, s.ratio, s.on), ("from-secret", 3, 1.5, true));
+        let l: Settings =
+            load_layered(Some(&file), env(&[("VIETER_URLS", " http://a/$arch\n http://b ")]), KEYS).unwrap();
+        assert_eq!(l.urls, ["http://a/$arch", "http://b"]);
+        std::fs::write(&file, "urls = [\"http://c\"]\n").unwrap();
+        let f: Settings = load_layered(Some(&file), env(&[]), KEYS).unwrap();
+        assert_eq!(f.urls, ["http://c"]);
         let d: Settings = load_layered(None, env(&[]), KEYS).unwrap();
         assert_eq!((d.name.as_str(), d.count), ("d", 1));
     }

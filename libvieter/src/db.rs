@@ -381,50 +381,72 @@ impl Database {
         write_archive(out, kind, self.entries.values())
     }
 
-    /// Reads a database archive (`.db` or `.files`, gzip or plain tar) written by us or by `repo-add`.
-    /// Each entry is recompressed once.
+    /// Reads a database archive (`.db` or `.files`; see [`read_entries`]) written by us or by
+    /// `repo-add`. Each entry is recompressed once.
     pub fn read<R: Read>(reader: R) -> Result<Self, DbError> {
-        const MAX_ENTRY_FILE: u64 = 256 << 20;
-        let mut head = io::BufReader::new(reader);
-        let gz = io::BufRead::fill_buf(&mut head).map_err(DbError::Corrupt)?.starts_with(&[0x1f, 0x8b]);
-        let stream: Box<dyn Read> =
-            if gz { Box::new(flate2::read::MultiGzDecoder::new(head)) } else { Box::new(head) };
-        let mut archive = tar::Archive::new(stream);
-        // dir -> (desc, files, mtime)
-        let mut parts: BTreeMap<String, (Option<String>, Option<String>, u64)> = BTreeMap::new();
-        for entry in archive.entries().map_err(DbError::Corrupt)? {
-            let mut entry = entry.map_err(DbError::Corrupt)?;
-            let path =
-                String::from_utf8(entry.path_bytes().into_owned()).map_err(|_| DbError::InvalidUtf8)?;
-            let Some((dir, file)) = path.trim_end_matches('/').split_once('/') else {
-                continue;
-            };
-            if file != "desc" && file != "files" {
-                continue;
-            }
-            if entry.size() > MAX_ENTRY_FILE {
-                return Err(DbError::TooLarge(path));
-            }
-            let mtime = entry.header().mtime().unwrap_or(0);
-            let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(|e| match e.kind() {
-                io::ErrorKind::InvalidData => DbError::InvalidUtf8,
-                _ => DbError::Corrupt(e),
-            })?;
-            let slot = parts.entry(dir.to_owned()).or_insert((None, None, mtime));
-            if file == "desc" {
-                slot.0 = Some(text)
-            } else {
-                slot.1 = Some(text)
-            }
-        }
         let mut db = Database::new();
-        for (dir, (desc, files, mtime)) in parts {
-            let desc = desc.ok_or(DbError::MissingDesc { dir })?;
-            db.insert(DbEntry::from_parts(desc, files)?.compress(mtime)?);
+        for (entry, mtime) in read_entries_with_mtime(reader)? {
+            db.insert(entry.compress(mtime)?);
         }
         Ok(db)
     }
+}
+
+/// The entries of a database archive (`.db` or `.files`: plain tar, or tar compressed with gzip,
+/// zstd or xz, as `repo-add` and Arch's mirrors write them), in directory-name order, without
+/// recompressing anything: what reading a pacman sync database needs.
+pub fn read_entries<R: Read>(reader: R) -> Result<Vec<DbEntry>, DbError> {
+    Ok(read_entries_with_mtime(reader)?.into_iter().map(|(e, _)| e).collect())
+}
+
+fn read_entries_with_mtime<R: Read>(reader: R) -> Result<Vec<(DbEntry, u64)>, DbError> {
+    const MAX_ENTRY_FILE: u64 = 256 << 20;
+    let mut head = io::BufReader::new(reader);
+    let magic = io::BufRead::fill_buf(&mut head).map_err(DbError::Corrupt)?;
+    let stream: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(head))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::new(head).map_err(DbError::Corrupt)?)
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(head))
+    } else {
+        Box::new(head)
+    };
+    let mut archive = tar::Archive::new(stream);
+    // dir -> (desc, files, mtime)
+    let mut parts: BTreeMap<String, (Option<String>, Option<String>, u64)> = BTreeMap::new();
+    for entry in archive.entries().map_err(DbError::Corrupt)? {
+        let mut entry = entry.map_err(DbError::Corrupt)?;
+        let path = String::from_utf8(entry.path_bytes().into_owned()).map_err(|_| DbError::InvalidUtf8)?;
+        let Some((dir, file)) = path.trim_end_matches('/').split_once('/') else {
+            continue;
+        };
+        if file != "desc" && file != "files" {
+            continue;
+        }
+        if entry.size() > MAX_ENTRY_FILE {
+            return Err(DbError::TooLarge(path));
+        }
+        let mtime = entry.header().mtime().unwrap_or(0);
+        let mut text = String::new();
+        entry.read_to_string(&mut text).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => DbError::InvalidUtf8,
+            _ => DbError::Corrupt(e),
+        })?;
+        let slot = parts.entry(dir.to_owned()).or_insert((None, None, mtime));
+        if file == "desc" {
+            slot.0 = Some(text)
+        } else {
+            slot.1 = Some(text)
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(dir, (desc, files, mtime))| {
+            let desc = desc.ok_or(DbError::MissingDesc { dir })?;
+            Ok((DbEntry::from_parts(desc, files)?, mtime))
+        })
+        .collect()
 }
 
 #[cfg(test)]

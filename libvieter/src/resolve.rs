@@ -78,6 +78,14 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The package of a database entry: its name, version and `%PROVIDES%` (a line that is not a
+    /// dependency string, such as an empty name, is skipped: pacman would match nothing against it).
+    pub fn from_entry(source: Source, entry: &DbEntry) -> Provider {
+        let provides =
+            desc_section(&entry.desc, "PROVIDES").filter_map(|line| Dependency::parse(line).ok()).collect();
+        Provider { name: entry.name.clone(), version: entry.version.clone(), provides, source }
+    }
+
     /// Whether this package satisfies `dep`, by name and version or by a provision.
     pub fn satisfies(&self, dep: &Dependency) -> bool {
         dep.satisfied_by(self.name.as_str(), self.version.as_str())
@@ -118,9 +126,7 @@ impl Available {
     /// parser would not match it against anything either, and one odd line should not hide a whole
     /// database.
     pub fn add_entry(&mut self, source: Source, entry: &DbEntry) {
-        let provides =
-            desc_section(&entry.desc, "PROVIDES").filter_map(|line| Dependency::parse(line).ok()).collect();
-        self.add(Provider { name: entry.name.clone(), version: entry.version.clone(), provides, source });
+        self.add(Provider::from_entry(source, entry));
     }
 
     /// Adds every package of a database (a sync db read with [`Database::read`], or the target
@@ -222,9 +228,70 @@ pub struct Closure {
     bases: BTreeMap<PkgName, AurBase>,
     needs: BTreeMap<PkgName, BTreeSet<PkgName>>,
     choices: Vec<Choice>,
+    installed: Vec<Installed>,
+}
+
+/// A dependency satisfied without building: by a sync database or by a package already in the target
+/// repository (which is how a published member breaks a cycle of AUR bases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The dependency, without description.
+    pub dependency: Dependency,
+    /// The package that satisfies it.
+    pub provider: Provider,
 }
 
 impl Closure {
+    /// The dependencies satisfied by [`Available`], each once, in the order they were met.
+    pub fn installed(&self) -> &[Installed] {
+        &self.installed
+    }
+
+    /// What the closure says, as the API shows it.
+    pub fn report(&self) -> ClosureReport {
+        let layers = self.layers();
+        ClosureReport {
+            roots: self.roots.clone(),
+            bases: self
+                .bases
+                .values()
+                .map(|b| BaseReport {
+                    name: b.name.clone(),
+                    version: b.version.to_string(),
+                    packages: b.packages.iter().map(|p| p.name.clone()).collect(),
+                    needs: self.needs(&b.name).cloned().collect(),
+                })
+                .collect(),
+            layers,
+            choices: self
+                .choices
+                .iter()
+                .map(|c| ChoiceReport {
+                    dependency: c.dependency.to_string(),
+                    chosen: c.chosen.clone(),
+                    candidates: c.candidates.clone(),
+                })
+                .collect(),
+            installed: self
+                .installed
+                .iter()
+                .map(|i| {
+                    let (kind, repo) = match &i.provider.source {
+                        Source::Sync(r) => ("sync", r.clone()),
+                        Source::Target(r) => ("target", r.clone()),
+                    };
+                    InstalledReport {
+                        dependency: i.dependency.to_string(),
+                        package: i.provider.name.clone(),
+                        version: i.provider.version.to_string(),
+                        source: kind,
+                        repo,
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// The bases of the roots, in the order the roots were given (each once).
     pub fn roots(&self) -> &[PkgName] {
         &self.roots
@@ -294,6 +361,45 @@ impl Closure {
     }
 }
 
+/// A [`Closure`] as JSON: bases with what they need, build layers, provider choices, and the
+/// dependencies found installable (`source`: `sync` for a sync database, `target` for the repository
+/// the builds publish to).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClosureReport {
+    pub roots: Vec<PkgName>,
+    pub bases: Vec<BaseReport>,
+    pub layers: Vec<Vec<PkgName>>,
+    pub choices: Vec<ChoiceReport>,
+    pub installed: Vec<InstalledReport>,
+}
+
+/// One base of a [`ClosureReport`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BaseReport {
+    pub name: PkgName,
+    pub version: String,
+    pub packages: Vec<PkgName>,
+    pub needs: Vec<PkgName>,
+}
+
+/// One [`Choice`] of a [`ClosureReport`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChoiceReport {
+    pub dependency: String,
+    pub chosen: PkgName,
+    pub candidates: Vec<PkgName>,
+}
+
+/// One [`Installed`] of a [`ClosureReport`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstalledReport {
+    pub dependency: String,
+    pub package: PkgName,
+    pub version: String,
+    pub source: &'static str,
+    pub repo: RepoName,
+}
+
 /// Why a closure could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError<E> {
@@ -340,7 +446,7 @@ enum Want {
 
 /// The outcome of one attempt at a dependency.
 enum Step {
-    Installable,
+    Installable(Provider),
     Aur(PkgName),
     NeedInfo(Vec<PkgName>),
     NeedSearch(String),
@@ -359,6 +465,7 @@ struct Resolver<'a, L: AurLookup> {
     bases: BTreeMap<PkgName, AurBase>,
     needs: BTreeMap<PkgName, BTreeSet<PkgName>>,
     choices: Vec<Choice>,
+    installed: Vec<Installed>,
     pending: VecDeque<Want>,
 }
 
@@ -378,6 +485,7 @@ pub fn resolve<L: AurLookup>(
         bases: BTreeMap::new(),
         needs: BTreeMap::new(),
         choices: Vec::new(),
+        installed: Vec::new(),
         pending: VecDeque::new(),
     };
     let mut unique = Vec::new();
@@ -398,7 +506,13 @@ pub fn resolve<L: AurLookup>(
         r.include(pkg, vec![root.to_string()])?;
     }
     r.run()?;
-    let closure = Closure { roots: root_bases, bases: r.bases, needs: r.needs, choices: r.choices };
+    let closure = Closure {
+        roots: root_bases,
+        bases: r.bases,
+        needs: r.needs,
+        choices: r.choices,
+        installed: r.installed,
+    };
     if let Some(cycle) = find_cycle(&closure.needs) {
         return Err(ResolveError::Cycle { bases: cycle });
     }
@@ -476,7 +590,11 @@ impl<L: AurLookup> Resolver<'_, L> {
                         Some(_) => {}
                     },
                     Want::Dep { dep, needer, chain } => match self.step(&dep) {
-                        Step::Installable => {}
+                        Step::Installable(provider) => {
+                            if !self.installed.iter().any(|i| i.dependency == dep) {
+                                self.installed.push(Installed { dependency: dep, provider });
+                            }
+                        }
                         Step::Aur(name) => {
                             let Some(Some(pkg)) = self.info.get(&name).cloned() else { continue };
                             self.edge(&needer, &pkg.package_base);
@@ -525,8 +643,8 @@ impl<L: AurLookup> Resolver<'_, L> {
 
     /// One attempt at `dep` with what is known.
     fn step(&mut self, dep: &Dependency) -> Step {
-        if self.available.satisfies(dep).is_some() {
-            return Step::Installable;
+        if let Some(provider) = self.available.satisfies(dep) {
+            return Step::Installable(provider.clone());
         }
         // An AUR package already in the closure: by name first, then the first (by name) providing it.
         let known = |name: &PkgName| self.info.get(name).and_then(Option::as_ref);

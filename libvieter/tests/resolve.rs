@@ -390,7 +390,17 @@ fn cycles_among_aur_bases_are_refused() {
     let mut available = Available::new();
     available.add(Provider { source: Source::Target("aur".parse().unwrap()), ..sync("c", "1.0-1", &[]) });
     let mut fake = FakeAur::new(vec![needing("a", &["b"]), needing("b", &["c"]), needing("c", &["a"])]);
-    assert_eq!(layers(&resolve(&[n("a")], &available, &mut fake).unwrap()), [vec!["b"], vec!["a"]]);
+    let c = resolve(&[n("a")], &available, &mut fake).unwrap();
+    assert_eq!(layers(&c), [vec!["b"], vec!["a"]]);
+    // The report says which published package broke the cycle.
+    let report = c.report();
+    assert_eq!(report.installed.len(), 1, "{report:?}");
+    let used = &report.installed[0];
+    assert_eq!((used.dependency.as_str(), used.package.as_str()), ("c", "c"));
+    assert_eq!((used.source, used.repo.as_str(), used.version.as_str()), ("target", "aur", "1.0-1"));
+    assert_eq!(report.layers, [vec![n("b")], vec![n("a")]]);
+    let b = report.bases.iter().find(|b| b.name.as_str() == "b").unwrap();
+    assert_eq!(b.needs, Vec::<PkgName>::new(), "c is installable: no edge");
 }
 
 #[test]

@@ -63,6 +63,15 @@ pub struct Config {
     pub agent_expiry_secs: u64,
     /// Most agent ids one key may have at once (a poll with a new id past it is refused, 403).
     pub max_agents_per_key: u64,
+    /// The AUR's RPC v5 endpoint, asked for the dependency closure of `aur` targets and for change
+    /// detection (the agent's `aur_base` stays the git base).
+    pub aur_rpc_url: String,
+    /// pacman sync databases whose packages count as installable when resolving AUR dependencies, one
+    /// URL each with `$arch` substituted, e.g. `https://geo.mirror.pkgbuild.com/core/os/$arch/core.db`.
+    /// In a variable: separated by spaces.
+    pub sync_dbs: Vec<String>,
+    /// Seconds between downloads of the sync databases (0: read once, at first use).
+    pub sync_db_refresh_secs: u64,
 }
 
 impl Default for Config {
@@ -92,12 +101,15 @@ impl Default for Config {
             max_agent_capacity: 64,
             agent_expiry_secs: 7 * 86_400,
             max_agents_per_key: 256,
+            aur_rpc_url: libvieter::aur::DEFAULT_RPC_URL.to_owned(),
+            sync_dbs: Vec::new(),
+            sync_db_refresh_secs: 6 * 3600,
         }
     }
 }
 
 pub use libvieter::config::ConfigError;
-use libvieter::config::KeyKind::{self, Bool, Integer, String as Text};
+use libvieter::config::KeyKind::{self, Bool, Integer, List, String as Text};
 
 /// Every key and the type of its value.
 const KEYS: &[(&str, KeyKind)] = &[
@@ -125,6 +137,9 @@ const KEYS: &[(&str, KeyKind)] = &[
     ("max_agent_capacity", Integer),
     ("agent_expiry_secs", Integer),
     ("max_agents_per_key", Integer),
+    ("aur_rpc_url", Text),
+    ("sync_dbs", List),
+    ("sync_db_refresh_secs", Integer),
 ];
 
 impl Config {
@@ -173,6 +188,11 @@ mod tests {
         assert_eq!(c.address.to_string(), "127.0.0.1:9000");
         assert_eq!(c.api_key.as_deref(), Some("s3cret"));
         assert_eq!(c.max_upload_size, 2048);
+        let c =
+            Config::load(None, env(&[("VIETER_SYNC_DBS", "http://m/core/os/$arch/core.db http://m/e.db")]))
+                .unwrap();
+        assert_eq!(c.sync_dbs, ["http://m/core/os/$arch/core.db", "http://m/e.db"]);
+        assert_eq!(c.aur_rpc_url, "https://aur.archlinux.org/rpc/v5");
     }
 
     #[test]

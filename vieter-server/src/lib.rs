@@ -3,6 +3,7 @@
 //! `main.rs` only parses arguments; [`run`] wires the configuration, the store and the routes. The only
 //! crate that knows warp ([`routes`]) and redb ([`store`]).
 
+pub mod aur;
 pub mod auth;
 pub mod builds;
 pub mod config;
@@ -28,6 +29,8 @@ pub struct App {
     pub repos: repo::Repos,
     pub builds: Arc<builds::Builds>,
     pub metrics: metrics::Metrics,
+    /// The AUR's RPC and the sync databases.
+    pub aur: Arc<aur::Aur>,
 }
 
 /// Why the server could not start.
@@ -47,6 +50,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("opening the build database: {0}")]
     Builds(String),
+    #[error("the AUR client: {0}")]
+    Aur(#[from] aur::AurHttpError),
 }
 
 /// The admin key: configured, or read from / generated into `{data_dir}/api_key` (mode 0600).
@@ -116,7 +121,15 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
         max_agents_per_key: usize::try_from(config.max_agents_per_key).unwrap_or(usize::MAX).max(1),
     };
     let builds = builds::Builds::open(data_dir, settings).map_err(|e| StartError::Builds(e.to_string()))?;
-    Ok(Arc::new(App { config, keys, repos, builds: Arc::new(builds), metrics: metrics::Metrics::new()? }))
+    let aur = aur::Aur::new(&config.aur_rpc_url, config.sync_dbs.clone(), Default::default())?;
+    Ok(Arc::new(App {
+        config,
+        keys,
+        repos,
+        builds: Arc::new(builds),
+        metrics: metrics::Metrics::new()?,
+        aur: Arc::new(aur),
+    }))
 }
 
 /// Serves until `shutdown` completes; in-flight requests finish first.
@@ -142,8 +155,14 @@ pub async fn serve(
     };
     tracing::debug!(?limits, "connection limits");
     let ticks = tokio::spawn(builds::run_ticks(app.builds.clone()));
+    let sync = tokio::spawn(aur::refresh_loop(
+        app.aur.clone(),
+        app.config.default_arch.clone(),
+        app.config.sync_db_refresh_secs,
+    ));
     serve::serve(listener, routes::routes(app), limits, shutdown).await;
     ticks.abort();
+    sync.abort();
     tracing::info!("stopped");
     Ok(())
 }

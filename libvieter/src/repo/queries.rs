@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use crate::api::{
     ArchRepoInfo, FilesQuery, ListQuery, PackageDetail, PackageSummary, RepoInfo, MAX_FILE_PAGE_BYTES,
 };
+use crate::depend::Dependency;
 use crate::name::{Arch, PkgName, RepoName};
+use crate::resolve::{Provider, Source};
 
 use super::service::store_err;
 use super::{BlobStore, RepoError, RepoStore, Repository};
@@ -75,5 +77,27 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             files,
             files_total,
         }))
+    }
+
+    /// What an arch-repo makes installable, for dependency resolution ([`crate::resolve::Available`]):
+    /// each package with its version and `provides`, from [`Source::Target`]. No arch-repo: empty.
+    pub fn providers(&self, repo: &RepoName, arch: &Arch) -> Result<Vec<Provider>, RepoError> {
+        let mut out = Vec::new();
+        for summary in self.store().summaries(repo, arch).map_err(store_err)? {
+            let Some((_, package)) = self.store().package(repo, arch, &summary.name).map_err(store_err)?
+            else {
+                continue;
+            };
+            // Provisions were checked when the package was published; one that does not parse as a
+            // dependency string would match nothing in pacman either.
+            let provides = package.info.provides.iter().filter_map(|p| Dependency::parse(p).ok()).collect();
+            out.push(Provider {
+                name: summary.name,
+                version: summary.version,
+                provides,
+                source: Source::Target(repo.clone()),
+            });
+        }
+        Ok(out)
     }
 }

@@ -2,6 +2,7 @@
 //! [`crate::repo`].
 
 pub mod api_repos;
+pub mod aur;
 pub mod builds;
 pub mod compat;
 pub mod delete;
@@ -161,6 +162,13 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         });
 
     let build_routes = build_routes(app.clone());
+    let idle = Duration::from_secs(app.config.body_idle_timeout.max(1));
+    let aur_resolve = warp::path!("api" / "v1" / "aur" / "resolve")
+        .and(warp::post())
+        .and(auth::require(app.keys.clone(), Role::Admin))
+        .and(with_app(app.clone()))
+        .and(body(64 * 1024, idle))
+        .then(|_, app, b| async move { respond(aur::resolve(app, b).await) });
 
     let metrics_app = app.clone();
     let log = warp::log::custom(move |info| {
@@ -178,6 +186,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .or(repos_api)
         .unify()
         .or(build_routes)
+        .unify()
+        .or(aur_resolve)
         .unify()
         .or(compat::routes(app.clone()))
         .unify()

@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+pub mod aur;
+
 pub const KEY: &str = "test-admin-key";
 
 /// A running server on a free loopback port, killed when dropped.

@@ -1,0 +1,76 @@
+//! `POST /api/v1/aur/resolve`: the dependency closure of AUR packages, as adding `aur` targets resolves
+//! it (sync databases, then the target repository, then the AUR), without creating anything.
+
+use std::sync::Arc;
+
+use libvieter::name::{Arch, PkgName, RepoName};
+use libvieter::resolve::{Closure, ResolveError};
+use serde::Deserialize;
+use warp::http::StatusCode;
+
+use crate::aur::AurHttpError;
+use crate::error::{ok, ApiError};
+use crate::App;
+
+/// The body of a resolve request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// AUR package names (a base is named by one of its packages).
+    pub names: Vec<PkgName>,
+    /// The repository the builds would publish to: its packages count as installable.
+    pub repo: Option<RepoName>,
+    /// The architecture whose sync databases and repository count (the server's default arch).
+    pub arch: Option<Arch>,
+}
+
+/// The most names one request may resolve.
+const MAX_ROOTS: usize = 150;
+
+/// The HTTP answer to a failed resolution: the input's fault (400, with the chain or the cycle) or
+/// the AUR's / a mirror's (502).
+fn resolve_error(e: ResolveError<AurHttpError>) -> ApiError {
+    match e {
+        ResolveError::Lookup(e) => ApiError::new(StatusCode::BAD_GATEWAY, format!("AUR lookup failed: {e}")),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// Resolves the closure of `names` for `repo` (if any) and `arch`.
+pub async fn closure(
+    app: &Arc<App>,
+    names: Vec<PkgName>,
+    repo: Option<RepoName>,
+    arch: Arch,
+) -> Result<Closure, ApiError> {
+    let sync = app
+        .aur
+        .sync_set(&arch)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("sync databases: {e}")))?;
+    let app = app.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let target = match &repo {
+            Some(repo) => app
+                .repos
+                .providers(repo, &arch)
+                .map_err(|e| ApiError::internal("reading the target repository", e))?,
+            None => Vec::new(),
+        };
+        app.aur.resolve_blocking(&handle, &names, &sync, target).map_err(resolve_error)
+    })
+    .await
+    .map_err(|e| ApiError::internal("a blocking task", e))?
+}
+
+pub async fn resolve(app: Arc<App>, body: bytes::Bytes) -> Result<warp::reply::Response, ApiError> {
+    let req: ResolveRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if req.names.is_empty() || req.names.len() > MAX_ROOTS {
+        return Err(ApiError::bad_request(format!("names: give 1 to {MAX_ROOTS} AUR package names")));
+    }
+    let arch = req.arch.unwrap_or_else(|| app.config.default_arch.clone());
+    let closure = closure(&app, req.names, req.repo, arch).await?;
+    Ok(ok(&closure.report()))
+}
