@@ -365,6 +365,9 @@ pub struct Job {
     /// Its log reached the server's `max_log_size`: the rest was discarded (see [`plan_log_append`]).
     #[serde(default)]
     log_truncated: bool,
+    /// Why it was run or skipped when the server decided it (a change check), in words.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 impl Job {
@@ -453,6 +456,16 @@ impl Job {
         self.log_truncated
     }
 
+    /// Why it was run or skipped, when the server decided it before any agent did (a change check).
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// Records why the server queued this job (the change check's finding). Not a transition.
+    pub fn set_reason(&mut self, reason: impl Into<String>) {
+        self.reason = Some(reason.into());
+    }
+
     /// Records that the job's log was cut at `max_log_size`. A fact about its log, not a transition:
     /// allowed in any state (the append that cut the log may race with the job's end).
     pub fn mark_log_truncated(&mut self) {
@@ -486,6 +499,27 @@ impl Job {
             cause: None,
             versions: Vec::new(),
             log_truncated: false,
+            reason: None,
+        }
+    }
+
+    /// A job that ended `skipped` without an agent: the server found the target unchanged (`reason`)
+    /// with `versions` already published.
+    pub fn unchanged(
+        id: JobId,
+        target: TargetId,
+        arch: Arch,
+        trigger: Trigger,
+        versions: Vec<BuiltPackage>,
+        reason: impl Into<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Job {
+            state: JobState::Skipped,
+            finished_at: Some(now),
+            versions,
+            reason: Some(reason.into()),
+            ..Job::new(id, target, arch, false, trigger, now)
         }
     }
 
@@ -947,6 +981,7 @@ mod tests {
             "cause",
             "versions",
             "log_truncated",
+            "reason",
         ];
         expected.sort_unstable();
         assert_eq!(keys, expected, "serde_json sorts object keys");

@@ -337,6 +337,18 @@ impl JobQueue {
         Enqueued::New(id)
     }
 
+    /// A new job id, for a job that ends before it is queued (a run the change check skipped).
+    pub fn next_job_id(&mut self) -> JobId {
+        self.alloc_id()
+    }
+
+    /// Records why a queued or running job was queued ([`Job::set_reason`]).
+    pub fn set_reason(&mut self, id: JobId, reason: &str) -> Option<&Job> {
+        let job = self.jobs.get_mut(&id)?;
+        job.set_reason(reason);
+        Some(job)
+    }
+
     /// Adds an existing queued or running job (restoring a persisted queue). Refuses final jobs and
     /// ids already present.
     pub fn insert(&mut self, job: Job) -> Result<(), JobError> {

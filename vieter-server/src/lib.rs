@@ -154,7 +154,12 @@ pub async fn serve(
         },
     };
     tracing::debug!(?limits, "connection limits");
-    let ticks = tokio::spawn(builds::run_ticks(app.builds.clone()));
+    let check_app = app.clone();
+    let handle = tokio::runtime::Handle::current();
+    let ticks = tokio::spawn(builds::run_ticks(app.builds.clone(), move || aur::AurCheck {
+        app: check_app.clone(),
+        handle: handle.clone(),
+    }));
     let sync = tokio::spawn(aur::refresh_loop(
         app.aur.clone(),
         app.config.default_arch.clone(),

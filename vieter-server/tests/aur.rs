@@ -175,3 +175,63 @@ async fn the_aur_busy_is_retried_and_the_aur_gone_is_a_502() {
         "{body}"
     );
 }
+
+/// Issue 12's scheduled pass: 200 `aur` targets due at once. The AUR is asked in two batched `info`
+/// requests; the 190 whose AUR version is published end `skipped` (reason `unchanged`) with no agent
+/// and no container; the 5 newer in the AUR and the 5 never published are queued with their reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_pass_over_unchanged_aur_targets_starts_nothing() {
+    let records: Vec<Value> = (0..200)
+        .map(|i| record(&format!("pkg-{i}"), if (190..195).contains(&i) { "2.0-1" } else { "1.0-1" }))
+        .collect();
+    let aur = LocalAur::start(records, None).await;
+    let server = Server::start(&[("VIETER_AUR_RPC_URL", &aur.rpc())]);
+    let http = reqwest::Client::new();
+    for i in 0..195 {
+        let arch = if i % 50 == 0 { "any" } else { "x86_64" };
+        let r = common::publish(
+            &http,
+            &server.url,
+            "aur",
+            common::package(&format!("pkg-{i}"), "1.0-1", arch, &[]),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    for i in 0..200 {
+        let body = json!({"kind": "aur", "url": format!("pkg-{i}"), "repo": "aur", "schedule": "* *"});
+        let (status, b) =
+            call(&http, Method::POST, format!("{}/api/v1/targets", server.url), KEY, Some(body)).await;
+        assert_eq!(status, 200, "{b}");
+    }
+    // Every target is due at the next minute.
+    let jobs_url = format!("{}/api/v1/jobs?limit=1000", server.url);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(100);
+    let jobs = loop {
+        let (_, body) = call(&http, Method::GET, jobs_url.clone(), KEY, None).await;
+        let jobs = body["data"].as_array().cloned().unwrap_or_default();
+        if jobs.len() >= 200 {
+            break jobs;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {} jobs after 100 s", jobs.len());
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let state = |j: &Value| j["state"].as_str().unwrap().to_owned();
+    let skipped: Vec<&Value> = jobs.iter().filter(|j| state(j) == "skipped").collect();
+    let queued: Vec<&Value> = jobs.iter().filter(|j| state(j) == "queued").collect();
+    assert_eq!((skipped.len(), queued.len(), jobs.len()), (190, 10, 200));
+    for j in &skipped {
+        assert!(j["agent"].is_null() && j["started_at"].is_null(), "{j}");
+        assert!(j["reason"].as_str().unwrap().starts_with("unchanged: the AUR's pkg-"), "{j}");
+        assert_eq!(j["versions"][0]["version"], "1.0-1", "{j}");
+    }
+    let reasons: Vec<&str> = queued.iter().map(|j| j["reason"].as_str().unwrap()).collect();
+    assert!(reasons.contains(&"the AUR has pkg-190 2.0-1, the repository pkg-190 1.0-1"), "{reasons:?}");
+    assert!(reasons.contains(&"pkg-199 1.0-1 in the AUR is not published yet"), "{reasons:?}");
+    let requests = aur.requests();
+    assert!(requests.len() <= 3, "{requests:?}");
+    assert_eq!(requests.len(), 2, "200 names in batches of 150: {requests:?}");
+    // No agent was ever involved.
+    let (_, agents) = call(&http, Method::GET, format!("{}/api/v1/agents", server.url), KEY, None).await;
+    assert_eq!(agents["data"], json!([]));
+}

@@ -45,6 +45,7 @@
 //! assert_eq!(done.state(), JobState::TimedOut);
 //! ```
 
+mod change;
 mod clock;
 pub mod conformance;
 mod error;
@@ -53,6 +54,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use change::{aur_base, aur_change, Change, ChangeCheck, DueTarget, NoCheck};
 pub use clock::{Clock, ManualClock};
 pub use error::{BuildError, Invalid, Missing};
 pub use logs::{BuildLogs, LogError, LogStore, MemoryLogs};
@@ -176,6 +178,8 @@ pub struct TickReport {
     pub lost: Vec<Ended>,
     /// Scheduled jobs queued now (trigger `schedule`).
     pub queued: Vec<Job>,
+    /// Scheduled runs the change check found unchanged: recorded `skipped`, no agent involved.
+    pub unchanged: Vec<Job>,
     /// Idle agents forgotten.
     pub forgotten: Vec<AgentId>,
     /// When something next falls due (a scheduled run, a lease's end, a retry's back-off, an agent's
@@ -806,6 +810,28 @@ impl<S: BuildStore> BuildService<S> {
 
     // ---- the tick ----
 
+    /// Stores the change check's reason on newly queued jobs.
+    fn note_reasons(
+        &self,
+        queued: Vec<Job>,
+        reasons: &BTreeMap<(TargetId, Arch), String>,
+    ) -> Result<Vec<Job>, BuildError> {
+        let (jobs, saved) = {
+            let mut q = self.queue();
+            let jobs: Vec<Job> = queued
+                .into_iter()
+                .map(|job| match reasons.get(&(job.target(), job.arch().clone())) {
+                    Some(reason) => q.set_reason(job.id(), reason).cloned().unwrap_or(job),
+                    None => job,
+                })
+                .collect();
+            let saved = self.store.save_jobs(&jobs)?;
+            (jobs, saved)
+        };
+        saved.wait()?;
+        Ok(jobs)
+    }
+
     /// Turns ended leases into lost jobs (and their retries), stored.
     fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Ended>, BuildError> {
         let (ended, saved) = {
@@ -856,6 +882,12 @@ impl<S: BuildStore> BuildService<S> {
     /// came due are queued (a run missed while the service was down runs once), idle agents past their
     /// expiry are forgotten. Says when to tick again. (Old logs: [`BuildService::logs_to_remove`].)
     pub fn tick(&self) -> Result<TickReport, BuildError> {
+        self.tick_with(&mut NoCheck)
+    }
+
+    /// [`BuildService::tick`], with the due scheduled runs first given to `check`: the unchanged ones
+    /// are recorded `skipped` (see [`ChangeCheck`]), the others queued with the check's reason.
+    pub fn tick_with(&self, check: &mut dyn ChangeCheck) -> Result<TickReport, BuildError> {
         let now = self.now();
         let lost = self.expire_leases(now)?;
         let targets = self.store.targets()?;
@@ -868,11 +900,21 @@ impl<S: BuildStore> BuildService<S> {
             now,
         );
         let mut queued = Vec::new();
+        let mut unchanged = Vec::new();
         if !tick.due.is_empty() {
             let pairs: Vec<(TargetId, Arch)> = tick.due.iter().map(|d| (d.target, d.arch.clone())).collect();
             self.store.record_runs(&pairs, now)?;
+            let (to_queue, skipped) = self.check_changes(&targets, pairs, check, now)?;
+            unchanged = skipped;
+            let reasons: BTreeMap<(TargetId, Arch), String> =
+                to_queue.iter().filter_map(|(t, a, r)| Some(((*t, a.clone()), r.clone()?))).collect();
             // A pair whose last build still waits is covered by it: only new jobs are reported.
-            queued = self.enqueue_all(pairs, false, Trigger::Schedule, now)?.1;
+            queued = self
+                .enqueue_all(to_queue.into_iter().map(|(t, a, _)| (t, a)), false, Trigger::Schedule, now)?
+                .1;
+            if !reasons.is_empty() {
+                queued = self.note_reasons(queued, &reasons)?;
+            }
         }
         let (forgotten, next_agent_expiry) = self.expire_agents(now)?;
         let next_queue_event = self.queue().next_event(now);
@@ -882,6 +924,6 @@ impl<S: BuildStore> BuildService<S> {
             .flatten()
             .min()
             .unwrap_or(cap);
-        Ok(TickReport { lost, queued, forgotten, next })
+        Ok(TickReport { lost, queued, unchanged, forgotten, next })
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use libvieter::builds::Wakeups;
+use libvieter::builds::{ChangeCheck, Wakeups};
 
 use super::{Builds, BuildsError};
 
@@ -45,14 +45,18 @@ impl Wakeups for Wake {
 }
 
 impl Builds {
-    /// One tick: what the service did is logged, old logs are deleted. Returns when to tick again.
-    pub fn tick(&self) -> Result<DateTime<Utc>, BuildsError> {
-        let report = self.service.tick()?;
+    /// One tick, due scheduled runs first given to `check`: what the service did is logged, old logs
+    /// are deleted. Returns when to tick again.
+    pub fn tick(&self, check: &mut dyn ChangeCheck) -> Result<DateTime<Utc>, BuildsError> {
+        let report = self.service.tick_with(check)?;
         for e in &report.lost {
             tracing::warn!(job = %e.job.id(), agent = ?e.job.agent(), retry = ?e.retry.as_ref().map(|r| r.id()), "lease expired: job lost");
         }
         if !report.queued.is_empty() {
             tracing::info!(queued = report.queued.len(), "scheduled builds queued");
+        }
+        if !report.unchanged.is_empty() {
+            tracing::info!(skipped = report.unchanged.len(), "scheduled builds skipped: unchanged");
         }
         if !report.forgotten.is_empty() {
             tracing::info!(removed = report.forgotten.len(), "idle agents forgotten (agent_expiry_secs)");
@@ -68,11 +72,15 @@ impl Builds {
     }
 }
 
-/// Runs the tick until the process ends.
-pub async fn run_ticks(builds: Arc<Builds>) {
+/// Runs the tick until the process ends; `check` makes each tick's change check.
+pub async fn run_ticks<C: ChangeCheck + Send + 'static>(
+    builds: Arc<Builds>,
+    check: impl Fn() -> C + Send + Sync + 'static,
+) {
     loop {
         let b = builds.clone();
-        let next = tokio::task::spawn_blocking(move || b.tick()).await;
+        let mut c = check();
+        let next = tokio::task::spawn_blocking(move || b.tick(&mut c)).await;
         let wait = match next {
             Ok(Ok(at)) => (at - builds.service.now()).to_std().unwrap_or_default(),
             Ok(Err(e)) => {
