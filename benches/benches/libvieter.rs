@@ -120,5 +120,89 @@ fn scheduler_tick(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, read_big_package, vercmp_pairs, database, scheduler_tick);
+/// Issue 12's change check: one tick over 10,000 due `aur` targets, the AUR's versions known (as after
+/// the server's batched `info`), every target compared with its published packages; 9,000 unchanged
+/// (recorded `skipped`), 1,000 queued. The HTTP requests are not in this figure.
+fn change_check(c: &mut Criterion) {
+    use chrono::TimeZone;
+    use libvieter::api::PackageSummary;
+    use libvieter::builds::{
+        aur_base, aur_change, by_base, BuildService, BuildSettings, Change, ChangeCheck, DueTarget,
+        ManualClock, MemoryStore,
+    };
+    use libvieter::name::PkgName;
+    use libvieter::target::NewTarget;
+    use libvieter::version::Version;
+    use std::collections::BTreeMap;
+
+    struct Known {
+        versions: BTreeMap<PkgName, Version>,
+        bases: BTreeMap<PkgName, Vec<PackageSummary>>,
+    }
+    impl ChangeCheck for Known {
+        fn check(&mut self, due: &[DueTarget<'_>]) -> Vec<Option<Change>> {
+            due.iter()
+                .map(|d| {
+                    let base = aur_base(d.target)?;
+                    let of_base = self.bases.get(base).map_or(&[][..], Vec::as_slice);
+                    Some(aur_change(base, self.versions.get(base), of_base))
+                })
+                .collect()
+        }
+    }
+    const N: usize = 10_000;
+    let x86 = libvieter::name::Arch::new("x86_64").expect("arch");
+    let name = |i: usize| -> PkgName { format!("pkg-{i}").parse().expect("name") };
+    let published: Vec<PackageSummary> = (0..N)
+        .map(|i| PackageSummary {
+            name: name(i),
+            base: None,
+            version: "1.0-1".parse().expect("version"),
+            arch: x86.clone(),
+            desc: None,
+            filename: format!("pkg-{i}-1.0-1-x86_64.pkg.tar.zst"),
+            csize: 1,
+            isize: 1,
+            sha256: String::new(),
+            builddate: None,
+            published_at: chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+        })
+        .collect();
+    let versions: BTreeMap<PkgName, Version> = (0..N)
+        .map(|i| (name(i), if i % 10 == 0 { "2.0-1" } else { "1.0-1" }.parse().expect("version")))
+        .collect();
+    let setup = || {
+        let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0).unwrap());
+        let settings = BuildSettings::new(x86.clone(), "0 3".parse().expect("schedule"));
+        let builds = BuildService::open(MemoryStore::default(), settings, clock.clone()).expect("service");
+        for i in 0..N {
+            let new = NewTarget {
+                kind: "aur".into(),
+                url: format!("pkg-{i}"),
+                repo: "aur".into(),
+                ..Default::default()
+            };
+            builds.create_target(&new).expect("target");
+        }
+        clock.advance(chrono::Duration::hours(15));
+        let check = Known { versions: versions.clone(), bases: by_base(published.clone()) };
+        (builds, check)
+    };
+    let mut group = c.benchmark_group("change_check");
+    group.sample_size(10);
+    group.bench_function("tick_10000_due_aur_targets", |b| {
+        b.iter_batched(
+            setup,
+            |(builds, mut check)| {
+                let report = builds.tick_with(&mut check).expect("tick");
+                assert_eq!((report.unchanged.len(), report.queued.len()), (9_000, 1_000));
+                black_box(report.next)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, read_big_package, vercmp_pairs, database, scheduler_tick, change_check);
 criterion_main!(benches);

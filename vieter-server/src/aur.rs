@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use libvieter::api::PackageSummary;
 use libvieter::aur::{self, AurError, AurPackage, Backoff, Method, Next, Request};
-use libvieter::builds::{aur_base, aur_change, Change, ChangeCheck, DueTarget};
+use libvieter::builds::{aur_base, aur_change, by_base, Change, ChangeCheck, DueTarget};
 use libvieter::name::{Arch, PkgName, RepoName};
 use libvieter::repo::RepoStore;
 use libvieter::resolve::{self, AurLookup, Available, Closure, Provider, ResolveError, Source};
@@ -300,21 +300,23 @@ impl ChangeCheck for AurCheck {
             }
         };
         let versions: BTreeMap<PkgName, Version> = found.into_iter().map(|p| (p.name, p.version)).collect();
-        let mut published: BTreeMap<(RepoName, Arch), Option<Vec<PackageSummary>>> = BTreeMap::new();
+        type Bases = BTreeMap<PkgName, Vec<PackageSummary>>;
+        let mut published: BTreeMap<(RepoName, Arch), Option<Bases>> = BTreeMap::new();
         due.iter()
             .map(|d| {
                 let base = aur_base(d.target)?;
-                let summaries = published
+                let bases = published
                     .entry((d.target.repo.clone(), d.arch.clone()))
                     .or_insert_with(|| match self.app.repos.store().summaries(&d.target.repo, d.arch) {
-                        Ok(s) => Some(s),
+                        Ok(s) => Some(by_base(s)),
                         Err(e) => {
                             tracing::warn!("change check: reading {}/{}: {e}", d.target.repo, d.arch);
                             None
                         }
                     })
-                    .as_deref()?;
-                Some(aur_change(base, versions.get(base), summaries))
+                    .as_ref()?;
+                let of_base = bases.get(base).map_or(&[][..], Vec::as_slice);
+                Some(aur_change(base, versions.get(base), of_base))
             })
             .collect()
     }

@@ -7,6 +7,8 @@
 //! The lookups are the embedder's, through [`ChangeCheck`] (the server asks the AUR with one batched
 //! `info` for all due targets). Manual builds, forced builds and retries never go through it.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::api::PackageSummary;
@@ -97,6 +99,16 @@ pub fn aur_change(base: &PkgName, aur: Option<&Version>, published: &[PackageSum
 
 /// A due run to queue, with the check's reason if it gave one.
 pub(super) type ToQueue = (TargetId, Arch, Option<String>);
+
+/// An arch-repo's packages grouped by package base (a package without a base is its own), so that
+/// [`aur_change`] over many targets reads each target's packages only.
+pub fn by_base(published: Vec<PackageSummary>) -> BTreeMap<PkgName, Vec<PackageSummary>> {
+    let mut out: BTreeMap<PkgName, Vec<PackageSummary>> = BTreeMap::new();
+    for s in published {
+        out.entry(s.base.clone().unwrap_or_else(|| s.name.clone())).or_default().push(s);
+    }
+    out
+}
 
 impl<S: BuildStore> BuildService<S> {
     /// Splits due runs into the ones to queue (with the check's reason, if any) and the jobs recorded

@@ -54,7 +54,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use change::{aur_base, aur_change, Change, ChangeCheck, DueTarget, NoCheck};
+pub use change::{aur_base, aur_change, by_base, Change, ChangeCheck, DueTarget, NoCheck};
 pub use clock::{Clock, ManualClock};
 pub use error::{BuildError, Invalid, Missing};
 pub use logs::{BuildLogs, LogError, LogStore, MemoryLogs};
