@@ -43,6 +43,9 @@ pub struct TargetFields {
     /// Enable or disable scheduled builds.
     #[arg(long)]
     enabled: Option<bool>,
+    /// Ids of targets that must build first (repeat or comma-separate; for edit, replaces the list).
+    #[arg(long, value_delimiter = ',')]
+    needs: Vec<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +169,7 @@ pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
                 base_image: f.base_image,
                 build_timeout_secs: f.timeout,
                 enabled: f.enabled,
+                needs: f.needs.into_iter().map(TargetId).collect(),
             };
             let t = client.create_target(&input).await.map_err(err)?;
             ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))
@@ -186,6 +190,7 @@ pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
                 base_image: f.base_image.map(Some),
                 build_timeout_secs: f.timeout.map(Some),
                 enabled: f.enabled,
+                needs: (!f.needs.is_empty()).then(|| f.needs.into_iter().map(TargetId).collect()),
             };
             let t = client.patch_target(TargetId(id), &patch).await.map_err(err)?;
             ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))

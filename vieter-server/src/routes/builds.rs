@@ -20,7 +20,7 @@ impl From<BuildError> for ApiError {
     fn from(e: BuildError) -> Self {
         let status = match &e {
             BuildError::NotFound(_) => StatusCode::NOT_FOUND,
-            BuildError::Conflict { .. } => StatusCode::CONFLICT,
+            BuildError::Conflict { .. } | BuildError::Needed { .. } => StatusCode::CONFLICT,
             BuildError::Invalid(_) => StatusCode::BAD_REQUEST,
             BuildError::Forbidden { .. } | BuildError::TooManyAgents { .. } => StatusCode::FORBIDDEN,
             BuildError::Store(store) => return ApiError::internal("build database", store),
