@@ -87,8 +87,12 @@ pub async fn patch_target(
 }
 
 pub async fn delete_target(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
-    blocking(move || app.builds.service.delete_target(TargetId(id))).await?;
-    Ok(ok(&serde_json::json!({ "removed": id })))
+    let removal = blocking(move || app.builds.service.delete_target(TargetId(id))).await?;
+    Ok(ok(&serde_json::json!({ "removed": id, "automatic": removal.automatic })))
+}
+
+pub async fn target_deps(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
+    Ok(ok(&blocking(move || app.builds.service.dependency_tree(TargetId(id))).await?))
 }
 
 pub async fn queue_job(app: Arc<App>, body: bytes::Bytes) -> Result<warp::reply::Response, ApiError> {
