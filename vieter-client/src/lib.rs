@@ -11,6 +11,7 @@ use libvieter::api::{
     AgentInfo, Envelope, FinishRequest, HeartbeatRequest, JobFilter, LeasedJob, ListQuery, PackageDetail,
     PackageSummary, PollRequest, PublishResult, QueueRequest, RepoInfo, TargetFilter,
 };
+use libvieter::builds::DependencyTree;
 use libvieter::job::{AgentId, Job, JobId, Outcome};
 use libvieter::target::{NewTarget, Target, TargetId, TargetPatch};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -185,6 +186,11 @@ impl Client {
     /// `GET /api/v1/targets/{id}`.
     pub async fn target(&self, id: TargetId) -> Result<Target, ClientError> {
         self.send(self.request(Method::GET, &format!("/api/v1/targets/{id}"))).await
+    }
+
+    /// `GET /api/v1/targets/{id}/deps`: the target and the trees of the targets it needs.
+    pub async fn target_deps(&self, id: TargetId) -> Result<DependencyTree, ClientError> {
+        self.send(self.request(Method::GET, &format!("/api/v1/targets/{id}/deps"))).await
     }
 
     /// `PATCH /api/v1/targets/{id}`.

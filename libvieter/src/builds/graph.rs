@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{lock, BuildError, BuildService, BuildStore, Invalid, Missing};
 use crate::name::{Arch, PkgName};
@@ -12,7 +12,7 @@ use crate::target::{NewTarget, Source, Target, TargetId};
 
 /// The targets [`BuildService::create_with_closure`] stored: the root, the automatic targets it created
 /// and the existing targets it reused (as they are now, with the needs it added).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClosureTargets {
     pub root: Target,
     pub created: Vec<Target>,
@@ -20,7 +20,7 @@ pub struct ClosureTargets {
 }
 
 /// A target and the trees of the targets it needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DependencyTree {
     pub target: Target,
     pub needs: Vec<DependencyTree>,
@@ -29,7 +29,7 @@ pub struct DependencyTree {
 /// What [`BuildService::delete_target`] removed: the target, the automatic targets no longer needed
 /// (in the order they were removed) and the active jobs it cancelled (with the jobs that waited for
 /// them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Removal {
     pub removed: TargetId,
     pub automatic: Vec<TargetId>,
