@@ -1059,6 +1059,29 @@ mod tests {
     }
 
     #[test]
+    fn waiting_jobs_are_never_leased_and_survive_a_round_trip() {
+        let mut q = queue();
+        let x = arch("x86_64");
+        let a = q.enqueue(TargetId(1), &x, false, Trigger::Manual, t(0)).job();
+        let b = q.enqueue_after(TargetId(2), &x, false, Trigger::Manual, &[a, JobId(99)], t(0)).job();
+        assert_eq!(q.get(b).map(|j| (j.state(), j.waits_on().to_vec())), Some((JobState::Waiting, vec![a])));
+        assert_eq!(q.enqueue(TargetId(2), &x, false, Trigger::Manual, t(1)), Enqueued::AlreadyQueued(b));
+        assert_eq!(q.active_job(TargetId(2), &x), Some(b));
+        let mut q: JobQueue = serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
+        assert_eq!(q.dangling_waits(), []);
+        assert_eq!(q.lease(&x, 10, &agent("a"), t(1)).iter().map(Job::id).collect::<Vec<_>>(), [a]);
+        assert!(!q.has_work(&x, t(1)), "the waiting job is no work");
+        let ended = q.finish(a, &agent("a"), Outcome::Skipped { versions: vec![] }, t(2)).unwrap();
+        assert_eq!(
+            ended.dependents.iter().map(|j| (j.id(), j.state())).collect::<Vec<_>>(),
+            [(b, JobState::Queued)]
+        );
+        assert!(ended.queued_any());
+        assert_eq!(ended.records().count(), 2);
+        assert_eq!(q.lease(&x, 10, &agent("a"), t(2)).iter().map(Job::id).collect::<Vec<_>>(), [b]);
+    }
+
+    #[test]
     fn cancel_and_serde_round_trip() {
         let mut q = queue();
         let x = arch("x86_64");

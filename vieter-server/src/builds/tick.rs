@@ -54,6 +54,9 @@ impl Builds {
         if !report.queued.is_empty() {
             tracing::info!(queued = report.queued.len(), "scheduled builds queued");
         }
+        for e in &report.refused {
+            tracing::warn!("scheduled build not queued: {e}");
+        }
         if !report.forgotten.is_empty() {
             tracing::info!(removed = report.forgotten.len(), "idle agents forgotten (agent_expiry_secs)");
         }
