@@ -377,15 +377,28 @@ impl<S: BuildStore> BuildService<S> {
                 return Err(BuildError::NotFound(Missing::Target(id)));
             }
             all.remove(&id);
-            let mut automatic = Vec::new();
-            while let Some(unneeded) = all
+            // How many targets need each target; automatic ones needed by none go, which may free more.
+            let mut needed_by: BTreeMap<TargetId, usize> = BTreeMap::new();
+            for n in all.values().flat_map(|t| &t.needs) {
+                *needed_by.entry(*n).or_default() += 1;
+            }
+            let mut unneeded: Vec<TargetId> = all
                 .values()
-                .find(|t| t.automatic && !all.values().any(|o| o.needs.contains(&t.id)))
+                .filter(|t| t.automatic && !needed_by.contains_key(&t.id))
                 .map(|t| t.id)
-            {
-                self.store.remove_target(unneeded)?;
-                all.remove(&unneeded);
-                automatic.push(unneeded);
+                .collect();
+            let mut automatic = Vec::new();
+            while let Some(gone) = unneeded.pop() {
+                self.store.remove_target(gone)?;
+                automatic.push(gone);
+                for n in all.remove(&gone).map(|t| t.needs).unwrap_or_default() {
+                    if let Some(count) = needed_by.get_mut(&n) {
+                        *count -= 1;
+                        if *count == 0 && all.get(&n).is_some_and(|t| t.automatic) {
+                            unneeded.push(n);
+                        }
+                    }
+                }
             }
             automatic
         };
