@@ -379,7 +379,7 @@ impl JobQueue {
         self.jobs.values().rev().find(|j| j.target() == target && j.arch() == arch).map(Job::id)
     }
 
-    /// Adds an existing queued or running job (restoring a persisted queue). Refuses final jobs and
+    /// Adds an existing waiting, queued or running job (restoring a persisted queue). Refuses final jobs and
     /// ids already present.
     pub fn insert(&mut self, job: Job) -> Result<(), JobError> {
         if job.state().is_final() {

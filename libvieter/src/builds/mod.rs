@@ -298,7 +298,7 @@ impl<S: BuildStore> BuildService<S> {
         self.clock.now()
     }
 
-    /// How many jobs are active (queued or running).
+    /// How many jobs are active (waiting, queued or running).
     pub fn active_jobs(&self) -> usize {
         lock(&self.queue).len()
     }

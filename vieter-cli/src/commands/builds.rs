@@ -76,7 +76,8 @@ pub enum TargetsCommand {
         #[command(flatten)]
         fields: TargetFields,
     },
-    /// Delete a target (its active jobs are cancelled).
+    /// Delete a target (its active jobs are cancelled; refused while a target needs it; automatic targets
+    /// nothing needs any more go too).
     Remove { id: u64 },
     /// Queue a build now; with --follow, stream its log and exit with its result.
     Build {
