@@ -4,9 +4,10 @@
 //! target waits for its schedule; the targets a target needs exist and form no cycle, a needed target
 //! is not removed, automatic targets go when nothing needs them), manual and scheduled queueing (with
 //! a job of every needed target, the target's own job waiting for them), leases, heartbeats,
-//! outcomes (and what they mean for the jobs waiting for them), lost jobs and their retries, cancellation, retries by hand (of ended jobs only), which agent may speak for
-//! which id, how many jobs one agent holds, when an idle agent is forgotten, when build logs are old
-//! enough to delete, filters and paging. What it does not do is I/O: the state goes through a
+//! outcomes (and what they mean for the jobs waiting for them), lost jobs and their retries,
+//! cancellation, retries by hand (of ended jobs only), which agent may speak for which id, how many
+//! jobs one agent holds, when an idle agent is forgotten, when build logs are old enough to delete,
+//! filters and paging. What it does not do is I/O: the state goes through a
 //! [`BuildStore`] (an in-memory [`MemoryStore`] ships here, `vieter-server` has redb), time comes from a
 //! [`Clock`], and waiting (long polls, the tick's timer), log files and HTTP are the embedder's.
 //!
