@@ -512,3 +512,34 @@ fn a_closure_reuses_targets_of_its_repo_and_creates_the_rest() {
         .unwrap_err();
     assert_eq!(e.to_string(), "other is not a package base of the dependency closure");
 }
+
+#[test]
+fn a_running_dependency_job_is_waited_for_not_queued_again() {
+    let w = World::new();
+    let a = w.target("a", &[]);
+    let b = w.target("b", &[a]);
+    let ja = w.queue(a);
+    assert_eq!(ids(&w.poll("a1", 1)), [ja.id()]);
+    let jb = w.queue(b);
+    assert_eq!(jb.waits_on(), [ja.id()], "the running job of a is used");
+    assert_eq!(w.jobs_of(a).len(), 1);
+    w.succeed(ja.id(), "a1");
+    assert_eq!(w.state(jb.id()), JobState::Queued);
+}
+
+#[test]
+fn a_closure_that_would_close_a_cycle_through_reused_targets_writes_nothing() {
+    let w = World::new();
+    let liba = w.builds.create_target(&aur_target("liba", "extra")).unwrap();
+    let libb = w.builds.create_target(&aur_target("libb", "extra")).unwrap();
+    // The user says liba needs libb; the AUR says libb needs liba.
+    let patch = TargetPatch { needs: Some(vec![libb.id]), ..Default::default() };
+    w.builds.patch_target(liba.id, &patch).unwrap();
+    let mut fake = FakeAur(vec![aur("app", &["libb"]), aur("libb", &["liba"]), aur("liba", &[])]);
+    let closure = resolve(&[PkgName::new("app").unwrap()], &Available::new(), &mut fake).unwrap();
+    let e = w.builds.create_with_closure(&aur_target("app", "extra"), &closure).unwrap_err();
+    assert!(matches!(e, BuildError::Invalid(Invalid::Cycle { .. })), "{e}");
+    assert_eq!(e.to_string(), format!("needs: this would make a cycle: {0} → {1} → {0}", liba.id, libb.id));
+    assert_eq!(w.builds.list_targets(&TargetFilter::default()).unwrap().len(), 2, "nothing created");
+    assert!(w.builds.target(libb.id).unwrap().needs.is_empty(), "no need added");
+}
