@@ -198,11 +198,16 @@ impl Client {
         self.send(self.request(Method::PATCH, &format!("/api/v1/targets/{id}")).json(patch)).await
     }
 
-    /// `DELETE /api/v1/targets/{id}`.
-    pub async fn delete_target(&self, id: TargetId) -> Result<(), ClientError> {
-        self.send::<serde_json::Value>(self.request(Method::DELETE, &format!("/api/v1/targets/{id}")))
+    /// `DELETE /api/v1/targets/{id}`: returns the automatic targets removed with it.
+    pub async fn delete_target(&self, id: TargetId) -> Result<Vec<TargetId>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Removed {
+            #[serde(default)]
+            automatic: Vec<TargetId>,
+        }
+        self.send::<Removed>(self.request(Method::DELETE, &format!("/api/v1/targets/{id}")))
             .await
-            .map(|_| ())
+            .map(|r| r.automatic)
     }
 
     /// `POST /api/v1/jobs`: queue builds now.

@@ -245,8 +245,12 @@ pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
             ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))
         }
         TargetsCommand::Remove { id } => {
-            client.delete_target(TargetId(id)).await.map_err(err)?;
+            let automatic = client.delete_target(TargetId(id)).await.map_err(err)?;
             ctx.out.say(format!("removed target {id}"));
+            if !automatic.is_empty() {
+                ctx.out
+                    .say(format!("removed automatic targets no target needs any more: {}", ids(&automatic)));
+            }
             Ok(())
         }
         TargetsCommand::Build { id, arch, force, follow } => {
