@@ -412,6 +412,7 @@ impl TargetQuery {
             base_image: self.base_image,
             build_timeout_secs: self.build_timeout_secs,
             enabled: self.enabled,
+            needs: Vec::new(),
         }
     }
 
@@ -428,6 +429,7 @@ impl TargetQuery {
             base_image: self.base_image.map(Some),
             build_timeout_secs: self.build_timeout_secs.map(Some),
             enabled: self.enabled,
+            needs: None,
         }
     }
 }

@@ -86,7 +86,7 @@ pub struct BuildLog {
 /// ```
 pub fn exit_code(state: JobState, cause: Option<&FailureCause>) -> Option<i32> {
     Some(match state {
-        JobState::Queued | JobState::Running => return None,
+        JobState::Waiting | JobState::Queued | JobState::Running => return None,
         JobState::Succeeded | JobState::Skipped => 0,
         JobState::Failed => cause.and_then(|c| c.exit_code).filter(|&c| c != 0).unwrap_or(EXIT_FAILED),
         JobState::TimedOut => EXIT_TIMED_OUT,

@@ -1,5 +1,6 @@
-//! Build jobs and their life cycle: queued → running (leased by one agent, renewed by heartbeats) → a
-//! final state, with the cause of a failure and the retry policy.
+//! Build jobs and their life cycle: (waiting for the jobs of the targets it needs →) queued → running
+//! (leased by one agent, renewed by heartbeats) → a final state, with the cause of a failure and the
+//! retry policy.
 //!
 //! Every transition is a method of [`Job`] that takes the current time as an argument and refuses an
 //! illegal move with a [`JobError`]; nothing here reads a clock. A retry is a *new* job (trigger
@@ -124,6 +125,8 @@ pub enum Trigger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Waiting for the jobs of the targets it needs to end succeeded or skipped.
+    Waiting,
     /// Waiting for an agent.
     Queued,
     /// Leased by an agent that renews the lease with heartbeats.
@@ -145,12 +148,13 @@ pub enum JobState {
 impl JobState {
     /// `true` for the states a job never leaves.
     pub fn is_final(self) -> bool {
-        !matches!(self, JobState::Queued | JobState::Running)
+        !matches!(self, JobState::Waiting | JobState::Queued | JobState::Running)
     }
 
     /// The snake_case name used in the API.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Waiting => "waiting",
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Succeeded => "succeeded",
@@ -173,6 +177,7 @@ impl FromStr for JobState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         [
+            JobState::Waiting,
             JobState::Queued,
             JobState::Running,
             JobState::Succeeded,
@@ -210,6 +215,8 @@ pub enum FailureStep {
     ContainerRuntime,
     /// The agent itself (crashed, vanished, refused the job).
     Agent,
+    /// A job this one waited for did not succeed: this one was never built.
+    Dependency,
 }
 
 impl FailureStep {
@@ -237,6 +244,7 @@ impl FailureStep {
             FailureStep::Upload => "upload",
             FailureStep::ContainerRuntime => "container_runtime",
             FailureStep::Agent => "agent",
+            FailureStep::Dependency => "dependency",
         }
     }
 }
@@ -368,6 +376,9 @@ pub struct Job {
     /// Why it was run or skipped when the server decided it (a change check), in words.
     #[serde(default)]
     reason: Option<String>,
+    /// While waiting: the jobs that must still end succeeded or skipped before it is queued.
+    #[serde(default)]
+    waits_on: Vec<JobId>,
 }
 
 impl Job {
@@ -466,6 +477,12 @@ impl Job {
         self.reason = Some(reason.into());
     }
 
+    /// While waiting: the jobs that must still end succeeded or skipped before it is queued (kept as
+    /// they were when it failed or was cancelled waiting).
+    pub fn waits_on(&self) -> &[JobId] {
+        &self.waits_on
+    }
+
     /// Records that the job's log was cut at `max_log_size`. A fact about its log, not a transition:
     /// allowed in any state (the append that cut the log may race with the job's end).
     pub fn mark_log_truncated(&mut self) {
@@ -500,6 +517,7 @@ impl Job {
             versions: Vec::new(),
             log_truncated: false,
             reason: None,
+            waits_on: Vec::new(),
         }
     }
 
@@ -520,6 +538,82 @@ impl Job {
             versions,
             reason: Some(reason.into()),
             ..Job::new(id, target, arch, false, trigger, now)
+        }
+    }
+
+    /// A job waiting for `waits_on` to end succeeded or skipped, first attempt; queued at once when
+    /// `waits_on` is empty.
+    pub fn waiting(
+        id: JobId,
+        target: TargetId,
+        arch: Arch,
+        force: bool,
+        trigger: Trigger,
+        waits_on: Vec<JobId>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut job = Job::new(id, target, arch, force, trigger, now);
+        let mut waits_on = waits_on;
+        waits_on.sort_unstable();
+        waits_on.dedup();
+        if !waits_on.is_empty() {
+            job.state = JobState::Waiting;
+            job.waits_on = waits_on;
+        }
+        job
+    }
+
+    /// Waiting → queued (handed out from `now` on) once `dep`, which ended succeeded or skipped, was the
+    /// last job it waited for; returns whether it is queued now. A job it does not wait for changes
+    /// nothing.
+    pub fn release(&mut self, dep: JobId, now: DateTime<Utc>) -> Result<bool, JobError> {
+        if self.state != JobState::Waiting {
+            return Err(self.illegal("release"));
+        }
+        self.waits_on.retain(|&w| w != dep);
+        if self.waits_on.is_empty() {
+            self.state = JobState::Queued;
+            self.not_before = now;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Waiting → failed (step [`FailureStep::Dependency`]) because `dep`, a job it waited for, ended
+    /// without success; the message names `dep`, its target and how it ended.
+    pub fn fail_dependency(&mut self, dep: &Job, now: DateTime<Utc>) -> Result<(), JobError> {
+        if self.state != JobState::Waiting {
+            return Err(self.illegal("fail the dependency of"));
+        }
+        let message = format!("job {} (target {}) {}", dep.id, dep.target, dep.ending());
+        self.state = JobState::Failed;
+        self.cause = Some(FailureCause::new(FailureStep::Dependency, message));
+        self.end(now);
+        Ok(())
+    }
+
+    /// Waiting for `old` → waiting for `new` instead (the retry of `old`); returns whether it waited
+    /// for `old`.
+    pub fn repoint(&mut self, old: JobId, new: JobId) -> bool {
+        if self.state != JobState::Waiting || !self.waits_on.contains(&old) {
+            return false;
+        }
+        self.waits_on.retain(|&w| w != old && w != new);
+        self.waits_on.push(new);
+        self.waits_on.sort_unstable();
+        true
+    }
+
+    /// How the job ended, for the message of a job that waited for it: `failed: makepkg failed (exit
+    /// code 4)`, `timed out`, `was lost: ...`, `was cancelled`.
+    fn ending(&self) -> String {
+        let cause = self.cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
+        match self.state {
+            JobState::Failed => format!("failed{cause}"),
+            JobState::TimedOut => "timed out".to_owned(),
+            JobState::Lost => format!("was lost{cause}"),
+            JobState::Cancelled => "was cancelled".to_owned(),
+            other => format!("is {other}"),
         }
     }
 
@@ -612,7 +706,7 @@ impl Job {
         self.lease_expires_at = None;
     }
 
-    /// Queued or running → cancelled.
+    /// Waiting, queued or running → cancelled.
     pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<(), JobError> {
         if self.state.is_final() {
             return Err(self.illegal("cancel"));
@@ -982,12 +1076,61 @@ mod tests {
             "versions",
             "log_truncated",
             "reason",
+            "waits_on",
         ];
         expected.sort_unstable();
         assert_eq!(keys, expected, "serde_json sorts object keys");
         let c =
             FailureCause { http_status: Some(502), ..FailureCause::new(FailureStep::Upload, "bad gateway") };
         assert_eq!(c.to_string(), "upload failed (HTTP status 502): bad gateway");
+    }
+
+    #[test]
+    fn waiting_jobs_are_released_failed_or_repointed() {
+        let x86 = Arch::new("x86_64").unwrap();
+        let mut w = Job::waiting(
+            JobId(5),
+            TargetId(9),
+            x86.clone(),
+            false,
+            Trigger::Manual,
+            vec![JobId(3), JobId(2)],
+            t(0),
+        );
+        assert_eq!((w.state(), w.waits_on()), (JobState::Waiting, &[JobId(2), JobId(3)][..]));
+        assert!(!w.state().is_final());
+        assert!(matches!(w.lease(&agent("a"), t(1), LEASE), Err(JobError::IllegalTransition { .. })));
+        assert_eq!(w.release(JobId(7), t(1)), Ok(false), "a job it does not wait for");
+        assert_eq!(w.release(JobId(2), t(2)), Ok(false));
+        assert!(w.repoint(JobId(3), JobId(4)));
+        assert!(!w.repoint(JobId(3), JobId(4)), "no longer waits for 3");
+        assert_eq!(w.waits_on(), [JobId(4)]);
+        assert_eq!(w.release(JobId(4), t(30)), Ok(true));
+        assert_eq!((w.state(), w.not_before(), w.waits_on()), (JobState::Queued, t(30), &[][..]));
+        assert!(w.release(JobId(4), t(31)).is_err(), "queued: nothing to release");
+        w.lease(&agent("a"), t(30), LEASE).unwrap();
+        // Nothing to wait for: queued at once.
+        let q = Job::waiting(JobId(6), TargetId(9), x86.clone(), false, Trigger::Manual, vec![], t(0));
+        assert_eq!(q.state(), JobState::Queued);
+        // A failed dependency fails it, naming the job, its target and how it ended.
+        let a = agent("a");
+        let mut dep = job();
+        dep.lease(&a, t(0), LEASE).unwrap();
+        let cause = FailureCause { exit_code: Some(4), ..FailureCause::new(FailureStep::Makepkg, "") };
+        dep.finish(&a, Outcome::Failed { cause }, t(5)).unwrap();
+        let mut w = Job::waiting(JobId(12), TargetId(3), x86, false, Trigger::Manual, vec![dep.id()], t(0));
+        w.fail_dependency(&dep, t(6)).unwrap();
+        let cause = w.cause().unwrap();
+        assert_eq!(
+            (w.state(), cause.step, w.finished_at()),
+            (JobState::Failed, FailureStep::Dependency, Some(t(6)))
+        );
+        assert_eq!(cause.message, "job 1 (target 2) failed: makepkg failed (exit code 4)");
+        assert!(!cause.step.is_infrastructure());
+        assert_eq!(RetryPolicy::default().should_retry(&w), None, "never retried");
+        assert!(w.fail_dependency(&dep, t(7)).is_err());
+        assert_eq!("waiting".parse::<JobState>(), Ok(JobState::Waiting));
+        assert_eq!(serde_json::to_string(&FailureStep::Dependency).unwrap(), "\"dependency\"");
     }
 
     #[test]

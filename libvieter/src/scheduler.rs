@@ -3,17 +3,19 @@
 //! - [`due_runs`] looks at the targets, the last scheduled run of each (target, arch) and `now`, and
 //!   returns the runs that are due plus the instant the caller should look again. A run missed while the
 //!   server was down runs **once** when it is back, not once per missed occurrence.
-//! - [`JobQueue`] holds the active (queued and running) jobs: it refuses a second queued job for the same
-//!   (target, arch) unless forced, leases each job to exactly one agent, renews leases, turns expired
-//!   leases into [`JobState::Lost`] and queues retries per a
-//!   [`RetryPolicy`]. Jobs that reach a final state leave the queue and are handed back to the caller,
-//!   which keeps their record. It serialises (serde) to its list of active jobs, so a server can persist
+//! - [`JobQueue`] holds the active (waiting, queued and running) jobs: it refuses a second queued job for
+//!   the same (target, arch) unless forced, leases each job to exactly one agent, renews leases, turns
+//!   expired leases into [`JobState::Lost`] and queues retries per a [`RetryPolicy`]. A waiting job is
+//!   never leased: it is queued when the jobs it waits for end succeeded or skipped, fails (step
+//!   `dependency`) when one of them ends otherwise, is cancelled with them and waits for their retries.
+//!   Jobs that reach a final state leave the queue and are handed back to the caller, which keeps their
+//!   record. It serialises (serde) to its list of active jobs, so a server can persist
 //!   it and rebuild it after a restart.
 //! - The rules about agents, which are semi-trusted (anyone holding an agent key may call the protocol):
 //!   [`lease_capacity`] (how many jobs one poll may lease), [`check_agent_key`] (an agent id belongs to
 //!   the key it first used) and [`agent_expired`] (when an idle agent's record is forgotten).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -221,18 +223,35 @@ impl Enqueued {
     }
 }
 
-/// A job that left the queue in a final state, and the retry queued for it, if any.
+/// A job that left the queue in a final state, the retry queued for it, if any, and the waiting jobs
+/// its end changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ended {
     pub job: Job,
     pub retry: Option<Job>,
+    /// The jobs that waited for it (transitively), as they are now: released (queued or still waiting
+    /// for others), waiting for the retry instead, failed (step `dependency`) or cancelled.
+    #[serde(default)]
+    pub dependents: Vec<Job>,
+}
+
+impl Ended {
+    /// Every record this end changed: the job, its retry, its dependents.
+    pub fn records(&self) -> impl Iterator<Item = &Job> {
+        std::iter::once(&self.job).chain(&self.retry).chain(&self.dependents)
+    }
+
+    /// Whether a job was queued by it (a retry, or a dependent released).
+    pub fn queued_any(&self) -> bool {
+        self.retry.is_some() || self.dependents.iter().any(|j| j.state() == JobState::Queued)
+    }
 }
 
 /// The active jobs: queued ones waiting per architecture, running ones under lease.
 ///
-/// Invariants: every job in it is `Queued` or `Running`; each queued job sits in exactly one
-/// architecture's waiting line; [`JobQueue::lease`] removes what it hands out from that line, so no job
-/// is ever handed out twice.
+/// Invariants: every job in it is `Waiting`, `Queued` or `Running`; each queued job sits in exactly one
+/// architecture's waiting line and no waiting job in any; [`JobQueue::lease`] removes what it hands out
+/// from that line, so no job is ever handed out twice.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(from = "QueueData", into = "QueueData")]
 pub struct JobQueue {
@@ -242,10 +261,12 @@ pub struct JobQueue {
     jobs: BTreeMap<JobId, Job>,
     /// Queued jobs per arch, ordered by (not before, id): first come, first served.
     waiting: BTreeMap<Arch, BTreeSet<(DateTime<Utc>, JobId)>>,
-    /// Queued jobs per (target, arch).
+    /// Queued and waiting jobs per (target, arch).
     queued_for: HashMap<(TargetId, Arch), BTreeSet<JobId>>,
     /// Running jobs by lease expiry.
     leases: BTreeSet<(DateTime<Utc>, JobId)>,
+    /// Waiting jobs by each job they wait for.
+    dependents: HashMap<JobId, BTreeSet<JobId>>,
 }
 
 /// What a [`JobQueue`] stores: the rest is rebuilt.
@@ -292,6 +313,7 @@ impl JobQueue {
             waiting: BTreeMap::new(),
             queued_for: HashMap::new(),
             leases: BTreeSet::new(),
+            dependents: HashMap::new(),
         }
     }
 
@@ -317,8 +339,8 @@ impl JobQueue {
         id
     }
 
-    /// Queues a build of `target` for `arch`. Without `force`, an already queued job for the same pair
-    /// is returned instead of a new one (a forced request always queues).
+    /// Queues a build of `target` for `arch`. Without `force`, an already queued (or waiting) job for
+    /// the same pair is returned instead of a new one (a forced request always queues).
     pub fn enqueue(
         &mut self,
         target: TargetId,
@@ -327,13 +349,28 @@ impl JobQueue {
         trigger: Trigger,
         now: DateTime<Utc>,
     ) -> Enqueued {
+        self.enqueue_after(target, arch, force, trigger, &[], now)
+    }
+
+    /// [`JobQueue::enqueue`], the new job waiting for the active jobs among `after` (queued at once when
+    /// none is active).
+    pub fn enqueue_after(
+        &mut self,
+        target: TargetId,
+        arch: &Arch,
+        force: bool,
+        trigger: Trigger,
+        after: &[JobId],
+        now: DateTime<Utc>,
+    ) -> Enqueued {
         if !force {
             if let Some(&id) = self.queued_for.get(&(target, arch.clone())).and_then(|ids| ids.first()) {
                 return Enqueued::AlreadyQueued(id);
             }
         }
+        let waits: Vec<JobId> = after.iter().copied().filter(|id| self.jobs.contains_key(id)).collect();
         let id = self.alloc_id();
-        self.index(Job::new(id, target, arch.clone(), force, trigger, now));
+        self.index(Job::waiting(id, target, arch.clone(), force, trigger, waits, now));
         Enqueued::New(id)
     }
 
@@ -349,7 +386,12 @@ impl JobQueue {
         Some(job)
     }
 
-    /// Adds an existing queued or running job (restoring a persisted queue). Refuses final jobs and
+    /// The newest active (waiting, queued or running) job of `target` for `arch`.
+    pub fn active_job(&self, target: TargetId, arch: &Arch) -> Option<JobId> {
+        self.jobs.values().rev().find(|j| j.target() == target && j.arch() == arch).map(Job::id)
+    }
+
+    /// Adds an existing waiting, queued or running job (restoring a persisted queue). Refuses final jobs and
     /// ids already present.
     pub fn insert(&mut self, job: Job) -> Result<(), JobError> {
         if job.state().is_final() {
@@ -369,6 +411,12 @@ impl JobQueue {
 
     fn index(&mut self, job: Job) {
         match job.state() {
+            JobState::Waiting => {
+                self.queued_for.entry((job.target(), job.arch().clone())).or_default().insert(job.id());
+                for &dep in job.waits_on() {
+                    self.dependents.entry(dep).or_default().insert(job.id());
+                }
+            }
             JobState::Queued => {
                 self.waiting.entry(job.arch().clone()).or_default().insert((job.not_before(), job.id()));
                 self.queued_for.entry((job.target(), job.arch().clone())).or_default().insert(job.id());
@@ -400,7 +448,69 @@ impl JobQueue {
             self.leases.remove(&(expiry, id));
         }
         self.leases.remove(&(DateTime::<Utc>::MIN_UTC, id));
+        for dep in job.waits_on() {
+            if let Some(ids) = self.dependents.get_mut(dep) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.dependents.remove(dep);
+                }
+            }
+        }
         Some(job)
+    }
+
+    /// Applies the end of `ended` (no longer in the queue) to the jobs waiting for it, transitively:
+    /// they wait for `retry` instead, are released (succeeded, skipped), cancelled (cancelled) or fail
+    /// with step `dependency` (any other end). Returns them as they are now.
+    fn propagate(&mut self, ended: &Job, retry: Option<JobId>, now: DateTime<Utc>) -> Vec<Job> {
+        let mut changed = Vec::new();
+        let mut work = VecDeque::from([(ended.clone(), retry)]);
+        while let Some((dep, retry)) = work.pop_front() {
+            let Some(waiting) = self.dependents.remove(&dep.id()) else { continue };
+            for id in waiting {
+                let Some(mut job) = self.unindex(id) else { continue };
+                // Each transition below is legal for a waiting job, the only kind indexed here.
+                match (retry, dep.state()) {
+                    (Some(r), _) => {
+                        job.repoint(dep.id(), r);
+                    }
+                    (None, JobState::Succeeded | JobState::Skipped) => {
+                        let _ = job.release(dep.id(), now);
+                    }
+                    (None, JobState::Cancelled) => {
+                        let _ = job.cancel(now);
+                    }
+                    (None, _) => {
+                        let _ = job.fail_dependency(&dep, now);
+                    }
+                }
+                if job.state().is_final() {
+                    work.push_back((job.clone(), None));
+                } else {
+                    self.index(job.clone());
+                }
+                changed.push(job);
+            }
+        }
+        changed
+    }
+
+    /// The ids that waiting jobs wait for but that are not in the queue (they ended while nobody
+    /// recorded it on their dependents: a restored queue checks these against the stored records).
+    pub fn dangling_waits(&self) -> Vec<JobId> {
+        let mut ids: Vec<JobId> =
+            self.dependents.keys().filter(|id| !self.jobs.contains_key(id)).copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Applies the end of `ended`, a job not in the queue, to the jobs waiting for it (see
+    /// [`JobQueue::dangling_waits`]); returns them as they are now. Nothing for a job still active.
+    pub fn settle(&mut self, ended: &Job, now: DateTime<Utc>) -> Vec<Job> {
+        if self.jobs.contains_key(&ended.id()) || !ended.state().is_final() {
+            return Vec::new();
+        }
+        self.propagate(ended, None, now)
     }
 
     /// An active job.
@@ -513,7 +623,8 @@ impl JobQueue {
         Ok(after)
     }
 
-    /// Moves an ended job out of the queue and queues its retry if the policy says so.
+    /// Moves an ended job out of the queue, queues its retry if the policy says so and applies its end
+    /// to the jobs waiting for it.
     fn end(&mut self, id: JobId) -> Option<Ended> {
         let job = self.unindex(id)?;
         let retry = self.retry.should_retry(&job).map(|at| {
@@ -523,7 +634,9 @@ impl JobQueue {
             self.index(retry.clone());
             retry
         });
-        Some(Ended { job, retry })
+        let now = job.finished_at().unwrap_or(job.queued_at());
+        let dependents = self.propagate(&job, retry.as_ref().map(Job::id), now);
+        Some(Ended { job, retry, dependents })
     }
 
     /// Records the outcome of running job `id` reported by its holder `agent`. The job leaves the queue;
@@ -544,11 +657,13 @@ impl JobQueue {
         self.end(id).ok_or(JobError::NoSuchJob(id))
     }
 
-    /// Cancels queued or running job `id`; it leaves the queue (no retry).
-    pub fn cancel(&mut self, id: JobId, now: DateTime<Utc>) -> Result<Job, JobError> {
+    /// Cancels waiting, queued or running job `id` and the jobs waiting for it (transitively); they
+    /// leave the queue (no retry).
+    pub fn cancel(&mut self, id: JobId, now: DateTime<Utc>) -> Result<Ended, JobError> {
         let mut job = self.unindex(id).ok_or(JobError::NoSuchJob(id))?;
         job.cancel(now)?;
-        Ok(job)
+        let dependents = self.propagate(&job, None, now);
+        Ok(Ended { job, retry: None, dependents })
     }
 
     /// Turns every lease that ended at or before `now` into a lost job, which leaves the queue, and
@@ -956,6 +1071,29 @@ mod tests {
     }
 
     #[test]
+    fn waiting_jobs_are_never_leased_and_survive_a_round_trip() {
+        let mut q = queue();
+        let x = arch("x86_64");
+        let a = q.enqueue(TargetId(1), &x, false, Trigger::Manual, t(0)).job();
+        let b = q.enqueue_after(TargetId(2), &x, false, Trigger::Manual, &[a, JobId(99)], t(0)).job();
+        assert_eq!(q.get(b).map(|j| (j.state(), j.waits_on().to_vec())), Some((JobState::Waiting, vec![a])));
+        assert_eq!(q.enqueue(TargetId(2), &x, false, Trigger::Manual, t(1)), Enqueued::AlreadyQueued(b));
+        assert_eq!(q.active_job(TargetId(2), &x), Some(b));
+        let mut q: JobQueue = serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
+        assert_eq!(q.dangling_waits(), []);
+        assert_eq!(q.lease(&x, 10, &agent("a"), t(1)).iter().map(Job::id).collect::<Vec<_>>(), [a]);
+        assert!(!q.has_work(&x, t(1)), "the waiting job is no work");
+        let ended = q.finish(a, &agent("a"), Outcome::Skipped { versions: vec![] }, t(2)).unwrap();
+        assert_eq!(
+            ended.dependents.iter().map(|j| (j.id(), j.state())).collect::<Vec<_>>(),
+            [(b, JobState::Queued)]
+        );
+        assert!(ended.queued_any());
+        assert_eq!(ended.records().count(), 2);
+        assert_eq!(q.lease(&x, 10, &agent("a"), t(2)).iter().map(Job::id).collect::<Vec<_>>(), [b]);
+    }
+
+    #[test]
     fn cancel_and_serde_round_trip() {
         let mut q = queue();
         let x = arch("x86_64");
@@ -963,11 +1101,11 @@ mod tests {
         let running = q.enqueue(TargetId(1), &x, false, Trigger::Manual, t(0)).job();
         let queued = q.enqueue(TargetId(2), &x, false, Trigger::Manual, t(0)).job();
         assert_eq!(q.lease(&x, 1, &a, t(1)).iter().map(|j| j.id()).collect::<Vec<_>>(), [running]);
-        let cancelled = q.cancel(queued, t(2)).unwrap();
+        let cancelled = q.cancel(queued, t(2)).unwrap().job;
         assert_eq!((cancelled.state(), cancelled.finished_at()), (JobState::Cancelled, Some(t(2))));
         assert_eq!(q.queued(&x), 0);
         assert!(matches!(q.enqueue(TargetId(2), &x, false, Trigger::Manual, t(3)), Enqueued::New(_)));
-        assert_eq!(q.cancel(running, t(4)).map(|j| j.state()), Ok(JobState::Cancelled));
+        assert_eq!(q.cancel(running, t(4)).map(|e| e.job.state()), Ok(JobState::Cancelled));
         assert!(q.expire(t(1000)).is_empty(), "a cancelled job's lease is gone");
         assert_eq!(q.cancel(running, t(5)), Err(JobError::NoSuchJob(running)));
 

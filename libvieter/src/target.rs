@@ -188,7 +188,8 @@ impl Source {
 /// list, the timeout).
 ///
 /// Its JSON (and stored) shape is flat: `id, kind, url, branch, path, repo, schedule, arch, base_image,
-/// build_timeout_secs, enabled`, with `branch` and `path` `null` for url and aur targets.
+/// build_timeout_secs, enabled, needs, automatic`, with `branch` and `path` `null` for url and aur
+/// targets (records without `needs` and `automatic` read as none and `false`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "TargetWire", into = "TargetWire")]
 pub struct Target {
@@ -207,6 +208,11 @@ pub struct Target {
     pub build_timeout_secs: Option<u64>,
     /// Disabled targets are never scheduled (manual builds still work).
     pub enabled: bool,
+    /// Targets whose jobs must end succeeded or skipped before this one builds (by id, no duplicates).
+    pub needs: Vec<TargetId>,
+    /// Created as an AUR dependency of another target: removed once no target needs it. Set by the
+    /// build service only.
+    pub automatic: bool,
 }
 
 /// [`Target`] as it is serialised: the source's fields flat, as the API has always had them.
@@ -223,6 +229,10 @@ struct TargetWire {
     base_image: Option<ImageRef>,
     build_timeout_secs: Option<u64>,
     enabled: bool,
+    #[serde(default)]
+    needs: Vec<TargetId>,
+    #[serde(default)]
+    automatic: bool,
 }
 
 impl TryFrom<TargetWire> for Target {
@@ -249,6 +259,8 @@ impl TryFrom<TargetWire> for Target {
             base_image: w.base_image,
             build_timeout_secs: w.build_timeout_secs,
             enabled: w.enabled,
+            needs: w.needs,
+            automatic: w.automatic,
         })
     }
 }
@@ -273,6 +285,8 @@ impl From<Target> for TargetWire {
             base_image: t.base_image,
             build_timeout_secs: t.build_timeout_secs,
             enabled: t.enabled,
+            needs: t.needs,
+            automatic: t.automatic,
         }
     }
 }
@@ -327,6 +341,7 @@ impl Target {
             base_image: self.base_image.as_ref().map(|i| i.to_string()),
             build_timeout_secs: self.build_timeout_secs,
             enabled: Some(self.enabled),
+            needs: self.needs.clone(),
         }
     }
 }
@@ -335,7 +350,7 @@ impl Target {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     /// The field's name as in the API (`kind`, `url`, `branch`, `path`, `repo`, `schedule`, `arch`,
-    /// `base_image`, `build_timeout_secs`).
+    /// `base_image`, `build_timeout_secs`, `needs`).
     pub field: &'static str,
     pub message: String,
 }
@@ -496,6 +511,9 @@ pub struct NewTarget {
     pub build_timeout_secs: Option<u64>,
     /// Absent: enabled.
     pub enabled: Option<bool>,
+    /// Targets that must build first (their jobs end succeeded or skipped); duplicates are dropped. The
+    /// build service checks that they exist and form no cycle.
+    pub needs: Vec<TargetId>,
 }
 
 impl NewTarget {
@@ -550,8 +568,18 @@ impl NewTarget {
             base_image,
             build_timeout_secs: self.build_timeout_secs,
             enabled: self.enabled.unwrap_or(true),
+            needs: normalized_needs(&self.needs),
+            automatic: false,
         })
     }
+}
+
+/// `needs` in id order, each once.
+fn normalized_needs(needs: &[TargetId]) -> Vec<TargetId> {
+    let mut needs = needs.to_vec();
+    needs.sort_unstable();
+    needs.dedup();
+    needs
 }
 
 /// Deserialises a field that may be absent (outer `None`), `null` (`Some(None)`: clear it) or a value.
@@ -583,6 +611,9 @@ pub struct TargetPatch {
     #[serde(deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     pub build_timeout_secs: Option<Option<u64>>,
     pub enabled: Option<bool>,
+    /// Replaces the list of targets that must build first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs: Option<Vec<TargetId>>,
 }
 
 impl TargetPatch {
@@ -619,7 +650,12 @@ impl TargetPatch {
         if let Some(enabled) = self.enabled {
             new.enabled = Some(enabled);
         }
-        new.build(target.id, None)
+        if let Some(needs) = &self.needs {
+            new.needs = needs.clone();
+        }
+        let mut edited = new.build(target.id, None)?;
+        edited.automatic = target.automatic;
+        Ok(edited)
     }
 }
 
@@ -685,6 +721,7 @@ mod tests {
             base_image: Some("has space".into()),
             build_timeout_secs: Some(0),
             enabled: None,
+            needs: Vec::new(),
         };
         let errors = input.validate(TargetId(1), &x86()).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
@@ -796,7 +833,7 @@ mod tests {
         let cases = [
             (
                 git("https://h/x.git"),
-                r#"{"id":3,"kind":"git","url":"https://h/x.git","branch":null,"path":null,"repo":"main","schedule":null,"arch":["x86_64"],"base_image":null,"build_timeout_secs":null,"enabled":true}"#,
+                r#"{"id":3,"kind":"git","url":"https://h/x.git","branch":null,"path":null,"repo":"main","schedule":null,"arch":["x86_64"],"base_image":null,"build_timeout_secs":null,"enabled":true,"needs":[],"automatic":false}"#,
             ),
             (
                 NewTarget {
@@ -809,15 +846,15 @@ mod tests {
                     arch: Some(vec!["x86_64".into(), "aarch64".into()]),
                     ..git("https://h/x.git")
                 },
-                r#"{"id":3,"kind":"git","url":"https://h/x.git","branch":"dev","path":"pkgs/a","repo":"main","schedule":"0 3 * *","arch":["x86_64","aarch64"],"base_image":"img:1","build_timeout_secs":60,"enabled":false}"#,
+                r#"{"id":3,"kind":"git","url":"https://h/x.git","branch":"dev","path":"pkgs/a","repo":"main","schedule":"0 3 * *","arch":["x86_64","aarch64"],"base_image":"img:1","build_timeout_secs":60,"enabled":false,"needs":[],"automatic":false}"#,
             ),
             (
                 NewTarget { kind: "url".into(), url: "https://h/PKGBUILD".into(), ..git("") },
-                r#"{"id":3,"kind":"url","url":"https://h/PKGBUILD","branch":null,"path":null,"repo":"main","schedule":null,"arch":["x86_64"],"base_image":null,"build_timeout_secs":null,"enabled":true}"#,
+                r#"{"id":3,"kind":"url","url":"https://h/PKGBUILD","branch":null,"path":null,"repo":"main","schedule":null,"arch":["x86_64"],"base_image":null,"build_timeout_secs":null,"enabled":true,"needs":[],"automatic":false}"#,
             ),
             (
                 NewTarget { kind: "aur".into(), url: "yay".into(), ..git("") },
-                r#"{"id":3,"kind":"aur","url":"yay","branch":null,"path":null,"repo":"main","schedule":null,"arch":["x86_64"],"base_image":null,"build_timeout_secs":null,"enabled":true}"#,
+                r#"{"id":3,"kind":"aur","url":"yay","branch":null,"path":null,"repo":"main","schedule":null,"arch":["x86_64"],"base_image":null,"build_timeout_secs":null,"enabled":true,"needs":[],"automatic":false}"#,
             ),
         ];
         let mut kinds = Vec::new();
@@ -836,6 +873,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.source, Source::git(CloneUrl::new("https://h/x").unwrap()));
+    }
+
+    #[test]
+    fn needs_and_automatic_round_trip_and_survive_edits() {
+        let input = NewTarget { needs: vec![TargetId(5), TargetId(2), TargetId(5)], ..git("https://h/x") };
+        let mut t = input.validate(TargetId(7), &x86()).unwrap();
+        assert_eq!(t.needs, [TargetId(2), TargetId(5)], "sorted, each once");
+        assert!(!t.automatic);
+        t.automatic = true;
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(
+            (&json["needs"], &json["automatic"]),
+            (&serde_json::json!([2, 5]), &serde_json::json!(true))
+        );
+        assert_eq!(serde_json::from_value::<Target>(json).unwrap(), t);
+        // An edit keeps `automatic` (users cannot set it) and replaces `needs` when given.
+        let patch: TargetPatch = serde_json::from_str(r#"{"needs": [9]}"#).unwrap();
+        let edited = patch.apply(&t).unwrap();
+        assert_eq!((edited.needs.as_slice(), edited.automatic), (&[TargetId(9)][..], true));
+        let edited = TargetPatch::default().apply(&t).unwrap();
+        assert_eq!(edited, t);
     }
 
     #[test]

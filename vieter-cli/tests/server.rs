@@ -233,3 +233,42 @@ fn build_follow_streams_the_log_and_exits_with_the_result() {
     let out = vieter(&s, KEY, &["--quiet", "targets", "remove", &working]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not found"));
 }
+
+/// `targets add --needs`, `targets deps` (indented), `targets info` with needs, `jobs list --state
+/// waiting` and `jobs info` with what a job waits on.
+#[test]
+fn graph_commands() {
+    let s = start();
+    let add = |url: &str, needs: &[&str]| {
+        let mut args = vec!["--json", "targets", "add", "--kind", "git", "--url", url, "--repo", "main"];
+        for n in needs {
+            args.extend(["--needs", n]);
+        }
+        json(&vieter(&s, KEY, &args))["id"].as_u64().unwrap().to_string()
+    };
+    let lib = add("https://example.org/lib.git", &[]);
+    let app = add("https://example.org/app.git", &[&lib]);
+    let out = vieter(&s, KEY, &["targets", "deps", &app]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        format!(
+            "{app} git https://example.org/app.git [main]\n  {lib} git https://example.org/lib.git [main]\n"
+        )
+    );
+    let out = vieter(&s, KEY, &["targets", "info", &app]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NEEDS") && text.contains("AUTOMATIC"), "{text}");
+    let jobs = json(&vieter(&s, KEY, &["--json", "targets", "build", &app]));
+    let job = jobs[0]["id"].as_u64().unwrap().to_string();
+    let waiting = json(&vieter(&s, KEY, &["--json", "jobs", "list", "--state", "waiting"]));
+    assert_eq!(waiting.as_array().unwrap().len(), 1);
+    assert_eq!(waiting[0]["id"].as_u64().unwrap().to_string(), job);
+    let info = json(&vieter(&s, KEY, &["--json", "jobs", "info", &job]));
+    assert_eq!(info["waits_on"].as_array().unwrap().len(), 1);
+    let out = vieter(&s, KEY, &["jobs", "info", &job]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("WAITS ON"));
+    let out = vieter(&s, KEY, &["targets", "remove", &lib]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("needed by target {app}")));
+}

@@ -11,6 +11,7 @@ use libvieter::api::{
     AgentInfo, Envelope, FinishRequest, HeartbeatRequest, JobFilter, LeasedJob, ListQuery, PackageDetail,
     PackageSummary, PollRequest, PublishResult, QueueRequest, RepoInfo, TargetFilter,
 };
+use libvieter::builds::DependencyTree;
 use libvieter::job::{AgentId, Job, JobId, Outcome};
 use libvieter::target::{NewTarget, Target, TargetId, TargetPatch};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -187,16 +188,26 @@ impl Client {
         self.send(self.request(Method::GET, &format!("/api/v1/targets/{id}"))).await
     }
 
+    /// `GET /api/v1/targets/{id}/deps`: the target and the trees of the targets it needs.
+    pub async fn target_deps(&self, id: TargetId) -> Result<DependencyTree, ClientError> {
+        self.send(self.request(Method::GET, &format!("/api/v1/targets/{id}/deps"))).await
+    }
+
     /// `PATCH /api/v1/targets/{id}`.
     pub async fn patch_target(&self, id: TargetId, patch: &TargetPatch) -> Result<Target, ClientError> {
         self.send(self.request(Method::PATCH, &format!("/api/v1/targets/{id}")).json(patch)).await
     }
 
-    /// `DELETE /api/v1/targets/{id}`.
-    pub async fn delete_target(&self, id: TargetId) -> Result<(), ClientError> {
-        self.send::<serde_json::Value>(self.request(Method::DELETE, &format!("/api/v1/targets/{id}")))
+    /// `DELETE /api/v1/targets/{id}`: returns the automatic targets removed with it.
+    pub async fn delete_target(&self, id: TargetId) -> Result<Vec<TargetId>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Removed {
+            #[serde(default)]
+            automatic: Vec<TargetId>,
+        }
+        self.send::<Removed>(self.request(Method::DELETE, &format!("/api/v1/targets/{id}")))
             .await
-            .map(|_| ())
+            .map(|r| r.automatic)
     }
 
     /// `POST /api/v1/jobs`: queue builds now.

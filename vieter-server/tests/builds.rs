@@ -457,3 +457,68 @@ async fn logs_older_than_max_log_age_are_removed_and_their_jobs_kept() {
     assert_eq!(admin.log(ids[0], false).await.unwrap().text().await.unwrap(), "");
     assert_eq!(admin.log(ids[1], false).await.unwrap().text().await.unwrap(), "recent log\n");
 }
+
+#[tokio::test]
+async fn a_target_with_needs_queues_its_graph_and_waits() {
+    let s = server(&[]);
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for (name, needs) in [("lib", vec![]), ("mid", vec![0]), ("app", vec![1])] {
+        let needs: Vec<u64> = needs.iter().map(|&i: &usize| ids[i]).collect();
+        let body = json!({"kind": "git", "url": format!("https://example.org/{name}.git"), "repo": "r", "needs": needs});
+        let (status, v) =
+            call(&http, reqwest::Method::POST, format!("{}/api/v1/targets", s.url), KEY, Some(body)).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["data"]["needs"], json!(needs), "{v}");
+        ids.push(v["data"]["id"].as_u64().unwrap());
+    }
+    let (lib, mid, app) = (ids[0], ids[1], ids[2]);
+    let (status, v) =
+        call(&http, reqwest::Method::GET, format!("{}/api/v1/targets/{app}/deps", s.url), KEY, None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["needs"][0]["needs"][0]["target"]["id"], lib, "{v}");
+    let (status, v) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{}/api/v1/jobs", s.url),
+        KEY,
+        Some(json!({"target": app})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"][0]["state"], "waiting", "{v}");
+    let (_, waiting) =
+        call(&http, reqwest::Method::GET, format!("{}/api/v1/jobs?state=waiting", s.url), KEY, None).await;
+    let waiting: BTreeSet<u64> =
+        waiting["data"].as_array().unwrap().iter().map(|j| j["target"].as_u64().unwrap()).collect();
+    assert_eq!(waiting, BTreeSet::from([mid, app]));
+    let (_, queued) =
+        call(&http, reqwest::Method::GET, format!("{}/api/v1/jobs?state=queued", s.url), KEY, None).await;
+    let queued = queued["data"].as_array().unwrap().clone();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["target"], lib);
+    // The bottom is leased and succeeds: the middle is queued, the top still waits for it.
+    let leased = poll(&http, &s.url, "graph-agent", 4, 0).await;
+    assert_eq!(leased.len(), 1);
+    let job = leased[0]["job"]["id"].as_u64().unwrap();
+    let body = json!({"agent_id": "graph-agent", "outcome": {"state": "succeeded", "versions": []}});
+    let (status, v) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{}/api/v1/jobs/{job}/finish", s.url),
+        AGENT_KEY,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, waiting) =
+        call(&http, reqwest::Method::GET, format!("{}/api/v1/jobs?state=waiting", s.url), KEY, None).await;
+    let waiting = waiting["data"].as_array().unwrap().clone();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0]["target"], app);
+    // A target a user target needs is not removed.
+    let (status, v) =
+        call(&http, reqwest::Method::DELETE, format!("{}/api/v1/targets/{lib}", s.url), KEY, None).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains(&format!("needed by target {mid}")), "{v}");
+}

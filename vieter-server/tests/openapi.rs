@@ -97,6 +97,7 @@ async fn every_documented_operation_behaves_as_documented() {
         ("post", "/api/v1/targets"),
         ("get", "/api/v1/targets"),
         ("get", "/api/v1/targets/{id}"),
+        ("get", "/api/v1/targets/{id}/deps"),
         ("patch", "/api/v1/targets/{id}"),
         ("post", "/api/v1/jobs"),
         ("get", "/api/v1/jobs"),

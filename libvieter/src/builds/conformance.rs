@@ -83,6 +83,12 @@ pub fn check_store<S: BuildStore>(store: &S) {
     assert_eq!(store.target(b.id).expect("target"), None);
     let c = store.add_target(target("https://h/c", &["x86_64"]), at(30)).expect("add_target");
     assert!(c.id > b.id, "a removed target's id is never reused ({} after {})", c.id, b.id);
+    // A target's needs and whether it is automatic are kept.
+    let mut needing = c.clone();
+    needing.needs = vec![a.id];
+    needing.automatic = true;
+    store.put_target(&needing).expect("put_target");
+    assert_eq!(store.target(c.id).expect("target"), Some(needing), "needs and automatic read back");
 
     // Last runs: recorded per pair, replaced.
     store.record_runs(&[(a.id, arch("x86_64")), (c.id, arch("x86_64"))], at(40)).expect("record_runs");
@@ -103,12 +109,18 @@ pub fn check_store<S: BuildStore>(store: &S) {
     first.wait().expect("durable");
     assert_eq!(store.job(JobId(1)).expect("job"), Some(running.clone()), "the later record wins");
     let two = Job::new(JobId(2), a.id, x86.clone(), false, Trigger::Schedule, at(52));
-    let three = Job::new(JobId(3), c.id, x86, true, Trigger::Retry, at(53));
+    let three = Job::waiting(JobId(3), c.id, x86, true, Trigger::Retry, vec![JobId(1), JobId(2)], at(53));
     store.save_jobs(&[two.clone(), three.clone()]).expect("save_jobs").wait().expect("durable");
     store.save_jobs(&[]).expect("save_jobs").wait().expect("an empty batch");
     assert_eq!(ids(store, usize::MAX), [JobId(3), JobId(2), JobId(1)], "newest first");
     assert_eq!(ids(store, 1), [JobId(3)], "the scan stops when told");
-    assert_eq!(store.job(JobId(3)).expect("job"), Some(three));
+    let read = store.job(JobId(3)).expect("job");
+    assert_eq!(
+        read.as_ref().map(|j| (j.state(), j.waits_on())),
+        Some((crate::job::JobState::Waiting, &[JobId(1), JobId(2)][..])),
+        "a waiting job reads back with what it waits for"
+    );
+    assert_eq!(read, Some(three));
 
     // Agents: stored with their key, replaced, removed.
     let info = AgentInfo {

@@ -19,6 +19,9 @@ pub enum BuildError {
     /// agent, it has not ended yet, ...).
     #[error("{reason}")]
     Conflict { job: JobId, reason: JobError },
+    /// The target is still needed by other (not automatic) targets: they are named.
+    #[error("target {target} is needed by {}: remove it from their needs first", targets(by))]
+    Needed { target: TargetId, by: Vec<TargetId> },
     /// The request itself is wrong.
     #[error("{0}")]
     Invalid(Invalid),
@@ -31,6 +34,15 @@ pub enum BuildError {
     /// The store failed; nothing was decided.
     #[error("build store: {0}")]
     Store(#[from] StoreError),
+}
+
+fn targets(ids: &[TargetId]) -> String {
+    let list = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if ids.len() == 1 {
+        format!("target {list}")
+    } else {
+        format!("targets {list}")
+    }
 }
 
 /// What was not found.
@@ -58,6 +70,22 @@ pub enum Invalid {
     /// A manual build asked for an architecture the target is not built for.
     #[error("target {target} is not built for {arch}")]
     Arch { target: TargetId, arch: Arch },
+    /// A target needs a target that does not exist.
+    #[error("needs: target {needed} does not exist")]
+    UnknownNeed { needed: TargetId },
+    /// A target needs itself.
+    #[error("needs: target {target} cannot need itself")]
+    SelfNeed { target: TargetId },
+    /// The needs would form a cycle: `path` goes round it, its first target repeated at the end.
+    #[error("needs: this would make a cycle: {}", path.join(" → "))]
+    Cycle { path: Vec<String> },
+    /// A build needs a target that is not built for its architecture.
+    #[error("target {target} needs target {needed}, which is not built for {arch}")]
+    NeedArch { target: TargetId, needed: TargetId, arch: Arch },
+    /// A target created with a dependency closure is not an AUR target, or its package base is not
+    /// a base of the closure.
+    #[error("{0}")]
+    Closure(String),
 }
 
 impl From<Invalid> for BuildError {

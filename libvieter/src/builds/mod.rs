@@ -1,10 +1,13 @@
 //! The build service: every rule of targets, jobs and agents, over a storage port and a clock.
 //!
 //! [`BuildService`] owns what the build system decides: target creation, edits and removal (a new
-//! target waits for its schedule), manual and scheduled queueing, leases, heartbeats, outcomes, lost
-//! jobs and their retries, cancellation, retries by hand (of ended jobs only), which agent may speak for
-//! which id, how many jobs one agent holds, when an idle agent is forgotten, when build logs are old
-//! enough to delete, filters and paging. What it does not do is I/O: the state goes through a
+//! target waits for its schedule; the targets a target needs exist and form no cycle, a needed target
+//! is not removed, automatic targets go when nothing needs them), manual and scheduled queueing (with
+//! a job of every needed target, the target's own job waiting for them), leases, heartbeats,
+//! outcomes (and what they mean for the jobs waiting for them), lost jobs and their retries,
+//! cancellation, retries by hand (of ended jobs only), which agent may speak for which id, how many
+//! jobs one agent holds, when an idle agent is forgotten, when build logs are old enough to delete,
+//! filters and paging. What it does not do is I/O: the state goes through a
 //! [`BuildStore`] (an in-memory [`MemoryStore`] ships here, `vieter-server` has redb), time comes from a
 //! [`Clock`], and waiting (long polls, the tick's timer), log files and HTTP are the embedder's.
 //!
@@ -49,6 +52,9 @@ mod change;
 mod clock;
 pub mod conformance;
 mod error;
+mod graph;
+#[cfg(test)]
+mod graph_tests;
 mod logs;
 mod store;
 #[cfg(test)]
@@ -57,6 +63,7 @@ mod tests;
 pub use change::{aur_base, aur_change, by_base, Change, ChangeCheck, DueTarget, NoCheck};
 pub use clock::{Clock, ManualClock};
 pub use error::{BuildError, Invalid, Missing};
+pub use graph::{ClosureTargets, DependencyTree, Removal};
 pub use logs::{BuildLogs, LogError, LogStore, MemoryLogs};
 pub use store::{AgentRecord, BuildStore, Durable, MemoryStore, Saved, StoreError};
 
@@ -77,6 +84,7 @@ use crate::scheduler::{
     KeyDigest,
 };
 use crate::target::{NewTarget, Target, TargetId, TargetPatch};
+use graph::Plan;
 
 /// The settings of the build system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,10 +184,12 @@ impl<W: Wakeups + ?Sized> Wakeups for std::sync::Arc<W> {
 pub struct TickReport {
     /// Leases that ended without a heartbeat: the lost jobs and their retries.
     pub lost: Vec<Ended>,
-    /// Scheduled jobs queued now (trigger `schedule`).
+    /// Scheduled jobs queued now (trigger `schedule`), with the new jobs of the targets they need.
     pub queued: Vec<Job>,
     /// Scheduled runs the change check found unchanged: recorded `skipped`, no agent involved.
     pub unchanged: Vec<Job>,
+    /// Scheduled runs not queued: a target they need is gone or not built for the arch.
+    pub refused: Vec<Invalid>,
     /// Idle agents forgotten.
     pub forgotten: Vec<AgentId>,
     /// When something next falls due (a scheduled run, a lease's end, a retry's back-off, an agent's
@@ -225,12 +235,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn ended_jobs(ended: &[Ended]) -> Vec<Job> {
-    ended.iter().flat_map(|e| std::iter::once(e.job.clone()).chain(e.retry.clone())).collect()
+    ended.iter().flat_map(Ended::records).cloned().collect()
 }
 
 impl<S: BuildStore> BuildService<S> {
-    /// Opens the service on `store`: reloads the active jobs (queued and running, with their leases)
-    /// and the agents.
+    /// Opens the service on `store`: reloads the active jobs (waiting, queued and running, with their
+    /// leases) and the agents. A waiting job whose dependency ended without its record saying so is
+    /// released, failed or cancelled now (and stored).
     pub fn open(store: S, settings: BuildSettings, clock: impl Clock + 'static) -> Result<Self, BuildError> {
         let mut queue = JobQueue::new(settings.retry.clone(), settings.lease);
         let mut max_id = 0;
@@ -247,6 +258,14 @@ impl<S: BuildStore> BuildService<S> {
             queue.insert(job).map_err(|e| StoreError::new(format!("stored job {id}: {e}")))?;
         }
         queue.set_next_id(JobId(max_id.saturating_add(1)));
+        let now = clock.now();
+        let mut settled = Vec::new();
+        for dep in queue.dangling_waits() {
+            if let Some(job) = store.job(dep)? {
+                settled.extend(queue.settle(&job, now));
+            }
+        }
+        store.save_jobs(&settled)?.wait()?;
         let agents = store
             .agents()?
             .into_iter()
@@ -284,7 +303,7 @@ impl<S: BuildStore> BuildService<S> {
         self.clock.now()
     }
 
-    /// How many jobs are active (queued or running).
+    /// How many jobs are active (waiting, queued or running).
     pub fn active_jobs(&self) -> usize {
         lock(&self.queue).len()
     }
@@ -304,6 +323,14 @@ impl<S: BuildStore> BuildService<S> {
     pub fn create_target(&self, input: &NewTarget) -> Result<Target, BuildError> {
         // The store gives the id; validation does not depend on it.
         let target = input.validate(TargetId(0), &self.settings.default_arch).map_err(Invalid::Target)?;
+        let _edit = lock(&self.targets);
+        if !target.needs.is_empty() {
+            // Nothing needs a new target yet: only existence can fail.
+            let all = self.target_map()?;
+            if let Some(&n) = target.needs.iter().find(|n| !all.contains_key(n)) {
+                return Err(Invalid::UnknownNeed { needed: n }.into());
+            }
+        }
         Ok(self.store.add_target(target, self.now())?)
     }
 
@@ -318,40 +345,90 @@ impl<S: BuildStore> BuildService<S> {
         Ok(f.page().apply(self.store.targets()?.into_iter().filter(|t| matches(t))).collect())
     }
 
-    /// Applies an edit to a target (every field checked again).
+    /// Applies an edit to a target (every field checked again; changed needs must exist, not name the
+    /// target and make no cycle).
     pub fn patch_target(&self, id: TargetId, patch: &TargetPatch) -> Result<Target, BuildError> {
         let _edit = lock(&self.targets);
         let current = self.target(id)?;
         let updated = patch.apply(&current).map_err(Invalid::Target)?;
+        if updated.needs != current.needs {
+            Self::check_needs(&updated, &self.target_map()?)?;
+        }
         self.store.put_target(&updated)?;
         Ok(updated)
     }
 
-    /// Removes a target and cancels its active jobs; returns them.
-    pub fn delete_target(&self, id: TargetId) -> Result<Vec<Job>, BuildError> {
-        {
+    /// Removes a target, refused while a target that is not automatic needs it. Then every automatic
+    /// target no longer needed by any target is removed too (transitively), and the active jobs of
+    /// the removed targets are cancelled with the jobs waiting for them.
+    pub fn delete_target(&self, id: TargetId) -> Result<Removal, BuildError> {
+        let automatic = {
             let _edit = lock(&self.targets);
+            let mut all = self.target_map()?;
+            if !all.contains_key(&id) {
+                return Err(BuildError::NotFound(Missing::Target(id)));
+            }
+            let by: Vec<TargetId> =
+                all.values().filter(|t| !t.automatic && t.needs.contains(&id)).map(|t| t.id).collect();
+            if !by.is_empty() {
+                return Err(BuildError::Needed { target: id, by });
+            }
+            // Automatic targets that need it lose that need first: no need ever names a removed target.
+            for t in all.values_mut().filter(|t| t.needs.contains(&id)) {
+                t.needs.retain(|&n| n != id);
+                self.store.put_target(t)?;
+            }
             if !self.store.remove_target(id)? {
                 return Err(BuildError::NotFound(Missing::Target(id)));
             }
-        }
+            all.remove(&id);
+            // How many targets need each target; automatic ones needed by none go, which may free more.
+            let mut needed_by: BTreeMap<TargetId, usize> = BTreeMap::new();
+            for n in all.values().flat_map(|t| &t.needs) {
+                *needed_by.entry(*n).or_default() += 1;
+            }
+            let mut unneeded: Vec<TargetId> = all
+                .values()
+                .filter(|t| t.automatic && !needed_by.contains_key(&t.id))
+                .map(|t| t.id)
+                .collect();
+            let mut automatic = Vec::new();
+            while let Some(gone) = unneeded.pop() {
+                self.store.remove_target(gone)?;
+                automatic.push(gone);
+                for n in all.remove(&gone).map(|t| t.needs).unwrap_or_default() {
+                    if let Some(count) = needed_by.get_mut(&n) {
+                        *count -= 1;
+                        if *count == 0 && all.get(&n).is_some_and(|t| t.automatic) {
+                            unneeded.push(n);
+                        }
+                    }
+                }
+            }
+            automatic
+        };
         let now = self.now();
         let (cancelled, saved) = {
             let mut q = self.queue();
-            let ids: Vec<JobId> = q.jobs().filter(|j| j.target() == id).map(|j| j.id()).collect();
-            let cancelled: Vec<Job> = ids.into_iter().filter_map(|jid| q.cancel(jid, now).ok()).collect();
+            let gone: BTreeSet<TargetId> = automatic.iter().copied().chain([id]).collect();
+            let ids: Vec<JobId> = q.jobs().filter(|j| gone.contains(&j.target())).map(|j| j.id()).collect();
+            let ended: Vec<Ended> = ids.into_iter().filter_map(|jid| q.cancel(jid, now).ok()).collect();
+            let cancelled = ended_jobs(&ended);
             let saved = self.store.save_jobs(&cancelled)?;
             (cancelled, saved)
         };
         saved.wait()?;
-        Ok(cancelled)
+        Ok(Removal { removed: id, automatic, cancelled })
     }
 
     // ---- jobs ----
 
     /// Queues manual builds of a target: of the architecture asked for (which the target must be built
     /// for), else of each of its architectures. Without `force` a build already waiting for the same
-    /// (target, arch) is answered instead of a new one.
+    /// (target, arch) is answered instead of a new one. A target with needs also queues a job (not
+    /// forced) of every target it needs, transitively, for the same arch (an active job of a needed
+    /// target is used instead), and its own job waits for them; refused when a needed target is not
+    /// built for the arch. Returns the target's own jobs.
     pub fn queue_build(&self, req: &QueueRequest) -> Result<Vec<Job>, BuildError> {
         let target = self.target(req.target)?;
         let arches: Vec<Arch> = match &req.arch {
@@ -359,15 +436,31 @@ impl<S: BuildStore> BuildService<S> {
             Some(a) => return Err(Invalid::Arch { target: req.target, arch: a.clone() }.into()),
             None => target.arch.clone(),
         };
-        let pairs = arches.into_iter().map(|a| (req.target, a));
-        Ok(self.enqueue_all(pairs, req.force, Trigger::Manual, self.now())?.0)
+        let plans = self.plans_for(&target, arches)?;
+        Ok(self.enqueue_all(plans, req.force, Trigger::Manual, self.now())?.0)
     }
 
-    /// Queues a job per pair; returns every job that will do the builds (new or already waiting) and
-    /// the new ones. Only the new ones are written.
+    /// The plans of builds of `target` for `arches`, its needs looked up in the store.
+    fn plans_for(&self, target: &Target, arches: Vec<Arch>) -> Result<Vec<Plan>, BuildError> {
+        let mut lookup = |id: TargetId| self.store.target(id).map_err(BuildError::from);
+        arches
+            .into_iter()
+            .map(|a| {
+                if target.needs.is_empty() {
+                    Ok(Plan::single(target.id, a))
+                } else {
+                    Self::plan(target, &a, &mut lookup)
+                }
+            })
+            .collect()
+    }
+
+    /// Queues the jobs of each plan: the last target's with `force`, the others' not forced and only
+    /// when they have no active job. Returns the last targets' jobs (new or already waiting) and every
+    /// new job. Only the new ones are written, in one hand-over.
     fn enqueue_all(
         &self,
-        pairs: impl IntoIterator<Item = (TargetId, Arch)>,
+        plans: Vec<Plan>,
         force: bool,
         trigger: Trigger,
         now: DateTime<Utc>,
@@ -376,13 +469,25 @@ impl<S: BuildStore> BuildService<S> {
             let mut q = self.queue();
             let mut jobs = Vec::new();
             let mut new = Vec::new();
-            for (t, a) in pairs {
-                let queued = q.enqueue(t, &a, force, trigger, now);
-                if let Some(job) = q.get(queued.job()) {
-                    if matches!(queued, crate::scheduler::Enqueued::New(_)) {
-                        new.push(job.clone());
+            for plan in plans {
+                let mut of: BTreeMap<TargetId, JobId> = BTreeMap::new();
+                let last = plan.order.len().saturating_sub(1);
+                for (i, (t, needs)) in plan.order.iter().enumerate() {
+                    let after: Vec<JobId> = needs.iter().filter_map(|n| of.get(n).copied()).collect();
+                    let top = i == last;
+                    let queued = match q.active_job(*t, &plan.arch) {
+                        Some(id) if !top => crate::scheduler::Enqueued::AlreadyQueued(id),
+                        _ => q.enqueue_after(*t, &plan.arch, force && top, trigger, &after, now),
+                    };
+                    of.insert(*t, queued.job());
+                    if let Some(job) = q.get(queued.job()) {
+                        if matches!(queued, crate::scheduler::Enqueued::New(_)) {
+                            new.push(job.clone());
+                        }
+                        if top {
+                            jobs.push(job.clone());
+                        }
                     }
-                    jobs.push(job.clone());
                 }
             }
             let saved = self.store.save_jobs(&new)?;
@@ -452,13 +557,16 @@ impl<S: BuildStore> BuildService<S> {
         }
     }
 
-    /// Cancels a queued or running job (its agent learns it at its next heartbeat).
+    /// Cancels a waiting, queued or running job (its agent learns it at its next heartbeat) and the
+    /// jobs waiting for it, transitively.
     pub fn cancel(&self, id: JobId) -> Result<Job, BuildError> {
         let now = self.now();
         let cancelled = {
             let mut q = self.queue();
             match q.cancel(id, now) {
-                Ok(job) => Ok((self.store.save_jobs(std::slice::from_ref(&job))?, job)),
+                Ok(ended) => {
+                    Ok((self.store.save_jobs(&ended_jobs(std::slice::from_ref(&ended)))?, ended.job))
+                }
                 Err(e) => Err(e),
             }
         };
@@ -481,9 +589,9 @@ impl<S: BuildStore> BuildService<S> {
                 reason: JobError::NotEnded { job: id, state: old.state() },
             });
         }
-        self.target(old.target())?;
-        let (jobs, _) =
-            self.enqueue_all([(old.target(), old.arch().clone())], true, Trigger::Retry, self.now())?;
+        let target = self.target(old.target())?;
+        let plans = self.plans_for(&target, vec![old.arch().clone()])?;
+        let (jobs, _) = self.enqueue_all(plans, true, Trigger::Retry, self.now())?;
         jobs.into_iter().next().ok_or_else(|| StoreError::new("the retry was not queued").into())
     }
 
@@ -551,8 +659,8 @@ impl<S: BuildStore> BuildService<S> {
             // The target was removed while its job waited: the job can never be built.
             let saved = {
                 let mut q = self.queue();
-                let cancelled: Vec<Job> = orphans.iter().filter_map(|&id| q.cancel(id, now).ok()).collect();
-                self.store.save_jobs(&cancelled)?
+                let ended: Vec<Ended> = orphans.iter().filter_map(|&id| q.cancel(id, now).ok()).collect();
+                self.store.save_jobs(&ended_jobs(&ended))?
             };
             saved.wait()?;
         }
@@ -621,7 +729,7 @@ impl<S: BuildStore> BuildService<S> {
         };
         let (ended, saved) = finished.map_err(|e| self.refused(id, e))?;
         saved.wait()?;
-        if ended.retry.is_some() {
+        if ended.queued_any() {
             self.wakeups.jobs_queued();
         }
         // The agent may be idle now: it expires from its last contact on.
@@ -901,6 +1009,7 @@ impl<S: BuildStore> BuildService<S> {
         );
         let mut queued = Vec::new();
         let mut unchanged = Vec::new();
+        let mut refused = Vec::new();
         if !tick.due.is_empty() {
             let pairs: Vec<(TargetId, Arch)> = tick.due.iter().map(|d| (d.target, d.arch.clone())).collect();
             self.store.record_runs(&pairs, now)?;
@@ -908,10 +1017,21 @@ impl<S: BuildStore> BuildService<S> {
             unchanged = skipped;
             let reasons: BTreeMap<(TargetId, Arch), String> =
                 to_queue.iter().filter_map(|(t, a, r)| Some(((*t, a.clone()), r.clone()?))).collect();
+            let by_id: BTreeMap<TargetId, &Target> = targets.iter().map(|t| (t.id, t)).collect();
+            let mut lookup = |id: TargetId| Ok(by_id.get(&id).map(|t| (*t).clone()));
+            let mut plans = Vec::new();
+            for (t, a, _) in to_queue {
+                match by_id.get(&t) {
+                    Some(target) if !target.needs.is_empty() => match Self::plan(target, &a, &mut lookup) {
+                        Ok(plan) => plans.push(plan),
+                        Err(BuildError::Invalid(e)) => refused.push(e),
+                        Err(e) => return Err(e),
+                    },
+                    _ => plans.push(Plan::single(t, a)),
+                }
+            }
             // A pair whose last build still waits is covered by it: only new jobs are reported.
-            queued = self
-                .enqueue_all(to_queue.into_iter().map(|(t, a, _)| (t, a)), false, Trigger::Schedule, now)?
-                .1;
+            queued = self.enqueue_all(plans, false, Trigger::Schedule, now)?.1;
             if !reasons.is_empty() {
                 queued = self.note_reasons(queued, &reasons)?;
             }
@@ -924,6 +1044,6 @@ impl<S: BuildStore> BuildService<S> {
             .flatten()
             .min()
             .unwrap_or(cap);
-        Ok(TickReport { lost, queued, unchanged, forgotten, next })
+        Ok(TickReport { lost, queued, unchanged, refused, forgotten, next })
     }
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use libvieter::api::{JobFilter, QueueRequest, TargetFilter};
+use libvieter::builds::DependencyTree;
 use libvieter::job::{Job, JobId, JobState};
 use libvieter::name::Arch;
 use libvieter::target::{NewTarget, Target, TargetId, TargetPatch};
@@ -43,6 +44,9 @@ pub struct TargetFields {
     /// Enable or disable scheduled builds.
     #[arg(long)]
     enabled: Option<bool>,
+    /// Ids of targets that must build first (repeat or comma-separate; for edit, replaces the list).
+    #[arg(long, value_delimiter = ',')]
+    needs: Vec<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,15 +66,18 @@ pub enum TargetsCommand {
     },
     /// Add a target.
     Add(TargetFields),
-    /// Show a target.
+    /// Show a target (with the targets it needs and whether it is automatic).
     Info { id: u64 },
+    /// Show the tree of the targets a target needs, indented.
+    Deps { id: u64 },
     /// Change fields of a target.
     Edit {
         id: u64,
         #[command(flatten)]
         fields: TargetFields,
     },
-    /// Delete a target (its active jobs are cancelled).
+    /// Delete a target (its active jobs are cancelled; refused while a target needs it; automatic targets
+    /// nothing needs any more go too).
     Remove { id: u64 },
     /// Queue a build now; with --follow, stream its log and exit with its result.
     Build {
@@ -89,6 +96,7 @@ pub enum TargetsCommand {
 pub enum JobsCommand {
     /// List jobs, newest first.
     List {
+        /// waiting, queued, running, succeeded, skipped, failed, timed_out, lost or cancelled.
         #[arg(long)]
         state: Option<String>,
         #[arg(long)]
@@ -100,7 +108,7 @@ pub enum JobsCommand {
     },
     /// Show a job.
     Info { id: u64 },
-    /// Cancel a queued or running job.
+    /// Cancel a waiting, queued or running job (and the jobs waiting for it).
     Cancel { id: u64 },
     /// Queue a new attempt of an ended job.
     Retry { id: u64 },
@@ -126,6 +134,38 @@ fn target_table(targets: &[Target]) -> comfy_table::Table {
         ]);
     }
     t
+}
+
+fn ids<T: ToString>(ids: &[T]) -> String {
+    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// One target with every field, its needs and whether it is automatic.
+fn target_info(x: &Target) -> comfy_table::Table {
+    let mut t = target_table(std::slice::from_ref(x));
+    t.set_header(["ID", "KIND", "URL", "REPO", "ARCH", "SCHEDULE", "ENABLED", "NEEDS", "AUTOMATIC"]);
+    if let Some(row) = t.row_mut(0) {
+        row.add_cell(ids(&x.needs).into());
+        row.add_cell(x.automatic.to_string().into());
+    }
+    t
+}
+
+/// A dependency tree, one target a line, each need indented under what needs it.
+fn tree_lines(tree: &DependencyTree, depth: usize, out: &mut Vec<String>) {
+    let t = &tree.target;
+    let automatic = if t.automatic { " (automatic)" } else { "" };
+    out.push(format!(
+        "{}{} {} {} [{}]{automatic}",
+        "  ".repeat(depth),
+        t.id,
+        t.kind(),
+        t.source.url_str(),
+        t.repo
+    ));
+    for need in &tree.needs {
+        tree_lines(need, depth + 1, out);
+    }
 }
 
 fn job_table(jobs: &[Job]) -> comfy_table::Table {
@@ -166,13 +206,26 @@ pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
                 base_image: f.base_image,
                 build_timeout_secs: f.timeout,
                 enabled: f.enabled,
+                needs: f.needs.into_iter().map(TargetId).collect(),
             };
             let t = client.create_target(&input).await.map_err(err)?;
             ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))
         }
         TargetsCommand::Info { id } => {
             let t = client.target(TargetId(id)).await.map_err(err)?;
-            ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))
+            ctx.out.print(&t, || target_info(&t))
+        }
+        TargetsCommand::Deps { id } => {
+            let tree = client.target_deps(TargetId(id)).await.map_err(err)?;
+            if ctx.out.json {
+                return ctx.out.print(&tree, comfy_table::Table::new);
+            }
+            let mut lines = Vec::new();
+            tree_lines(&tree, 0, &mut lines);
+            for line in lines {
+                ctx.out.say(line);
+            }
+            Ok(())
         }
         TargetsCommand::Edit { id, fields: f } => {
             let patch = TargetPatch {
@@ -186,13 +239,18 @@ pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
                 base_image: f.base_image.map(Some),
                 build_timeout_secs: f.timeout.map(Some),
                 enabled: f.enabled,
+                needs: (!f.needs.is_empty()).then(|| f.needs.into_iter().map(TargetId).collect()),
             };
             let t = client.patch_target(TargetId(id), &patch).await.map_err(err)?;
             ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))
         }
         TargetsCommand::Remove { id } => {
-            client.delete_target(TargetId(id)).await.map_err(err)?;
+            let automatic = client.delete_target(TargetId(id)).await.map_err(err)?;
             ctx.out.say(format!("removed target {id}"));
+            if !automatic.is_empty() {
+                ctx.out
+                    .say(format!("removed automatic targets no target needs any more: {}", ids(&automatic)));
+            }
             Ok(())
         }
         TargetsCommand::Build { id, arch, force, follow } => {
@@ -267,7 +325,17 @@ pub async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), String> {
         }
         JobsCommand::Info { id } => {
             let j = client.job(JobId(id)).await.map_err(err)?;
-            ctx.out.print(&j, || job_table(std::slice::from_ref(&j)))
+            ctx.out.print(&j, || {
+                let mut t = job_table(std::slice::from_ref(&j));
+                t.set_header([
+                    "ID", "TARGET", "ARCH", "STATE", "TRIGGER", "ATTEMPT", "QUEUED", "AGENT", "CAUSE",
+                    "WAITS ON",
+                ]);
+                if let Some(row) = t.row_mut(0) {
+                    row.add_cell(ids(j.waits_on()).into());
+                }
+                t
+            })
         }
         JobsCommand::Cancel { id } | JobsCommand::Retry { id } => {
             let action =

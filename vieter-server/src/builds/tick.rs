@@ -58,6 +58,9 @@ impl Builds {
         if !report.unchanged.is_empty() {
             tracing::info!(skipped = report.unchanged.len(), "scheduled builds skipped: unchanged");
         }
+        for e in &report.refused {
+            tracing::warn!("scheduled build not queued: {e}");
+        }
         if !report.forgotten.is_empty() {
             tracing::info!(removed = report.forgotten.len(), "idle agents forgotten (agent_expiry_secs)");
         }

@@ -20,7 +20,7 @@ impl From<BuildError> for ApiError {
     fn from(e: BuildError) -> Self {
         let status = match &e {
             BuildError::NotFound(_) => StatusCode::NOT_FOUND,
-            BuildError::Conflict { .. } => StatusCode::CONFLICT,
+            BuildError::Conflict { .. } | BuildError::Needed { .. } => StatusCode::CONFLICT,
             BuildError::Invalid(_) => StatusCode::BAD_REQUEST,
             BuildError::Forbidden { .. } | BuildError::TooManyAgents { .. } => StatusCode::FORBIDDEN,
             BuildError::Store(store) => return ApiError::internal("build database", store),
@@ -87,8 +87,12 @@ pub async fn patch_target(
 }
 
 pub async fn delete_target(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
-    blocking(move || app.builds.service.delete_target(TargetId(id))).await?;
-    Ok(ok(&serde_json::json!({ "removed": id })))
+    let removal = blocking(move || app.builds.service.delete_target(TargetId(id))).await?;
+    Ok(ok(&serde_json::json!({ "removed": id, "automatic": removal.automatic })))
+}
+
+pub async fn target_deps(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
+    Ok(ok(&blocking(move || app.builds.service.dependency_tree(TargetId(id))).await?))
 }
 
 pub async fn queue_job(app: Arc<App>, body: bytes::Bytes) -> Result<warp::reply::Response, ApiError> {
