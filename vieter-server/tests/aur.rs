@@ -204,6 +204,9 @@ async fn a_scheduled_pass_over_unchanged_aur_targets_starts_nothing() {
             call(&http, Method::POST, format!("{}/api/v1/targets", server.url), KEY, Some(body)).await;
         assert_eq!(status, 200, "{b}");
     }
+    // Adding them resolved each one's closure (one info each); the scheduled pass is what counts here.
+    let before = aur.requests().len();
+    assert_eq!(before, 200, "one info per added target");
     // Every target is due at the next minute.
     let jobs_url = format!("{}/api/v1/jobs?limit=1000", server.url);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(100);
@@ -228,10 +231,142 @@ async fn a_scheduled_pass_over_unchanged_aur_targets_starts_nothing() {
     let reasons: Vec<&str> = queued.iter().map(|j| j["reason"].as_str().unwrap()).collect();
     assert!(reasons.contains(&"the AUR has pkg-190 2.0-1, the repository pkg-190 1.0-1"), "{reasons:?}");
     assert!(reasons.contains(&"pkg-199 1.0-1 in the AUR is not published yet"), "{reasons:?}");
-    let requests = aur.requests();
+    let requests = aur.requests()[before..].to_vec();
     assert!(requests.len() <= 3, "{requests:?}");
     assert_eq!(requests.len(), 2, "200 names in batches of 150: {requests:?}");
     // No agent was ever involved.
     let (_, agents) = call(&http, Method::GET, format!("{}/api/v1/agents", server.url), KEY, None).await;
     assert_eq!(agents["data"], json!([]));
+}
+
+/// Issue 12 part 3: adding an `aur` target adds the AUR packages it needs as automatic targets of the
+/// same repository, each needing what it needs; the tree is served; removing the target removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_an_aur_target_adds_its_dependencies_as_automatic_targets() {
+    let Some((aur, server, _mirror)) = setup().await else { return };
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", server.url);
+    let r =
+        common::publish(&http, &server.url, "extra-aur", common::package("libbaz", "1.5-1", "x86_64", &[]))
+            .await;
+    assert_eq!(r.status(), 200);
+    // A user's own target of one of the bases is reused, not duplicated.
+    let (status, own) = call(
+        &http,
+        Method::POST,
+        url("/api/v1/targets"),
+        KEY,
+        Some(json!({"kind": "aur", "url": "qux", "repo": "extra-aur"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{own}");
+    let own_id = own["data"]["id"].as_u64().unwrap();
+
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        url("/api/v1/targets"),
+        KEY,
+        Some(json!({"kind": "aur", "url": "app", "repo": "extra-aur"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let app = &body["data"];
+    assert_eq!((app["url"].as_str(), app["automatic"].as_bool()), (Some("app"), Some(false)));
+    let created: Vec<(String, bool)> = app["closure"]["created"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["url"].as_str().unwrap().to_owned(), t["automatic"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(created, [("libfoo".to_owned(), true), ("libbar-git".to_owned(), true)]);
+    let reused: Vec<u64> =
+        app["closure"]["reused"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    assert_eq!(reused, [own_id]);
+    assert_eq!(app["closure"]["resolved"]["choices"][0]["chosen"], "libbar-git");
+
+    // Every target as stored: the needs follow the closure.
+    let (_, list) = call(&http, Method::GET, url("/api/v1/targets"), KEY, None).await;
+    let targets = list["data"].as_array().unwrap().clone();
+    let id_of = |name: &str| targets.iter().find(|t| t["url"] == name).unwrap()["id"].as_u64().unwrap();
+    let needs_of = |name: &str| -> Vec<u64> {
+        let mut n: Vec<u64> = targets.iter().find(|t| t["url"] == name).unwrap()["needs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        n.sort();
+        n
+    };
+    let mut app_needs = vec![id_of("libfoo"), id_of("libbar-git")];
+    app_needs.sort();
+    assert_eq!(needs_of("app"), app_needs);
+    let mut bar_needs = vec![id_of("libfoo"), own_id];
+    bar_needs.sort();
+    assert_eq!(needs_of("libbar-git"), bar_needs);
+    assert_eq!(targets.len(), 4);
+
+    // The tree.
+    let app_id = id_of("app");
+    let (status, tree) =
+        call(&http, Method::GET, url(&format!("/api/v1/targets/{app_id}/deps")), KEY, None).await;
+    assert_eq!(status, 200, "{tree}");
+    let below: Vec<&str> = tree["data"]["needs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["target"]["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(below.len(), 2, "{tree}");
+    assert!(below.contains(&"libfoo") && below.contains(&"libbar-git"), "{tree}");
+
+    // Building app queues its dependencies first; app waits.
+    let (status, jobs) =
+        call(&http, Method::POST, url("/api/v1/jobs"), KEY, Some(json!({"target": app_id}))).await;
+    assert_eq!(status, 200, "{jobs}");
+    let (_, waiting) = call(&http, Method::GET, url("/api/v1/jobs?state=waiting"), KEY, None).await;
+    let waiting_targets: Vec<u64> =
+        waiting["data"].as_array().unwrap().iter().map(|j| j["target"].as_u64().unwrap()).collect();
+    assert!(waiting_targets.contains(&app_id) && waiting_targets.contains(&id_of("libbar-git")), "{waiting}");
+
+    // Removing app removes the automatic targets; the user's own qux stays.
+    let (status, removed) =
+        call(&http, Method::DELETE, url(&format!("/api/v1/targets/{app_id}")), KEY, None).await;
+    assert_eq!(status, 200, "{removed}");
+    let (_, list) = call(&http, Method::GET, url("/api/v1/targets"), KEY, None).await;
+    let left: Vec<&str> =
+        list["data"].as_array().unwrap().iter().map(|t| t["url"].as_str().unwrap()).collect();
+    assert_eq!(left, ["qux"]);
+
+    // A dependency nothing satisfies refuses the target, naming the chain; nothing is created.
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        url("/api/v1/targets"),
+        KEY,
+        Some(json!({"kind": "aur", "url": "libnope-user", "repo": "extra-aur"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["message"], "libnope-user → libnope: not in the AUR or any sync db");
+    let (_, list) = call(&http, Method::GET, url("/api/v1/targets"), KEY, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let _ = aur;
+
+    // With the AUR unreachable the target is still added, alone, and says why.
+    let gone = Server::start(&[("VIETER_AUR_RPC_URL", "http://127.0.0.1:9/rpc/v5")]);
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        format!("{}/api/v1/targets", gone.url),
+        KEY,
+        Some(json!({"kind": "aur", "url": "app", "repo": "r"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["data"]["closure"]["error"].as_str().unwrap().starts_with("AUR lookup failed: cannot reach"),
+        "{body}"
+    );
 }

@@ -71,7 +71,8 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<
 
 #[tokio::test]
 async fn every_documented_operation_behaves_as_documented() {
-    let server = Server::start(&[]);
+    let aur = common::aur::LocalAur::start(vec![common::aur::record("doc-aur", "1.0-1")], None).await;
+    let server = Server::start(&[("VIETER_AUR_RPC_URL", &aur.rpc())]);
     let http = reqwest::Client::new();
     let served: Value =
         http.get(format!("{}/api/v1/openapi.json", server.url)).send().await.unwrap().json().await.unwrap();
@@ -145,6 +146,7 @@ async fn every_documented_operation_behaves_as_documented() {
             }
             ("patch", _) => Some(serde_json::json!({"branch": "main"})),
             ("post", "/api/v1/jobs") => Some(serde_json::json!({"target": 1})),
+            ("post", "/api/v1/aur/resolve") => Some(serde_json::json!({"names": ["doc-aur"]})),
             ("post", "/api/v1/jobs/poll") => {
                 Some(serde_json::json!({"agent_id": "doc-agent", "arch": "x86_64", "capacity": 1}))
             }

@@ -27,27 +27,18 @@ pub struct ResolveRequest {
 /// The most names one request may resolve.
 const MAX_ROOTS: usize = 150;
 
-/// The HTTP answer to a failed resolution: the input's fault (400, with the chain or the cycle) or
-/// the AUR's / a mirror's (502).
-fn resolve_error(e: ResolveError<AurHttpError>) -> ApiError {
-    match e {
-        ResolveError::Lookup(e) => ApiError::new(StatusCode::BAD_GATEWAY, format!("AUR lookup failed: {e}")),
-        other => ApiError::bad_request(other.to_string()),
-    }
-}
-
-/// Resolves the closure of `names` for `repo` (if any) and `arch`.
+/// Resolves the closure of `names` for `repo` (if any) and `arch`. A sync database that cannot be
+/// read is a failed lookup, like the AUR failing.
 pub async fn closure(
     app: &Arc<App>,
     names: Vec<PkgName>,
     repo: Option<RepoName>,
     arch: Arch,
-) -> Result<Closure, ApiError> {
-    let sync = app
-        .aur
-        .sync_set(&arch)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("sync databases: {e}")))?;
+) -> Result<Result<Closure, ResolveError<AurHttpError>>, ApiError> {
+    let sync = match app.aur.sync_set(&arch).await {
+        Ok(sync) => sync,
+        Err(e) => return Ok(Err(ResolveError::Lookup(e))),
+    };
     let app = app.clone();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -58,10 +49,19 @@ pub async fn closure(
                 .map_err(|e| ApiError::internal("reading the target repository", e))?,
             None => Vec::new(),
         };
-        app.aur.resolve_blocking(&handle, &names, &sync, target).map_err(resolve_error)
+        Ok(app.aur.resolve_blocking(&handle, &names, &sync, target))
     })
     .await
     .map_err(|e| ApiError::internal("a blocking task", e))?
+}
+
+/// The HTTP answer to a failed resolution: the input's fault (400, with the chain or the cycle) or
+/// the AUR's / a mirror's (502).
+pub fn resolve_error(e: ResolveError<AurHttpError>) -> ApiError {
+    match e {
+        ResolveError::Lookup(e) => ApiError::new(StatusCode::BAD_GATEWAY, format!("AUR lookup failed: {e}")),
+        other => ApiError::bad_request(other.to_string()),
+    }
 }
 
 pub async fn resolve(app: Arc<App>, body: bytes::Bytes) -> Result<warp::reply::Response, ApiError> {
@@ -71,6 +71,6 @@ pub async fn resolve(app: Arc<App>, body: bytes::Bytes) -> Result<warp::reply::R
         return Err(ApiError::bad_request(format!("names: give 1 to {MAX_ROOTS} AUR package names")));
     }
     let arch = req.arch.unwrap_or_else(|| app.config.default_arch.clone());
-    let closure = closure(&app, req.names, req.repo, arch).await?;
+    let closure = closure(&app, req.names, req.repo, arch).await?.map_err(resolve_error)?;
     Ok(ok(&closure.report()))
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use libvieter::api::{FinishRequest, HeartbeatRequest, PollRequest, QueueRequest, TargetQuery};
 use libvieter::builds::{BuildError, LogError};
 use libvieter::job::{AgentId, JobId};
-use libvieter::target::{NewTarget, TargetId, TargetPatch};
+use libvieter::resolve::ResolveError;
+use libvieter::target::{NewTarget, Source, Target, TargetId, TargetPatch};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use warp::http::StatusCode;
@@ -64,8 +65,46 @@ pub async fn create_target(
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let input: NewTarget = if query.is_empty() { parse_body(&body)? } else { query.into_new() };
-    let target = blocking(move || app.builds.service.create_target(&input)).await?;
-    Ok(ok(&target))
+    let checked = input.validate(TargetId(0), &app.config.default_arch);
+    let Ok(Target { source: Source::Aur { name }, repo, arch, .. }) = checked else {
+        // Not an aur target, or an invalid one: the service says why.
+        let target = blocking(move || app.builds.service.create_target(&input)).await?;
+        return Ok(ok(&target));
+    };
+    // An aur target brings its dependency closure: the AUR packages it needs become targets too. The
+    // first architecture's sync databases count (the AUR's lists merge every architecture's).
+    let first = arch.first().cloned().unwrap_or_else(|| app.config.default_arch.clone());
+    match crate::routes::aur::closure(&app, vec![name], Some(repo), first).await? {
+        Ok(closure) => {
+            let report = closure.report();
+            let made = blocking(move || app.builds.service.create_with_closure(&input, &closure)).await?;
+            Ok(ok(&with_closure(
+                &made.root,
+                serde_json::json!({
+                    "created": made.created,
+                    "reused": made.reused,
+                    "resolved": report,
+                }),
+            )))
+        }
+        // The AUR or a mirror failing does not stop the target, nor a base that has no package of its
+        // name (the RPC finds bases by package name only): it is created alone, and says why.
+        Err(e @ (ResolveError::Lookup(_) | ResolveError::NotInAur { .. })) => {
+            tracing::warn!("adding an aur target without its dependencies: {e}");
+            let target = blocking(move || app.builds.service.create_target(&input)).await?;
+            Ok(ok(&with_closure(&target, serde_json::json!({ "error": e.to_string() }))))
+        }
+        Err(e) => Err(crate::routes::aur::resolve_error(e)),
+    }
+}
+
+/// A target's JSON with a `closure` member: what adding it resolved and created.
+fn with_closure(target: &Target, closure: serde_json::Value) -> serde_json::Value {
+    let mut value = serde_json::to_value(target).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("closure".to_owned(), closure);
+    }
+    value
 }
 
 pub async fn list_targets(app: Arc<App>, filter: TargetFilter) -> Result<warp::reply::Response, ApiError> {
