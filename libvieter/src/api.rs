@@ -433,3 +433,27 @@ impl TargetQuery {
         }
     }
 }
+
+/// `POST /api/v1/targets`' answer: the target, and for an `aur` target what adding it resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedTarget {
+    #[serde(flatten)]
+    pub target: crate::target::Target,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closure: Option<TargetClosure>,
+}
+
+/// The dependency closure of an added `aur` target: the automatic targets created for the AUR
+/// packages it needs, the targets of those bases that existed already, and the resolution; or why it
+/// could not be resolved (the target was then added alone).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TargetClosure {
+    #[serde(default)]
+    pub created: Vec<crate::target::Target>,
+    #[serde(default)]
+    pub reused: Vec<crate::target::Target>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<crate::resolve::ClosureReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -284,7 +284,7 @@ impl Closure {
                         dependency: i.dependency.to_string(),
                         package: i.provider.name.clone(),
                         version: i.provider.version.to_string(),
-                        source: kind,
+                        source: kind.to_owned(),
                         repo,
                     }
                 })
@@ -364,7 +364,7 @@ impl Closure {
 /// A [`Closure`] as JSON: bases with what they need, build layers, provider choices, and the
 /// dependencies found installable (`source`: `sync` for a sync database, `target` for the repository
 /// the builds publish to).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClosureReport {
     pub roots: Vec<PkgName>,
     pub bases: Vec<BaseReport>,
@@ -374,7 +374,7 @@ pub struct ClosureReport {
 }
 
 /// One base of a [`ClosureReport`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BaseReport {
     pub name: PkgName,
     pub version: String,
@@ -383,7 +383,7 @@ pub struct BaseReport {
 }
 
 /// One [`Choice`] of a [`ClosureReport`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChoiceReport {
     pub dependency: String,
     pub chosen: PkgName,
@@ -391,12 +391,12 @@ pub struct ChoiceReport {
 }
 
 /// One [`Installed`] of a [`ClosureReport`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InstalledReport {
     pub dependency: String,
     pub package: PkgName,
     pub version: String,
-    pub source: &'static str,
+    pub source: String,
     pub repo: RepoName,
 }
 

@@ -272,3 +272,51 @@ fn graph_commands() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("needed by target {app}")));
 }
+
+/// `vieter targets add --kind aur` prints the closure it added (issue 12, part 6).
+#[test]
+fn adding_an_aur_target_prints_its_closure() {
+    use common::aur::{record, with, LocalAur};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let aur = rt.block_on(LocalAur::start(
+        vec![
+            with(
+                record("app", "1.0-1"),
+                serde_json::json!({"Depends": ["libfoo"], "MakeDepends": ["libbar"]}),
+            ),
+            record("libfoo", "2.0-1"),
+            with(
+                record("libbar-git", "r1.a-1"),
+                serde_json::json!({"Provides": ["libbar"], "Depends": ["libfoo"]}),
+            ),
+        ],
+        None,
+    ));
+    let s = Server::start(&[("VIETER_AUR_RPC_URL", &aur.rpc())]);
+    let out = vieter(&s, KEY, &["targets", "add", "--kind", "aur", "--url", "app", "--repo", "aur"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("added as automatic targets (AUR dependencies): libfoo (1), libbar-git (2)"),
+        "{text}"
+    );
+    assert!(text.contains("libbar: provided by libbar-git (chosen among libbar-git)"), "{text}");
+    assert!(text.contains("build order: libfoo → libbar-git → app"), "{text}");
+    // Dependencies are written first, the target last.
+    let out = vieter(&s, KEY, &["targets", "deps", "3"]);
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.starts_with("3 aur app [aur]\n"), "{tree}");
+    assert!(tree.contains("  1 aur libfoo [aur] (automatic)\n"), "{tree}");
+    assert!(
+        tree.contains("  2 aur libbar-git [aur] (automatic)\n    1 aur libfoo [aur] (automatic)\n"),
+        "{tree}"
+    );
+    // --json: the API's answer, closure included.
+    let added = json(&vieter(
+        &s,
+        KEY,
+        &["--json", "targets", "add", "--kind", "aur", "--url", "libfoo", "--repo", "other"],
+    ));
+    assert_eq!(added["closure"]["created"], serde_json::json!([]));
+    drop(rt);
+}

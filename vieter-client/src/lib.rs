@@ -8,8 +8,8 @@ use std::path::Path;
 
 use futures_util::TryStreamExt;
 use libvieter::api::{
-    AgentInfo, Envelope, FinishRequest, HeartbeatRequest, JobFilter, LeasedJob, ListQuery, PackageDetail,
-    PackageSummary, PollRequest, PublishResult, QueueRequest, RepoInfo, TargetFilter,
+    AgentInfo, CreatedTarget, Envelope, FinishRequest, HeartbeatRequest, JobFilter, LeasedJob, ListQuery,
+    PackageDetail, PackageSummary, PollRequest, PublishResult, QueueRequest, RepoInfo, TargetFilter,
 };
 use libvieter::builds::DependencyTree;
 use libvieter::job::{AgentId, Job, JobId, Outcome};
@@ -180,6 +180,11 @@ impl Client {
 
     /// `POST /api/v1/targets`.
     pub async fn create_target(&self, target: &NewTarget) -> Result<Target, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/targets").json(target)).await
+    }
+
+    /// `POST /api/v1/targets`, with what adding an `aur` target resolved and created.
+    pub async fn add_target(&self, target: &NewTarget) -> Result<CreatedTarget, ClientError> {
         self.send(self.request(Method::POST, "/api/v1/targets").json(target)).await
     }
 

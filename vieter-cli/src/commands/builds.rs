@@ -152,6 +152,45 @@ fn target_info(x: &Target) -> comfy_table::Table {
 }
 
 /// A dependency tree, one target a line, each need indented under what needs it.
+/// What adding an `aur` target resolved, for people: the targets added and reused, the providers
+/// chosen, what was found installable, or why nothing was resolved.
+fn closure_lines(c: &libvieter::api::TargetClosure) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(e) = &c.error {
+        out.push(format!("warning: dependencies not resolved, the target was added alone: {e}"));
+    }
+    let named = |ts: &[libvieter::target::Target]| {
+        ts.iter().map(|t| format!("{} ({})", t.source.url_str(), t.id)).collect::<Vec<_>>().join(", ")
+    };
+    if !c.created.is_empty() {
+        out.push(format!("added as automatic targets (AUR dependencies): {}", named(&c.created)));
+    }
+    if !c.reused.is_empty() {
+        out.push(format!("dependencies already targets: {}", named(&c.reused)));
+    }
+    if let Some(r) = &c.resolved {
+        for choice in &r.choices {
+            let candidates: Vec<&str> = choice.candidates.iter().map(|n| n.as_str()).collect();
+            out.push(format!(
+                "{}: provided by {} (chosen among {})",
+                choice.dependency,
+                choice.chosen,
+                candidates.join(", ")
+            ));
+        }
+        for i in &r.installed {
+            let from = if i.source == "sync" { "sync db" } else { "repository" };
+            out.push(format!("{}: {} {} from {from} {}", i.dependency, i.package, i.version, i.repo));
+        }
+        if r.layers.len() > 1 {
+            let layers: Vec<String> =
+                r.layers.iter().map(|l| l.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" ")).collect();
+            out.push(format!("build order: {}", layers.join(" → ")));
+        }
+    }
+    out
+}
+
 fn tree_lines(tree: &DependencyTree, depth: usize, out: &mut Vec<String>) {
     let t = &tree.target;
     let automatic = if t.automatic { " (automatic)" } else { "" };
@@ -208,8 +247,15 @@ pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
                 enabled: f.enabled,
                 needs: f.needs.into_iter().map(TargetId).collect(),
             };
-            let t = client.create_target(&input).await.map_err(err)?;
-            ctx.out.print(&t, || target_table(std::slice::from_ref(&t)))
+            let added = client.add_target(&input).await.map_err(err)?;
+            let t = &added.target;
+            ctx.out.print(&added, || target_table(std::slice::from_ref(t)))?;
+            if let Some(closure) = &added.closure {
+                for line in closure_lines(closure) {
+                    ctx.out.say(line);
+                }
+            }
+            Ok(())
         }
         TargetsCommand::Info { id } => {
             let t = client.target(TargetId(id)).await.map_err(err)?;

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use libvieter::api::{FinishRequest, HeartbeatRequest, PollRequest, QueueRequest, TargetQuery};
+use libvieter::api::{
+    CreatedTarget, FinishRequest, HeartbeatRequest, PollRequest, QueueRequest, TargetClosure, TargetQuery,
+};
 use libvieter::builds::{BuildError, LogError};
 use libvieter::job::{AgentId, JobId};
 use libvieter::resolve::ResolveError;
@@ -76,35 +78,21 @@ pub async fn create_target(
     let first = arch.first().cloned().unwrap_or_else(|| app.config.default_arch.clone());
     match crate::routes::aur::closure(&app, vec![name], Some(repo), first).await? {
         Ok(closure) => {
-            let report = closure.report();
+            let resolved = Some(closure.report());
             let made = blocking(move || app.builds.service.create_with_closure(&input, &closure)).await?;
-            Ok(ok(&with_closure(
-                &made.root,
-                serde_json::json!({
-                    "created": made.created,
-                    "reused": made.reused,
-                    "resolved": report,
-                }),
-            )))
+            let closure = TargetClosure { created: made.created, reused: made.reused, resolved, error: None };
+            Ok(ok(&CreatedTarget { target: made.root, closure: Some(closure) }))
         }
         // The AUR or a mirror failing does not stop the target, nor a base that has no package of its
         // name (the RPC finds bases by package name only): it is created alone, and says why.
         Err(e @ (ResolveError::Lookup(_) | ResolveError::NotInAur { .. })) => {
             tracing::warn!("adding an aur target without its dependencies: {e}");
             let target = blocking(move || app.builds.service.create_target(&input)).await?;
-            Ok(ok(&with_closure(&target, serde_json::json!({ "error": e.to_string() }))))
+            let closure = TargetClosure { error: Some(e.to_string()), ..TargetClosure::default() };
+            Ok(ok(&CreatedTarget { target, closure: Some(closure) }))
         }
         Err(e) => Err(crate::routes::aur::resolve_error(e)),
     }
-}
-
-/// A target's JSON with a `closure` member: what adding it resolved and created.
-fn with_closure(target: &Target, closure: serde_json::Value) -> serde_json::Value {
-    let mut value = serde_json::to_value(target).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.insert("closure".to_owned(), closure);
-    }
-    value
 }
 
 pub async fn list_targets(app: Arc<App>, filter: TargetFilter) -> Result<warp::reply::Response, ApiError> {
