@@ -397,7 +397,7 @@ fn cycles_among_aur_bases_are_refused() {
     assert_eq!(report.installed.len(), 1, "{report:?}");
     let used = &report.installed[0];
     assert_eq!((used.dependency.as_str(), used.package.as_str()), ("c", "c"));
-    assert_eq!((used.source, used.repo.as_str(), used.version.as_str()), ("target", "aur", "1.0-1"));
+    assert_eq!((used.source.as_str(), used.repo.as_str(), used.version.as_str()), ("target", "aur", "1.0-1"));
     assert_eq!(report.layers, [vec![n("b")], vec![n("a")]]);
     let b = report.bases.iter().find(|b| b.name.as_str() == "b").unwrap();
     assert_eq!(b.needs, Vec::<PkgName>::new(), "c is installable: no edge");
