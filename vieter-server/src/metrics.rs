@@ -107,6 +107,8 @@ pub fn route_of(method: &str, path: &str) -> &'static str {
             Some(&"targets") => "/api/v1/targets",
             Some(&"jobs") => "/api/v1/jobs",
             Some(&"agents") => "/api/v1/agents",
+            Some(&"aur") => "/api/v1/aur",
+            Some(&"logs") => "/api/v1/logs",
             _ => "/api/v1/other",
         },
         ("POST", [_, "publish"]) => "/{repo}/publish",
@@ -138,6 +140,9 @@ mod tests {
             route_of("GET", "/api/v1/repos/core/x86_64/packages/foo"),
             "/api/v1/repos/{repo}/{arch}/packages/{name}"
         );
+        assert_eq!(route_of("POST", "/api/v1/aur/resolve"), "/api/v1/aur");
+        assert_eq!(route_of("GET", "/api/v1/logs/3/content"), "/api/v1/logs");
+        assert_eq!(route_of("GET", "/api/v1/nothing"), "/api/v1/other");
     }
 
     #[test]

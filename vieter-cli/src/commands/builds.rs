@@ -375,10 +375,11 @@ pub async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), String> {
                 let mut t = job_table(std::slice::from_ref(&j));
                 t.set_header([
                     "ID", "TARGET", "ARCH", "STATE", "TRIGGER", "ATTEMPT", "QUEUED", "AGENT", "CAUSE",
-                    "WAITS ON",
+                    "WAITS ON", "REASON",
                 ]);
                 if let Some(row) = t.row_mut(0) {
                     row.add_cell(ids(j.waits_on()).into());
+                    row.add_cell(j.reason().unwrap_or("").into());
                 }
                 t
             })
