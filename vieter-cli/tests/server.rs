@@ -311,6 +311,11 @@ fn adding_an_aur_target_prints_its_closure() {
         tree.contains("  2 aur libbar-git [aur] (automatic)\n    1 aur libfoo [aur] (automatic)\n"),
         "{tree}"
     );
+    let out = vieter(&s, KEY, &["targets", "info", "1"]);
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(info.contains("NEEDED BY"), "{info}");
+    let row = info.lines().nth(1).unwrap_or_default();
+    assert!(row.trim_end().ends_with("true       2,3"), "libfoo is needed by 2 and 3: {info}");
     // --json: the API's answer, closure included.
     let added = json(&vieter(
         &s,

@@ -19,11 +19,14 @@ pub struct ClosureTargets {
     pub reused: Vec<Target>,
 }
 
-/// A target and the trees of the targets it needs.
+/// A target and the trees of the targets it needs, with the targets that need it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DependencyTree {
     pub target: Target,
     pub needs: Vec<DependencyTree>,
+    /// The targets whose `needs` name this one, in id order.
+    #[serde(default)]
+    pub needed_by: Vec<TargetId>,
 }
 
 /// What [`BuildService::delete_target`] removed: the target, the automatic targets no longer needed
@@ -170,7 +173,8 @@ impl<S: BuildStore> BuildService<S> {
                 }
             }
             path.pop();
-            DependencyTree { target: t.clone(), needs }
+            let needed_by = all.values().filter(|o| o.needs.contains(&t.id)).map(|o| o.id).collect();
+            DependencyTree { target: t.clone(), needs, needed_by }
         }
         Ok(tree(top, &all, &mut Vec::new()))
     }

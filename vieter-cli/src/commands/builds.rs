@@ -141,17 +141,28 @@ fn ids<T: ToString>(ids: &[T]) -> String {
 }
 
 /// One target with every field, its needs and whether it is automatic.
-fn target_info(x: &Target) -> comfy_table::Table {
+fn target_info(x: &Target, needed_by: &[TargetId]) -> comfy_table::Table {
     let mut t = target_table(std::slice::from_ref(x));
-    t.set_header(["ID", "KIND", "URL", "REPO", "ARCH", "SCHEDULE", "ENABLED", "NEEDS", "AUTOMATIC"]);
+    t.set_header([
+        "ID",
+        "KIND",
+        "URL",
+        "REPO",
+        "ARCH",
+        "SCHEDULE",
+        "ENABLED",
+        "NEEDS",
+        "AUTOMATIC",
+        "NEEDED BY",
+    ]);
     if let Some(row) = t.row_mut(0) {
         row.add_cell(ids(&x.needs).into());
         row.add_cell(x.automatic.to_string().into());
+        row.add_cell(ids(needed_by).into());
     }
     t
 }
 
-/// A dependency tree, one target a line, each need indented under what needs it.
 /// What adding an `aur` target resolved, for people: the targets added and reused, the providers
 /// chosen, what was found installable, or why nothing was resolved.
 fn closure_lines(c: &libvieter::api::TargetClosure) -> Vec<String> {
@@ -191,6 +202,7 @@ fn closure_lines(c: &libvieter::api::TargetClosure) -> Vec<String> {
     out
 }
 
+/// A dependency tree, one target a line, each need indented under what needs it.
 fn tree_lines(tree: &DependencyTree, depth: usize, out: &mut Vec<String>) {
     let t = &tree.target;
     let automatic = if t.automatic { " (automatic)" } else { "" };
@@ -259,7 +271,8 @@ pub async fn targets(ctx: &Context, cmd: TargetsCommand) -> Result<(), String> {
         }
         TargetsCommand::Info { id } => {
             let t = client.target(TargetId(id)).await.map_err(err)?;
-            ctx.out.print(&t, || target_info(&t))
+            let needed_by = client.target_deps(TargetId(id)).await.map_err(err)?.needed_by;
+            ctx.out.print(&t, || target_info(&t, &needed_by))
         }
         TargetsCommand::Deps { id } => {
             let tree = client.target_deps(TargetId(id)).await.map_err(err)?;
