@@ -127,27 +127,28 @@ fn change_check(c: &mut Criterion) {
     use chrono::TimeZone;
     use libvieter::api::PackageSummary;
     use libvieter::builds::{
-        aur_base, aur_change, by_base, BuildService, BuildSettings, Change, ChangeCheck, DueTarget,
-        ManualClock, MemoryStore,
+        BuildService, BuildSettings, ManualClock, MemoryStore, SourceCheck, SourceLookups,
     };
-    use libvieter::name::PkgName;
+    use libvieter::name::{Arch, PkgName, RepoName};
     use libvieter::target::NewTarget;
+    use libvieter::vcs::RemoteRef;
     use libvieter::version::Version;
     use std::collections::BTreeMap;
 
+    /// The lookups answered from memory: what the server's AUR request and repository read return.
     struct Known {
         versions: BTreeMap<PkgName, Version>,
-        bases: BTreeMap<PkgName, Vec<PackageSummary>>,
+        published: Vec<PackageSummary>,
     }
-    impl ChangeCheck for Known {
-        fn check(&mut self, due: &[DueTarget<'_>]) -> Vec<Option<Change>> {
-            due.iter()
-                .map(|d| {
-                    let base = aur_base(d.target)?;
-                    let of_base = self.bases.get(base).map_or(&[][..], Vec::as_slice);
-                    Some(aur_change(base, self.versions.get(base), of_base))
-                })
-                .collect()
+    impl SourceLookups for Known {
+        fn aur_versions(&mut self, bases: &[PkgName]) -> Result<BTreeMap<PkgName, Version>, String> {
+            Ok(bases.iter().filter_map(|b| Some((b.clone(), self.versions.get(b)?.clone()))).collect())
+        }
+        fn remote_commits(&mut self, _: &[RemoteRef]) -> BTreeMap<RemoteRef, Result<String, String>> {
+            BTreeMap::new()
+        }
+        fn published(&mut self, _: &RepoName, _: &Arch) -> Result<Vec<PackageSummary>, String> {
+            Ok(self.published.clone())
         }
     }
     const N: usize = 10_000;
@@ -185,7 +186,7 @@ fn change_check(c: &mut Criterion) {
             builds.create_target(&new).expect("target");
         }
         clock.advance(chrono::Duration::hours(15));
-        let check = Known { versions: versions.clone(), bases: by_base(published.clone()) };
+        let check = SourceCheck(Known { versions: versions.clone(), published: published.clone() });
         (builds, check)
     };
     let mut group = c.benchmark_group("change_check");

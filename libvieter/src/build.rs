@@ -17,6 +17,7 @@ use crate::job::{BuiltPackage, FailureCause, FailureStep, Outcome};
 use crate::name::Arch;
 use crate::srcinfo::Srcinfo;
 use crate::target::{aur_clone_url, GitRef, Source};
+use crate::vcs::{self, Revision};
 
 /// Home of the `builder` user and root of every build inside the container.
 pub const BUILD_DIR: &str = "/build";
@@ -64,6 +65,8 @@ pub struct PlanOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildPlan {
     pub arch: Arch,
+    /// The sources are a git clone (`git` and `aur` targets) whose commit is recorded.
+    pub cloned: bool,
     /// Build even when the exact versions are already published.
     pub force: bool,
     pub steps: PlanSteps,
@@ -92,6 +95,9 @@ pub struct PlanSteps {
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
+
+/// Where makepkg keeps downloaded sources and its VCS clones (`SRCDEST`).
+pub const SRCDEST: &str = "/build/sources";
 
 /// The environment every makepkg step runs with.
 const MAKEPKG_ENV: &str =
@@ -153,6 +159,7 @@ impl BuildPlan {
             |kind, title, user, script, capture_stdout| Step { kind, title, user, script, capture_stdout };
         BuildPlan {
             arch: options.arch.clone(),
+            cloned: !matches!(target.source, Source::Url { .. }),
             force: job.job.force(),
             steps: PlanSteps {
                 repo: step(FailureStep::Image, "pacman", StepUser::Root, repo_script, false),
@@ -179,6 +186,21 @@ impl BuildPlan {
                     false,
                 ),
             },
+        }
+    }
+}
+
+impl BuildPlan {
+    /// The step that prints what the build is made from, once makepkg fetched `sources` (the
+    /// .SRCINFO's `source` entries): see [`vcs::revision_script`]. Its output is captured, not logged.
+    pub fn revision_step(&self, sources: &[String]) -> Step {
+        let repo = self.cloned.then_some(SOURCE_DIR);
+        Step {
+            kind: FailureStep::Srcinfo,
+            title: "revision",
+            user: StepUser::Builder,
+            script: vcs::revision_script(repo, SRCDEST, sources),
+            capture_stdout: true,
         }
     }
 }
@@ -330,11 +352,12 @@ async fn drive<H: BuildHost>(host: &mut H, plan: &BuildPlan) -> Result<Outcome, 
         ));
     }
     host.note(format!("{LOG_PREFIX} version: {}", describe(&expected))).await;
+    let revision = read_revision(host, plan, &srcinfo).await;
     if plan.force {
         host.note(format!("{LOG_PREFIX} forced: building even if these versions are published")).await;
     } else if host.is_published(&expected).await? {
         host.note(format!("{LOG_PREFIX} skipped: these exact versions are already published")).await;
-        return Ok(Outcome::Skipped { versions: expected });
+        return Ok(Outcome::Skipped { versions: expected, revision });
     }
     run_step(host, &steps.makepkg).await?;
     host.note(format!("{LOG_PREFIX} publish: started")).await;
@@ -343,7 +366,35 @@ async fn drive<H: BuildHost>(host: &mut H, plan: &BuildPlan) -> Result<Outcome, 
         return Err(FailureCause::new(FailureStep::Makepkg, "makepkg succeeded but wrote no package"));
     }
     host.note(format!("{LOG_PREFIX} published: {}", describe(&published))).await;
-    Ok(Outcome::Succeeded { versions: published })
+    Ok(Outcome::Succeeded { versions: published, revision })
+}
+
+/// Reads what the build is made from (the repository's commit, the commits makepkg fetched for the VCS
+/// sources) with the plan's revision step. Never fails the build: without it, the next scheduled run
+/// is built instead of checked.
+async fn read_revision<H: BuildHost>(host: &mut H, plan: &BuildPlan, srcinfo: &Srcinfo) -> Option<Revision> {
+    let step = plan.revision_step(&srcinfo.sources);
+    match host.run(&step).await {
+        Ok(output) if output.exit_code == 0 => {
+            let revision = vcs::parse_revision(&output.stdout, &srcinfo.sources);
+            if let Some(commit) = &revision.commit {
+                host.note(format!("{LOG_PREFIX} commit: {commit}")).await;
+            }
+            for pinned in &revision.sources {
+                let commit = pinned.commit.as_deref().unwrap_or("not read");
+                host.note(format!("{LOG_PREFIX} vcs source {}: {commit}", pinned.source)).await;
+            }
+            Some(revision)
+        }
+        Ok(output) => {
+            host.note(format!("{LOG_PREFIX} revision: exit code {} (not recorded)", output.exit_code)).await;
+            None
+        }
+        Err(cause) => {
+            host.note(format!("{LOG_PREFIX} revision: {cause} (not recorded)")).await;
+            None
+        }
+    }
 }
 
 /// The script that turns a plain Arch image (e.g. `archlinux:base-devel`) into a builder image: the
@@ -491,6 +542,7 @@ mod tests {
     struct Scripted {
         codes: Vec<(&'static str, i32)>,
         srcinfo: &'static str,
+        revision: &'static str,
         published: bool,
         log: Vec<String>,
         publish_calls: usize,
@@ -499,7 +551,11 @@ mod tests {
     impl BuildHost for Scripted {
         async fn run(&mut self, step: &Step) -> Result<StepOutput, FailureCause> {
             let exit_code = self.codes.iter().find(|(t, _)| *t == step.title).map_or(0, |(_, c)| *c);
-            let stdout = if step.capture_stdout { self.srcinfo.to_owned() } else { String::new() };
+            let stdout = match (step.capture_stdout, step.title) {
+                (true, "revision") => self.revision.to_owned(),
+                (true, _) => self.srcinfo.to_owned(),
+                (false, _) => String::new(),
+            };
             Ok(StepOutput { exit_code, stdout, elapsed: std::time::Duration::from_millis(1500) })
         }
         async fn note(&mut self, line: String) {
@@ -521,7 +577,10 @@ mod tests {
     fn host(codes: Vec<(&'static str, i32)>, published: bool) -> Scripted {
         Scripted {
             codes,
-            srcinfo: "pkgbase = a\n\tpkgver = 1\n\tpkgrel = 1\n\tarch = x86_64\n\npkgname = a\n",
+            srcinfo: "pkgbase = a\n\tpkgver = 1\n\tpkgrel = 1\n\tarch = x86_64\n\
+                      \tsource = lib::git+https://h/lib.git#branch=dev\n\npkgname = a\n",
+            revision: "commit 1111111111111111111111111111111111111111\n\
+                       source 0 2222222222222222222222222222222222222222\n",
             published,
             log: vec![],
             publish_calls: 0,
@@ -536,6 +595,36 @@ mod tests {
             std::task::Poll::Ready(out) => out,
             std::task::Poll::Pending => panic!("the scripted host never waits"),
         }
+    }
+
+    #[test]
+    fn the_driver_records_the_revision_and_never_fails_on_it() {
+        let plan = BuildPlan::new(&leased("git", "git://h/r", None, None, false), &options());
+        let step = plan.revision_step(&["git+https://h/x.git".into()]);
+        assert!(step.capture_stdout && step.script.contains("git -C '/build/src'"), "{}", step.script);
+        assert!(step.script.contains("--git-dir='/build/sources/x'"), "{}", step.script);
+        let url = BuildPlan::new(&leased("url", "https://x.example/PKGBUILD", None, None, false), &options());
+        assert!(!url.revision_step(&[]).script.contains("git -C"), "a downloaded PKGBUILD has no commit");
+
+        let mut ok = host(vec![], false);
+        let Outcome::Succeeded { revision: Some(revision), .. } = block_on(run_build(&mut ok, &plan)) else {
+            panic!("{:?}", ok.log)
+        };
+        assert_eq!(revision.commit.as_deref(), Some("1111111111111111111111111111111111111111"));
+        assert_eq!(revision.sources.len(), 1);
+        assert_eq!(revision.sources[0].commit.as_deref(), Some("2222222222222222222222222222222222222222"));
+        assert!(ok.log.iter().any(|l| l == "==> [vieter] commit: 1111111111111111111111111111111111111111"));
+
+        let mut skipped = host(vec![], true);
+        assert!(matches!(
+            block_on(run_build(&mut skipped, &plan)),
+            Outcome::Skipped { revision: Some(_), .. }
+        ));
+
+        let mut unreadable = host(vec![("revision", 1)], false);
+        let outcome = block_on(run_build(&mut unreadable, &plan));
+        assert!(matches!(outcome, Outcome::Succeeded { revision: None, .. }), "{outcome:?}");
+        assert!(unreadable.log.iter().any(|l| l.contains("revision: exit code 1 (not recorded)")));
     }
 
     #[test]

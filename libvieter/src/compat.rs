@@ -478,7 +478,7 @@ mod tests {
 
     #[test]
     fn a_log_is_vieters_shape() {
-        let j = job(3, 7, "x86_64", Some(Outcome::Succeeded { versions: vec![] }));
+        let j = job(3, 7, "x86_64", Some(Outcome::Succeeded { versions: vec![], revision: None }));
         let log = BuildLog::from_job(&j).unwrap();
         let json = serde_json::to_value(&log).unwrap();
         let start = j.started_at().unwrap().timestamp();
@@ -501,7 +501,7 @@ mod tests {
             EXIT_FAILED
         );
         assert_eq!(BuildLog::from_job(&job(5, 1, "x86_64", Some(Outcome::TimedOut))).unwrap().exit_code, 124);
-        let skipped = job(6, 1, "x86_64", Some(Outcome::Skipped { versions: vec![] }));
+        let skipped = job(6, 1, "x86_64", Some(Outcome::Skipped { versions: vec![], revision: None }));
         assert_eq!(BuildLog::from_job(&skipped).unwrap().exit_code, 0);
         assert_eq!(exit_code(JobState::Lost, None), Some(EXIT_LOST));
         assert_eq!(exit_code(JobState::Cancelled, None), Some(EXIT_CANCELLED));
@@ -510,7 +510,7 @@ mod tests {
     #[test]
     fn filters_are_vieters() {
         let jobs = [
-            job(1, 1, "x86_64", Some(Outcome::Succeeded { versions: vec![] })),
+            job(1, 1, "x86_64", Some(Outcome::Succeeded { versions: vec![], revision: None })),
             job(2, 2, "aarch64", Some(failed(Some(1)))),
             job(3, 1, "x86_64", Some(failed(Some(2)))),
             job(4, 1, "x86_64", None),

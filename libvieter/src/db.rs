@@ -63,6 +63,9 @@ pub enum DbError {
     Corrupt(#[source] io::Error),
     #[error("database entry {0:?} is larger than the limit")]
     TooLarge(String),
+    /// The archive decompresses to more than [`MAX_ARCHIVE_BYTES`] (a decompression bomb).
+    #[error("database archive decompresses to more than {limit} bytes")]
+    ArchiveTooLarge { limit: u64 },
     #[error("%{section}% would have a line of {len} bytes; the limit is {limit} bytes per line")]
     LineTooLong { section: &'static str, len: usize, limit: usize },
     #[error("%{section}% would have a line with the control character U+{code:04X}")]
@@ -385,7 +388,7 @@ impl Database {
     /// `repo-add`. Each entry is recompressed once.
     pub fn read<R: Read>(reader: R) -> Result<Self, DbError> {
         let mut db = Database::new();
-        for (entry, mtime) in read_entries_with_mtime(reader)? {
+        for (entry, mtime) in read_entries_with_mtime(reader, MAX_ARCHIVE_BYTES)? {
             db.insert(entry.compress(mtime)?);
         }
         Ok(db)
@@ -395,11 +398,60 @@ impl Database {
 /// The entries of a database archive (`.db` or `.files`: plain tar, or tar compressed with gzip,
 /// zstd or xz, as `repo-add` and Arch's mirrors write them), in directory-name order, without
 /// recompressing anything: what reading a pacman sync database needs.
+///
+/// The archive may decompress to at most [`MAX_ARCHIVE_BYTES`] ([`DbError::ArchiveTooLarge`] beyond):
+/// a sync database comes from a mirror, not from us.
 pub fn read_entries<R: Read>(reader: R) -> Result<Vec<DbEntry>, DbError> {
-    Ok(read_entries_with_mtime(reader)?.into_iter().map(|(e, _)| e).collect())
+    read_entries_limited(reader, MAX_ARCHIVE_BYTES)
 }
 
-fn read_entries_with_mtime<R: Read>(reader: R) -> Result<Vec<(DbEntry, u64)>, DbError> {
+/// How many bytes a database archive read by [`read_entries`] may decompress to (tar headers and
+/// skipped members included). Arch's largest sync db, `extra.db`, is about 40 MiB.
+pub const MAX_ARCHIVE_BYTES: u64 = 1 << 30;
+
+/// [`read_entries`] with another limit on the decompressed size.
+pub fn read_entries_limited<R: Read>(reader: R, max_bytes: u64) -> Result<Vec<DbEntry>, DbError> {
+    Ok(read_entries_with_mtime(reader, max_bytes)?.into_iter().map(|(e, _)| e).collect())
+}
+
+/// A reader that fails once more than `left` bytes went through it, and says so in `exceeded`.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    exceeded: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte more than allowed may be read: that is how going over is seen.
+        let want = buf.len().min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.exceeded.set(true);
+            return Err(io::Error::other("database archive over the size limit"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn read_entries_with_mtime<R: Read>(reader: R, max_bytes: u64) -> Result<Vec<(DbEntry, u64)>, DbError> {
+    let exceeded = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flag = exceeded.clone();
+    read_capped(reader, max_bytes, flag).map_err(|e| {
+        if exceeded.get() {
+            DbError::ArchiveTooLarge { limit: max_bytes }
+        } else {
+            e
+        }
+    })
+}
+
+fn read_capped<R: Read>(
+    reader: R,
+    max_bytes: u64,
+    exceeded: std::rc::Rc<std::cell::Cell<bool>>,
+) -> Result<Vec<(DbEntry, u64)>, DbError> {
     const MAX_ENTRY_FILE: u64 = 256 << 20;
     let mut head = io::BufReader::new(reader);
     let magic = io::BufRead::fill_buf(&mut head).map_err(DbError::Corrupt)?;
@@ -412,7 +464,7 @@ fn read_entries_with_mtime<R: Read>(reader: R) -> Result<Vec<(DbEntry, u64)>, Db
     } else {
         Box::new(head)
     };
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(Capped { inner: stream, left: max_bytes, exceeded });
     // dir -> (desc, files, mtime)
     let mut parts: BTreeMap<String, (Option<String>, Option<String>, u64)> = BTreeMap::new();
     for entry in archive.entries().map_err(DbError::Corrupt)? {
@@ -452,6 +504,32 @@ fn read_entries_with_mtime<R: Read>(reader: R) -> Result<Vec<(DbEntry, u64)>, Db
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decompression_bomb_is_refused_by_its_total_size() {
+        // One real entry after a 4 MiB member of zeros that nobody reads: gzip makes it 4 KiB.
+        let mut b = tar::Builder::new(Vec::new());
+        let zeros = vec![0u8; 4 << 20];
+        let desc = b"%FILENAME%\nfoo-1-1-any.pkg.tar.zst\n\n%NAME%\nfoo\n\n%VERSION%\n1-1\n\n";
+        for (path, data) in [("padding", &zeros[..]), ("foo-1-1/desc", &desc[..])] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, path, data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 64 << 10, "{}", gz.len());
+        match read_entries_limited(&gz[..], 1 << 20) {
+            Err(DbError::ArchiveTooLarge { limit }) => assert_eq!(limit, 1 << 20),
+            other => panic!("{other:?}"),
+        }
+        let entries = read_entries_limited(&gz[..], tar.len() as u64).unwrap();
+        assert_eq!(entries.len(), 1);
+    }
 
     #[test]
     fn normalizes_like_repo_add() {

@@ -18,7 +18,7 @@
 //! let agent = AgentId::new("builder-1").unwrap();
 //! job.lease(&agent, t0, Duration::seconds(60)).unwrap();
 //! job.heartbeat(&agent, t0 + Duration::seconds(30), Duration::seconds(60)).unwrap();
-//! job.finish(&agent, Outcome::Succeeded { versions: vec![] }, t0 + Duration::seconds(50)).unwrap();
+//! job.finish(&agent, Outcome::Succeeded { versions: vec![], revision: None }, t0 + Duration::seconds(50)).unwrap();
 //! assert_eq!(job.state(), JobState::Succeeded);
 //! assert!(job.cancel(t0).is_err()); // finished jobs stay finished
 //! ```
@@ -294,15 +294,24 @@ impl fmt::Display for FailureCause {
 }
 
 pub use crate::srcinfo::BuiltPackage;
+pub use crate::vcs::Revision;
 
 /// How an agent says a job ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Built and published these packages.
-    Succeeded { versions: Vec<BuiltPackage> },
+    /// Built and published these packages, from this revision (when the agent could read it).
+    Succeeded {
+        versions: Vec<BuiltPackage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<Revision>,
+    },
     /// These exact versions were already published.
-    Skipped { versions: Vec<BuiltPackage> },
+    Skipped {
+        versions: Vec<BuiltPackage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<Revision>,
+    },
     /// A step failed.
     Failed { cause: FailureCause },
     /// Killed at the timeout.
@@ -379,6 +388,9 @@ pub struct Job {
     /// While waiting: the jobs that must still end succeeded or skipped before it is queued.
     #[serde(default)]
     waits_on: Vec<JobId>,
+    /// What it was built from (the commit, the VCS sources' commits), as its agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revision: Option<Revision>,
 }
 
 impl Job {
@@ -467,6 +479,20 @@ impl Job {
         self.log_truncated
     }
 
+    /// What it was built from, as its agent reported it (`None` for jobs that built nothing and for
+    /// agents that do not report it).
+    pub fn revision(&self) -> Option<&Revision> {
+        self.revision.as_ref()
+    }
+
+    /// A job recorded unchanged by a change check keeps the revision of the build it found unchanged
+    /// (the next check compares with it).
+    pub(crate) fn carry_revision(&mut self, revision: Option<Revision>) {
+        if self.state == JobState::Skipped && self.agent.is_none() {
+            self.revision = revision;
+        }
+    }
+
     /// Why it was run or skipped, when the server decided it before any agent did (a change check).
     pub fn reason(&self) -> Option<&str> {
         self.reason.as_deref()
@@ -518,6 +544,7 @@ impl Job {
             log_truncated: false,
             reason: None,
             waits_on: Vec::new(),
+            revision: None,
         }
     }
 
@@ -688,15 +715,16 @@ impl Job {
     /// Running → the outcome's final state (only its holder may report).
     pub fn finish(&mut self, agent: &AgentId, outcome: Outcome, now: DateTime<Utc>) -> Result<(), JobError> {
         self.check_holder(agent, "finish")?;
-        let (state, cause, versions) = match outcome {
-            Outcome::Succeeded { versions } => (JobState::Succeeded, None, versions),
-            Outcome::Skipped { versions } => (JobState::Skipped, None, versions),
-            Outcome::Failed { cause } => (JobState::Failed, Some(cause), Vec::new()),
-            Outcome::TimedOut => (JobState::TimedOut, None, Vec::new()),
+        let (state, cause, versions, revision) = match outcome {
+            Outcome::Succeeded { versions, revision } => (JobState::Succeeded, None, versions, revision),
+            Outcome::Skipped { versions, revision } => (JobState::Skipped, None, versions, revision),
+            Outcome::Failed { cause } => (JobState::Failed, Some(cause), Vec::new(), None),
+            Outcome::TimedOut => (JobState::TimedOut, None, Vec::new(), None),
         };
         self.state = state;
         self.cause = cause;
         self.versions = versions;
+        self.revision = revision;
         self.end(now);
         Ok(())
     }
@@ -868,7 +896,7 @@ mod tests {
             version: Version::parse("1:2.0-1").unwrap(),
             arch: Arch::new("x86_64").unwrap(),
         };
-        j.finish(&a, Outcome::Succeeded { versions: vec![pkg.clone()] }, t(100)).unwrap();
+        j.finish(&a, Outcome::Succeeded { versions: vec![pkg.clone()], revision: None }, t(100)).unwrap();
         assert_eq!(
             (j.state(), j.finished_at(), j.lease_expires_at()),
             (JobState::Succeeded, Some(t(100)), None)

@@ -17,6 +17,7 @@
 //! - [`job`]: build jobs, their states, leases, failure causes and retry policy.
 //! - [`scheduler`]: which scheduled builds are due, and the job queue that leases them to agents.
 //! - [`srcinfo`]: the `.SRCINFO` format (`makepkg --printsrcinfo`).
+//! - [`vcs`]: VCS sources of a PKGBUILD, `git ls-remote` output and the revision a build was made from.
 //! - [`build`]: the steps of a build job and the driver that runs them through a [`build::BuildHost`].
 //! - [`builds`]: the build service (targets, queueing, leases, retries, agents, retention) over a
 //!   [`builds::BuildStore`] and a [`builds::Clock`].
@@ -30,7 +31,7 @@
 //! `config` (the settings loader; pulls toml and reads files) and `fs` (the directory adapter: reads and
 //! writes files), all on by default. With
 //! `default-features = false` only the formats remain: `name`, `version`, `pkginfo`, `package`, `digest`,
-//! `depend`, `srcinfo` and `db`.
+//! `depend`, `srcinfo`, `vcs` and `db`.
 
 #[cfg(feature = "builds")]
 pub mod access;
@@ -68,4 +69,5 @@ pub mod scheduler;
 pub mod srcinfo;
 #[cfg(feature = "builds")]
 pub mod target;
+pub mod vcs;
 pub mod version;

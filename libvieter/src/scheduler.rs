@@ -1083,7 +1083,8 @@ mod tests {
         assert_eq!(q.dangling_waits(), []);
         assert_eq!(q.lease(&x, 10, &agent("a"), t(1)).iter().map(Job::id).collect::<Vec<_>>(), [a]);
         assert!(!q.has_work(&x, t(1)), "the waiting job is no work");
-        let ended = q.finish(a, &agent("a"), Outcome::Skipped { versions: vec![] }, t(2)).unwrap();
+        let ended =
+            q.finish(a, &agent("a"), Outcome::Skipped { versions: vec![], revision: None }, t(2)).unwrap();
         assert_eq!(
             ended.dependents.iter().map(|j| (j.id(), j.state())).collect::<Vec<_>>(),
             [(b, JobState::Queued)]

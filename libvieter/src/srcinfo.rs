@@ -74,6 +74,9 @@ pub struct Srcinfo {
     /// `depends` and `makedepends` of the base (all architectures), as written.
     pub depends: Vec<String>,
     pub makedepends: Vec<String>,
+    /// `source` and `source_<arch>` entries of the base, as written (`name::git+https://…#branch=x`);
+    /// [`crate::vcs::VcsSource`] reads the VCS ones.
+    pub sources: Vec<String>,
     pub packages: Vec<SrcinfoPackage>,
 }
 
@@ -84,6 +87,7 @@ impl Srcinfo {
         let (mut pkgver, mut pkgrel, mut epoch) = (None, None, None);
         let mut arch = Vec::new();
         let (mut depends, mut makedepends) = (Vec::new(), Vec::new());
+        let mut sources = Vec::new();
         let mut packages: Vec<SrcinfoPackage> = Vec::new();
 
         for (index, raw) in text.lines().enumerate() {
@@ -124,6 +128,9 @@ impl Srcinfo {
                 "epoch" if packages.is_empty() => epoch = Some(value.to_owned()),
                 "depends" if packages.is_empty() => depends.push(value.to_owned()),
                 "makedepends" if packages.is_empty() => makedepends.push(value.to_owned()),
+                _ if packages.is_empty() && (key == "source" || key.starts_with("source_")) => {
+                    sources.push(value.to_owned())
+                }
                 _ => {}
             }
         }
@@ -143,7 +150,7 @@ impl Srcinfo {
         if arch.is_empty() {
             return Err(SrcinfoError::Missing("arch"));
         }
-        Ok(Srcinfo { base, version, arch, depends, makedepends, packages })
+        Ok(Srcinfo { base, version, arch, depends, makedepends, sources, packages })
     }
 
     /// The packages a build on `build_arch` produces, with their version and the architecture written in
@@ -187,6 +194,7 @@ mod tests {
         assert_eq!(info.version.as_str(), "1:1.2.r3.gabc-2");
         assert_eq!(info.depends, ["glibc>=2"]);
         assert_eq!(info.makedepends, ["git"]);
+        assert_eq!(info.sources, ["git+https://example.invalid/x.git"]);
         let built: Vec<_> = info
             .packages_for(&arch("x86_64"))
             .into_iter()

@@ -65,16 +65,19 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     let git = GitDaemon::start();
     let work = tempfile::tempdir().unwrap();
 
-    // A monorepo whose PKGBUILD lives in a subdirectory and computes its version in pkgver().
+    // A monorepo whose PKGBUILD lives in a subdirectory and computes its version in pkgver(), with a
+    // VCS source (its commit is recorded with the build, for the change check of `git` targets).
+    let vlib = git.repo("vlib", &[("README", "a library fetched by makepkg\n")]);
     let mono = git.repo(
         "mono",
         &[(
             "pkgs/hello/PKGBUILD",
             &pkgbuild(
-                "pkgname=vieter-hello\n\
-                 pkgver() { echo \"1.0.r$(git -C \"$startdir\" rev-list --count HEAD)\"; }\n\
-                 build() { env | sort; }\n\
-                 package() { mkdir -p \"$pkgdir/usr/share/vieter-hello\"; echo hello > \"$pkgdir/usr/share/vieter-hello/greeting\"; }",
+                &format!("source=('vlib::git+{vlib}')\nsha256sums=('SKIP')\n\
+                 pkgname=vieter-hello\n\
+                 pkgver() {{ echo \"1.0.r$(git -C \"$startdir\" rev-list --count HEAD)\"; }}\n\
+                 build() {{ env | sort; }}\n\
+                 package() {{ mkdir -p \"$pkgdir/usr/share/vieter-hello\"; echo hello > \"$pkgdir/usr/share/vieter-hello/greeting\"; }}"),
             ),
         )],
     );
@@ -167,6 +170,12 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     let hello_log = log(&admin, hello.id()).await;
     assert_eq!(hello.state(), JobState::Succeeded, "{:?}\n{hello_log}", hello.cause());
     assert_eq!(names(&hello), ["vieter-hello-1.0.r1-1-x86_64"], "pkgver() ran");
+    // What it was built from, read in the container: the clone's commit and makepkg's clone of vlib.
+    let revision = hello.revision().expect("a revision is recorded");
+    assert_eq!(revision.commit.as_deref(), Some(git.head("mono").as_str()), "{hello_log}");
+    assert_eq!(revision.sources.len(), 1, "{revision:?}");
+    assert_eq!(revision.sources[0].source, format!("vlib::git+{vlib}"));
+    assert_eq!(revision.sources[0].commit.as_deref(), Some(git.head("vlib").as_str()), "{hello_log}");
     for step in ["pacman", "fetch", "pkgver", "srcinfo", "makepkg"] {
         assert!(hello_log.contains(&format!("==> [vieter] {step}: started")), "{step} in\n{hello_log}");
     }

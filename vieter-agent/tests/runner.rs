@@ -379,7 +379,7 @@ async fn run(runtime: FakeRuntime, server: FakeServer, job: LeasedJob, upload_at
 #[tokio::test(start_paused = true)]
 async fn success_publishes_every_package_with_the_arch_of_its_file_name() {
     let run = run(FakeRuntime::new(), FakeServer::default(), leased(600, 10), 3).await;
-    let Outcome::Succeeded { versions } = run.server().outcome() else {
+    let Outcome::Succeeded { versions, .. } = run.server().outcome() else {
         panic!("{:?}\n{}", run.server().outcome(), run.server().log())
     };
     let got: Vec<String> =
@@ -387,7 +387,7 @@ async fn success_publishes_every_package_with_the_arch_of_its_file_name() {
     assert_eq!(got, ["splitty-bin-1:2.3-1-x86_64", "splitty-doc-1:2.3-1-any"]);
     // Signatures and other files in the output directory are not uploaded.
     assert_eq!(run.server().state().uploads, [BIN, DOC]);
-    assert_eq!(run.runtime().execs, ["pacman", "fetch", "pkgver", "srcinfo", "makepkg"]);
+    assert_eq!(run.runtime().execs, ["pacman", "fetch", "pkgver", "srcinfo", "revision", "makepkg"]);
     let spec = run.runtime().created[0].clone();
     assert_eq!((spec.image.as_str(), spec.labels[JOB_LABEL].as_str()), ("builder", "3"));
     assert_eq!((spec.network, spec.limits.cpus), (Network::Host, Some(1.5)));

@@ -218,7 +218,7 @@ fn build_follow_streams_the_log_and_exits_with_the_result() {
     let job = rt.block_on(async {
         let id = agent.poll(&poll).await.unwrap()[0].job.id();
         agent.append_log(id, &me, b"all good\n".to_vec()).await.unwrap();
-        agent.finish(id, &me, Outcome::Skipped { versions: Vec::new() }).await.unwrap();
+        agent.finish(id, &me, Outcome::Skipped { versions: Vec::new(), revision: None }).await.unwrap();
         id
     });
     let out = cli.wait_with_output().unwrap();

@@ -2,19 +2,15 @@
 //! [`libvieter::resolve`]. Requests, parsing, the back-off decision and every closure rule are the
 //! library's; this module sends, waits and downloads.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use libvieter::api::PackageSummary;
 use libvieter::aur::{self, AurError, AurPackage, Backoff, Method, Next, Request};
-use libvieter::builds::{aur_base, aur_change, by_base, Change, ChangeCheck, DueTarget};
 use libvieter::name::{Arch, PkgName, RepoName};
-use libvieter::repo::RepoStore;
 use libvieter::resolve::{self, AurLookup, Available, Closure, Provider, ResolveError, Source};
-use libvieter::version::Version;
 
 /// The largest RPC answer read (an `info` of 150 packages is a few hundred KiB).
 const MAX_RPC_BODY: usize = 16 << 20;
@@ -274,51 +270,6 @@ impl AurLookup for Lookup<'_> {
 
     fn search_provides(&mut self, name: &str) -> Result<Vec<AurPackage>, AurHttpError> {
         self.handle.block_on(self.aur.search_provides(name))
-    }
-}
-
-/// The change check of scheduled `aur` runs: one batched `info` for every due `aur` target, compared by
-/// [`aur_change`] with what the target repository holds. A failed lookup is logged and the runs are
-/// queued as without a check.
-pub struct AurCheck {
-    pub app: Arc<crate::App>,
-    pub handle: tokio::runtime::Handle,
-}
-
-impl ChangeCheck for AurCheck {
-    fn check(&mut self, due: &[DueTarget<'_>]) -> Vec<Option<Change>> {
-        let names: BTreeSet<PkgName> = due.iter().filter_map(|d| aur_base(d.target).cloned()).collect();
-        if names.is_empty() {
-            return vec![None; due.len()];
-        }
-        let names: Vec<PkgName> = names.into_iter().collect();
-        let found = match self.handle.block_on(self.app.aur.info(&names)) {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!("change check of {} aur targets: {e}; building them", names.len());
-                return vec![None; due.len()];
-            }
-        };
-        let versions: BTreeMap<PkgName, Version> = found.into_iter().map(|p| (p.name, p.version)).collect();
-        type Bases = BTreeMap<PkgName, Vec<PackageSummary>>;
-        let mut published: BTreeMap<(RepoName, Arch), Option<Bases>> = BTreeMap::new();
-        due.iter()
-            .map(|d| {
-                let base = aur_base(d.target)?;
-                let bases = published
-                    .entry((d.target.repo.clone(), d.arch.clone()))
-                    .or_insert_with(|| match self.app.repos.store().summaries(&d.target.repo, d.arch) {
-                        Ok(s) => Some(by_base(s)),
-                        Err(e) => {
-                            tracing::warn!("change check: reading {}/{}: {e}", d.target.repo, d.arch);
-                            None
-                        }
-                    })
-                    .as_ref()?;
-                let of_base = bases.get(base).map_or(&[][..], Vec::as_slice);
-                Some(aur_change(base, versions.get(base), of_base))
-            })
-            .collect()
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod aur;
 pub mod auth;
 pub mod builds;
+pub mod changes;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -156,9 +157,8 @@ pub async fn serve(
     tracing::debug!(?limits, "connection limits");
     let check_app = app.clone();
     let handle = tokio::runtime::Handle::current();
-    let ticks = tokio::spawn(builds::run_ticks(app.builds.clone(), move || aur::AurCheck {
-        app: check_app.clone(),
-        handle: handle.clone(),
+    let ticks = tokio::spawn(builds::run_ticks(app.builds.clone(), move || {
+        changes::Lookups::check(check_app.clone(), handle.clone())
     }));
     let sync = tokio::spawn(aur::refresh_loop(
         app.aur.clone(),

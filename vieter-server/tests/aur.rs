@@ -176,17 +176,54 @@ async fn the_aur_busy_is_retried_and_the_aur_gone_is_a_502() {
     );
 }
 
-/// Issue 12's scheduled pass: 200 `aur` targets due at once. The AUR is asked in two batched `info`
-/// requests; the 190 whose AUR version is published end `skipped` (reason `unchanged`) with no agent
-/// and no container; the 5 newer in the AUR and the 5 never published are queued with their reason.
+const AGENT_KEY: &str = "test-agent-key";
+
+/// Runs git in `dir` (a fixed identity: the tests make their own commits) and returns its stdout.
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A git repository with one commit; returns its HEAD.
+fn repo_with_commit(dir: &std::path::Path, text: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    if !dir.join(".git").exists() {
+        git(dir, &["init", "-q", "-b", "main"]);
+    }
+    std::fs::write(dir.join("PKGBUILD"), text).unwrap();
+    git(dir, &["add", "PKGBUILD"]);
+    git(dir, &["commit", "-q", "-m", text]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// Issue 12's scheduled pass: 200 `aur` and 100 `git` targets due at once. The AUR is asked in two
+/// batched `info` requests and git with one `ls-remote` per distinct ref; the 190 `aur` targets whose
+/// AUR version is published and the 96 `git` targets whose branch (and VCS source) is still at the
+/// commit of their last build end `skipped` (reason `unchanged`) with no agent and no container; the
+/// others are queued with their reason: newer in the AUR, never published, a branch that moved, a VCS
+/// source that moved, a package deleted since, a target never built.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduled_pass_over_unchanged_aur_targets_starts_nothing() {
+async fn a_scheduled_pass_over_unchanged_aur_and_git_targets_starts_nothing() {
+    if !common::require_tool("git") {
+        return;
+    }
     let records: Vec<Value> = (0..200)
         .map(|i| record(&format!("pkg-{i}"), if (190..195).contains(&i) { "2.0-1" } else { "1.0-1" }))
         .collect();
     let aur = LocalAur::start(records, None).await;
-    let server = Server::start(&[("VIETER_AUR_RPC_URL", &aur.rpc())]);
+    let server = Server::start(&[("VIETER_AUR_RPC_URL", &aur.rpc()), ("VIETER_AGENT_KEY", AGENT_KEY)]);
     let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}{path}", server.url);
     for i in 0..195 {
         let arch = if i % 50 == 0 { "any" } else { "x86_64" };
         let r = common::publish(
@@ -198,36 +235,97 @@ async fn a_scheduled_pass_over_unchanged_aur_targets_starts_nothing() {
         .await;
         assert_eq!(r.status(), 200);
     }
-    // All 200 are added within one minute, so that the next minute is the first slot of every one.
-    let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 60;
-    if second >= 40 {
-        tokio::time::sleep(std::time::Duration::from_secs(61 - second)).await;
+
+    // 100 git targets in local repositories, each built once through the agent protocol (an agent
+    // reports the commit it built): target 0 also fetched a VCS source, target 99 never built.
+    let work = tempfile::tempdir().unwrap();
+    let vcs_dir = work.path().join("vcs");
+    let vcs_commit = repo_with_commit(&vcs_dir, "lib v1");
+    let vcs_source = format!("lib::git+file://{}#branch=main", vcs_dir.display());
+    let mut git_targets = Vec::new();
+    for i in 0..100 {
+        let dir = work.path().join(format!("g{i}"));
+        let commit = repo_with_commit(&dir, &format!("gpkg-{i} 1"));
+        let body = json!({"kind": "git", "url": format!("file://{}", dir.display()), "branch": "main",
+                          "repo": "gits", "arch": ["x86_64"], "schedule": "* *", "enabled": false});
+        let (status, t) = call(&http, Method::POST, api("/api/v1/targets"), KEY, Some(body)).await;
+        assert_eq!(status, 200, "{t}");
+        let id = t["data"]["id"].as_u64().unwrap();
+        git_targets.push((id, dir, commit));
     }
+    for (i, (id, _, commit)) in git_targets.iter().enumerate().take(99) {
+        let (status, q) =
+            call(&http, Method::POST, api("/api/v1/jobs"), KEY, Some(json!({"target": id}))).await;
+        assert_eq!(status, 200, "{q}");
+        let poll = json!({"agent_id": "builder-1", "arch": "x86_64", "capacity": 1, "wait": 0});
+        let (_, leased) = call(&http, Method::POST, api("/api/v1/jobs/poll"), AGENT_KEY, Some(poll)).await;
+        let job = leased["data"][0]["job"]["id"].as_u64().unwrap();
+        let name = format!("gpkg-{i}");
+        let r =
+            common::publish(&http, &server.url, "gits", common::package(&name, "1.0-1", "x86_64", &[])).await;
+        assert_eq!(r.status(), 200);
+        let sources = if i == 0 { json!([{"source": vcs_source, "commit": vcs_commit}]) } else { json!([]) };
+        let outcome = json!({"state": "succeeded",
+                             "versions": [{"name": name, "version": "1.0-1", "arch": "x86_64"}],
+                             "revision": {"commit": commit, "sources": sources}});
+        let (status, done) = call(
+            &http,
+            Method::POST,
+            api(&format!("/api/v1/jobs/{job}/finish")),
+            AGENT_KEY,
+            Some(json!({"agent_id": "builder-1", "outcome": outcome})),
+        )
+        .await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["data"]["revision"]["commit"], json!(commit), "the job keeps its revision");
+    }
+    // Since then: target 0's VCS source moved, target 1's branch moved, target 2's package was deleted.
+    repo_with_commit(&vcs_dir, "lib v2");
+    let moved = repo_with_commit(&git_targets[1].1, "gpkg-1 2");
+    let (status, _) = call(&http, Method::DELETE, api("/gits/x86_64/gpkg-2"), KEY, None).await;
+    assert_eq!(status, 200);
+
+    // Every target is due once, at the same minute: the first whole minute at least 45 s from now (in
+    // UTC, the server's time zone), so that adding them all ends before it and one tick takes them all.
+    let now = chrono::Utc::now();
+    let slot = {
+        use chrono::{DurationRound, TimeDelta};
+        (now + TimeDelta::seconds(45 + 60)).duration_trunc(TimeDelta::minutes(1)).unwrap()
+    };
+    let schedule = slot.format("%M %H").to_string();
     for i in 0..200 {
-        let body = json!({"kind": "aur", "url": format!("pkg-{i}"), "repo": "aur", "schedule": "* *"});
-        let (status, b) =
-            call(&http, Method::POST, format!("{}/api/v1/targets", server.url), KEY, Some(body)).await;
+        let body = json!({"kind": "aur", "url": format!("pkg-{i}"), "repo": "aur", "schedule": schedule});
+        let (status, b) = call(&http, Method::POST, api("/api/v1/targets"), KEY, Some(body)).await;
         assert_eq!(status, 200, "{b}");
     }
+    for (id, _, _) in &git_targets {
+        let patch = json!({"enabled": true, "schedule": schedule});
+        let (status, b) =
+            call(&http, Method::PATCH, api(&format!("/api/v1/targets/{id}")), KEY, Some(patch)).await;
+        assert_eq!(status, 200, "{b}");
+    }
+    assert!(chrono::Utc::now() < slot, "adding the targets took until the slot ({slot})");
     // Adding them resolved each one's closure (one info each); the scheduled pass is what counts here.
     let before = aur.requests().len();
     assert_eq!(before, 200, "one info per added target");
-    // Every target is due at the next minute.
-    let jobs_url = format!("{}/api/v1/jobs?limit=1000", server.url);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(100);
+    let jobs_url = api("/api/v1/jobs?limit=1000");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(200);
     let jobs = loop {
         let (_, body) = call(&http, Method::GET, jobs_url.clone(), KEY, None).await;
-        let jobs = body["data"].as_array().cloned().unwrap_or_default();
-        if jobs.len() >= 200 {
+        let mut jobs = body["data"].as_array().cloned().unwrap_or_default();
+        jobs.retain(|j| j["trigger"] == "schedule");
+        if jobs.len() >= 300 {
             break jobs;
         }
-        assert!(std::time::Instant::now() < deadline, "only {} jobs after 100 s", jobs.len());
+        assert!(std::time::Instant::now() < deadline, "only {} jobs after 200 s", jobs.len());
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
     let state = |j: &Value| j["state"].as_str().unwrap().to_owned();
-    let skipped: Vec<&Value> = jobs.iter().filter(|j| state(j) == "skipped").collect();
-    let queued: Vec<&Value> = jobs.iter().filter(|j| state(j) == "queued").collect();
-    assert_eq!((skipped.len(), queued.len(), jobs.len()), (190, 10, 200));
+    let is_git = |j: &Value| git_targets.iter().any(|(id, _, _)| j["target"].as_u64() == Some(*id));
+    let (git_jobs, aur_jobs): (Vec<&Value>, Vec<&Value>) = jobs.iter().partition(|j| is_git(j));
+    let skipped: Vec<&Value> = aur_jobs.iter().copied().filter(|j| state(j) == "skipped").collect();
+    let queued: Vec<&Value> = aur_jobs.iter().copied().filter(|j| state(j) == "queued").collect();
+    assert_eq!((skipped.len(), queued.len(), aur_jobs.len()), (190, 10, 200));
     for j in &skipped {
         assert!(j["agent"].is_null() && j["started_at"].is_null(), "{j}");
         assert!(j["reason"].as_str().unwrap().starts_with("unchanged: the AUR's pkg-"), "{j}");
@@ -239,9 +337,44 @@ async fn a_scheduled_pass_over_unchanged_aur_targets_starts_nothing() {
     let requests = aur.requests()[before..].to_vec();
     assert!(requests.len() <= 3, "{requests:?}");
     assert_eq!(requests.len(), 2, "200 names in batches of 150: {requests:?}");
-    // No agent was ever involved.
-    let (_, agents) = call(&http, Method::GET, format!("{}/api/v1/agents", server.url), KEY, None).await;
-    assert_eq!(agents["data"], json!([]));
+
+    let of = |i: usize| git_jobs.iter().find(|j| j["target"].as_u64() == Some(git_targets[i].0)).unwrap();
+    let git_skipped = git_jobs.iter().filter(|j| state(j) == "skipped").count();
+    assert_eq!((git_skipped, git_jobs.len()), (96, 100));
+    for (i, (_, _, commit)) in git_targets.iter().enumerate().take(99).skip(3) {
+        let j = of(i);
+        assert_eq!(state(j), "skipped", "{j}");
+        assert!(j["agent"].is_null() && j["started_at"].is_null(), "{j}");
+        assert!(j["reason"].as_str().unwrap().starts_with("unchanged: file://"), "{j}");
+        assert_eq!(j["versions"][0]["name"], json!(format!("gpkg-{i}")), "{j}");
+        assert_eq!(j["revision"]["commit"], json!(commit), "carried forward: {j}");
+    }
+    let reason = |i: usize| {
+        let j = of(i);
+        assert_eq!(state(j), "queued", "{j}");
+        j["reason"].as_str().unwrap().to_owned()
+    };
+    assert!(
+        reason(0).starts_with(&format!("VCS source {vcs_source} moved: {} → ", &vcs_commit[..12])),
+        "{}",
+        reason(0)
+    );
+    assert!(
+        reason(1).ends_with(&format!(
+            "refs/heads/main moved: {} → {}",
+            &git_targets[1].2[..12],
+            &moved[..12]
+        )),
+        "{}",
+        reason(1)
+    );
+    assert_eq!(reason(2), "gpkg-2 1.0-1 is no longer published");
+    assert_eq!(reason(99), "no earlier build to compare with");
+    // The only agent ever seen is the test's own, for the manual builds.
+    let (_, agents) = call(&http, Method::GET, api("/api/v1/agents"), KEY, None).await;
+    let agents: Vec<&str> =
+        agents["data"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(agents, ["builder-1"]);
 }
 
 /// Issue 12 part 3: adding an `aur` target adds the AUR packages it needs as automatic targets of the

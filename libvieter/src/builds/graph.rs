@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{lock, BuildError, BuildService, BuildStore, Invalid, Missing};
+use crate::name::RepoName;
 use crate::name::{Arch, PkgName};
-use crate::resolve::Closure;
+use crate::resolve::{Closure, ResolveError};
 use crate::target::{NewTarget, Source, Target, TargetId};
 
 /// The targets [`BuildService::create_with_closure`] stored: the root, the automatic targets it created
@@ -45,13 +46,24 @@ pub struct Removal {
 pub(super) struct Plan {
     pub arch: Arch,
     pub order: Vec<(TargetId, Vec<TargetId>)>,
+    /// Why the target's own job runs (a change check's reason), stored with it when it is new.
+    pub reason: Option<String>,
 }
 
 impl Plan {
     /// The plan of a target without needs.
     pub fn single(target: TargetId, arch: Arch) -> Plan {
-        Plan { arch, order: vec![(target, Vec::new())] }
+        Plan { arch, order: vec![(target, Vec::new())], reason: None }
     }
+}
+
+/// What an `aur` target's closure is resolved from: see [`BuildService::closure_to_resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosureQuery {
+    pub base: PkgName,
+    pub repo: RepoName,
+    /// The architecture whose sync databases count.
+    pub arch: Arch,
 }
 
 /// A cycle in `needs` found from `starts` (in order), as the path round it, its first target repeated
@@ -156,7 +168,7 @@ impl<S: BuildStore> BuildService<S> {
             }
             stack.push((n, needed.needs.clone(), 0));
         }
-        Ok(Plan { arch: arch.clone(), order })
+        Ok(Plan { arch: arch.clone(), order, reason: None })
     }
 
     /// The tree of the targets `id` needs, each with its own (a target needed twice appears twice).
@@ -177,6 +189,45 @@ impl<S: BuildStore> BuildService<S> {
             DependencyTree { target: t.clone(), needs, needed_by }
         }
         Ok(tree(top, &all, &mut Vec::new()))
+    }
+
+    /// What must be resolved before `input` is created: for a valid `aur` target, its package base,
+    /// repository and the architecture whose sync databases count (its first; the AUR's dependency
+    /// lists merge every architecture's). `None` for any other target (create it with
+    /// [`BuildService::create_target`], which says why an invalid one is refused).
+    pub fn closure_to_resolve(&self, input: &NewTarget) -> Option<ClosureQuery> {
+        let target = input.validate(TargetId(0), &self.settings.default_arch).ok()?;
+        let Source::Aur { name } = target.source else { return None };
+        let arch = target.arch.first().cloned().unwrap_or_else(|| self.settings.default_arch.clone());
+        Some(ClosureQuery { base: name, repo: target.repo, arch })
+    }
+
+    /// Creates the `aur` target `input` once its closure was resolved ([`Self::closure_to_resolve`]):
+    /// with its closure when it resolved; alone, saying why, when the AUR or a mirror could not be asked
+    /// or the AUR has no package of the base's name (the RPC finds bases by package name only: such a
+    /// base may still build); refused (the inner `Err`) when the closure cannot be built (a missing
+    /// dependency, a cycle).
+    pub fn create_resolved<E: std::fmt::Display>(
+        &self,
+        input: &NewTarget,
+        resolution: Result<Closure, ResolveError<E>>,
+    ) -> Result<Result<crate::api::CreatedTarget, ResolveError<E>>, BuildError> {
+        use crate::api::{CreatedTarget, TargetClosure};
+        match resolution {
+            Ok(closure) => {
+                let resolved = Some(closure.report());
+                let made = self.create_with_closure(input, &closure)?;
+                let closure =
+                    TargetClosure { created: made.created, reused: made.reused, resolved, error: None };
+                Ok(Ok(CreatedTarget { target: made.root, closure: Some(closure) }))
+            }
+            Err(e @ (ResolveError::Lookup(_) | ResolveError::NotInAur { .. })) => {
+                let target = self.create_target(input)?;
+                let closure = TargetClosure { error: Some(e.to_string()), ..TargetClosure::default() };
+                Ok(Ok(CreatedTarget { target, closure: Some(closure) }))
+            }
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     /// Creates the `aur` target `input` (its package base is the closure's root) with what it needs:

@@ -117,7 +117,7 @@ impl World {
     }
 
     fn succeed(&self, id: JobId, who: &str) -> Job {
-        self.finish(id, who, Outcome::Succeeded { versions: vec![] })
+        self.finish(id, who, Outcome::Succeeded { versions: vec![], revision: None })
     }
 }
 
@@ -162,7 +162,7 @@ fn a_diamond_builds_bottom_up() {
     w.succeed(jb.id(), "a1");
     assert_eq!(w.state(top.id()), JobState::Waiting, "c has not ended");
     // An unchanged dependency ends skipped: that releases too.
-    w.finish(jc.id(), "a1", Outcome::Skipped { versions: vec![] });
+    w.finish(jc.id(), "a1", Outcome::Skipped { versions: vec![], revision: None });
     let released = w.builds.job(top.id()).unwrap();
     assert_eq!((released.state(), released.not_before()), (JobState::Queued, t0()));
     assert_eq!(ids(&w.poll("a1", 4)), [top.id()]);
@@ -312,7 +312,7 @@ fn waiting_jobs_survive_a_restart() {
     let (jb, jc) = (w.job_of(b), w.job_of(c));
     w.succeed(jb.id(), "a1");
     let mut done = jc.clone();
-    done.finish(&agent("a1"), Outcome::Succeeded { versions: vec![] }, t0()).unwrap();
+    done.finish(&agent("a1"), Outcome::Succeeded { versions: vec![], revision: None }, t0()).unwrap();
     w.store.save_jobs(&[done]).unwrap().wait().unwrap();
     assert_eq!(w.store.job(top.id()).unwrap().map(|j| j.state()), Some(JobState::Waiting));
     let w = w.restart();

@@ -251,7 +251,7 @@ mod tests {
             Err(LogError::Build(BuildError::NotFound(_)))
         ));
         let a1 = AgentId::new("a1").unwrap();
-        service.finish(id, &a1, Outcome::Succeeded { versions: vec![] }, &Key).unwrap();
+        service.finish(id, &a1, Outcome::Succeeded { versions: vec![], revision: None }, &Key).unwrap();
         assert!(logs.append(&service, id, &a1, &Key, b"late").is_err(), "the job has ended");
         assert_eq!(logs.store().get(id), None);
     }

@@ -60,10 +60,13 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use change::{aur_base, aur_change, by_base, Change, ChangeCheck, DueTarget, NoCheck};
+pub use change::{
+    aur_base, aur_change, by_base, git_change, git_queries, Change, ChangeCheck, DueTarget, NoCheck,
+    SourceCheck, SourceLookups,
+};
 pub use clock::{Clock, ManualClock};
 pub use error::{BuildError, Invalid, Missing};
-pub use graph::{ClosureTargets, DependencyTree, Removal};
+pub use graph::{ClosureQuery, ClosureTargets, DependencyTree, Removal};
 pub use logs::{BuildLogs, LogError, LogStore, MemoryLogs};
 pub use store::{AgentRecord, BuildStore, Durable, MemoryStore, Saved, StoreError};
 
@@ -480,6 +483,11 @@ impl<S: BuildStore> BuildService<S> {
                         _ => q.enqueue_after(*t, &plan.arch, force && top, trigger, &after, now),
                     };
                     of.insert(*t, queued.job());
+                    if let (true, crate::scheduler::Enqueued::New(id), Some(reason)) =
+                        (top, &queued, &plan.reason)
+                    {
+                        q.set_reason(*id, reason);
+                    }
                     if let Some(job) = q.get(queued.job()) {
                         if matches!(queued, crate::scheduler::Enqueued::New(_)) {
                             new.push(job.clone());
@@ -918,28 +926,6 @@ impl<S: BuildStore> BuildService<S> {
 
     // ---- the tick ----
 
-    /// Stores the change check's reason on newly queued jobs.
-    fn note_reasons(
-        &self,
-        queued: Vec<Job>,
-        reasons: &BTreeMap<(TargetId, Arch), String>,
-    ) -> Result<Vec<Job>, BuildError> {
-        let (jobs, saved) = {
-            let mut q = self.queue();
-            let jobs: Vec<Job> = queued
-                .into_iter()
-                .map(|job| match reasons.get(&(job.target(), job.arch().clone())) {
-                    Some(reason) => q.set_reason(job.id(), reason).cloned().unwrap_or(job),
-                    None => job,
-                })
-                .collect();
-            let saved = self.store.save_jobs(&jobs)?;
-            (jobs, saved)
-        };
-        saved.wait()?;
-        Ok(jobs)
-    }
-
     /// Turns ended leases into lost jobs (and their retries), stored.
     fn expire_leases(&self, now: DateTime<Utc>) -> Result<Vec<Ended>, BuildError> {
         let (ended, saved) = {
@@ -1015,26 +1001,25 @@ impl<S: BuildStore> BuildService<S> {
             self.store.record_runs(&pairs, now)?;
             let (to_queue, skipped) = self.check_changes(&targets, pairs, check, now)?;
             unchanged = skipped;
-            let reasons: BTreeMap<(TargetId, Arch), String> =
-                to_queue.iter().filter_map(|(t, a, r)| Some(((*t, a.clone()), r.clone()?))).collect();
             let by_id: BTreeMap<TargetId, &Target> = targets.iter().map(|t| (t.id, t)).collect();
             let mut lookup = |id: TargetId| Ok(by_id.get(&id).map(|t| (*t).clone()));
             let mut plans = Vec::new();
-            for (t, a, _) in to_queue {
-                match by_id.get(&t) {
+            for (t, a, reason) in to_queue {
+                let plan = match by_id.get(&t) {
                     Some(target) if !target.needs.is_empty() => match Self::plan(target, &a, &mut lookup) {
-                        Ok(plan) => plans.push(plan),
-                        Err(BuildError::Invalid(e)) => refused.push(e),
+                        Ok(plan) => plan,
+                        Err(BuildError::Invalid(e)) => {
+                            refused.push(e);
+                            continue;
+                        }
                         Err(e) => return Err(e),
                     },
-                    _ => plans.push(Plan::single(t, a)),
-                }
+                    _ => Plan::single(t, a),
+                };
+                plans.push(Plan { reason, ..plan });
             }
             // A pair whose last build still waits is covered by it: only new jobs are reported.
             queued = self.enqueue_all(plans, false, Trigger::Schedule, now)?.1;
-            if !reasons.is_empty() {
-                queued = self.note_reasons(queued, &reasons)?;
-            }
         }
         let (forgotten, next_agent_expiry) = self.expire_agents(now)?;
         let next_queue_event = self.queue().next_event(now);

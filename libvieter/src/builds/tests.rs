@@ -137,7 +137,9 @@ impl World {
     }
 
     fn succeed(&self, id: JobId, who: &str) -> Job {
-        self.builds.finish(id, &agent(who), Outcome::Succeeded { versions: vec![] }, &key(1)).unwrap()
+        self.builds
+            .finish(id, &agent(who), Outcome::Succeeded { versions: vec![], revision: None }, &key(1))
+            .unwrap()
     }
 }
 

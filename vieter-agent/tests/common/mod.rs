@@ -132,6 +132,18 @@ impl GitDaemon {
         git(&dir, &["commit", "-q", "-m", "test"]);
         format!("git://127.0.0.1:{}/{name}", self.port)
     }
+
+    /// The commit repository `name`'s HEAD points at.
+    pub fn head(&self, name: &str) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(self.base.path().join(name))
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .expect("git rev-parse");
+        assert!(out.status.success(), "git rev-parse in {name}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
 }
 
 impl Drop for GitDaemon {

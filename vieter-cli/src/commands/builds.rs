@@ -359,6 +359,16 @@ async fn stream_log(client: &Client, id: JobId, follow: bool, print: bool) -> Re
     Ok(())
 }
 
+/// What a job was built from, for people: the commit, then each VCS source with its commit.
+fn revision_text(revision: Option<&libvieter::job::Revision>) -> String {
+    let Some(r) = revision else { return String::new() };
+    let mut lines: Vec<String> = r.commit.iter().cloned().collect();
+    lines.extend(
+        r.sources.iter().map(|p| format!("{} {}", p.source, p.commit.as_deref().unwrap_or("(not read)"))),
+    );
+    lines.join("\n")
+}
+
 async fn wait_for_end(client: &Client, id: JobId) -> Result<Job, String> {
     loop {
         let job = client.job(id).await.map_err(err)?;
@@ -388,11 +398,12 @@ pub async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), String> {
                 let mut t = job_table(std::slice::from_ref(&j));
                 t.set_header([
                     "ID", "TARGET", "ARCH", "STATE", "TRIGGER", "ATTEMPT", "QUEUED", "AGENT", "CAUSE",
-                    "WAITS ON", "REASON",
+                    "WAITS ON", "REASON", "COMMIT",
                 ]);
                 if let Some(row) = t.row_mut(0) {
                     row.add_cell(ids(j.waits_on()).into());
                     row.add_cell(j.reason().unwrap_or("").into());
+                    row.add_cell(revision_text(j.revision()).into());
                 }
                 t
             })

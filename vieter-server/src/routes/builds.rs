@@ -2,13 +2,10 @@
 
 use std::sync::Arc;
 
-use libvieter::api::{
-    CreatedTarget, FinishRequest, HeartbeatRequest, PollRequest, QueueRequest, TargetClosure, TargetQuery,
-};
+use libvieter::api::{FinishRequest, HeartbeatRequest, PollRequest, QueueRequest, TargetQuery};
 use libvieter::builds::{BuildError, LogError};
 use libvieter::job::{AgentId, JobId};
-use libvieter::resolve::ResolveError;
-use libvieter::target::{NewTarget, Source, Target, TargetId, TargetPatch};
+use libvieter::target::{NewTarget, TargetId, TargetPatch};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use warp::http::StatusCode;
@@ -67,30 +64,19 @@ pub async fn create_target(
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let input: NewTarget = if query.is_empty() { parse_body(&body)? } else { query.into_new() };
-    let checked = input.validate(TargetId(0), &app.config.default_arch);
-    let Ok(Target { source: Source::Aur { name }, repo, arch, .. }) = checked else {
+    let Some(query) = app.builds.service.closure_to_resolve(&input) else {
         // Not an aur target, or an invalid one: the service says why.
         let target = blocking(move || app.builds.service.create_target(&input)).await?;
         return Ok(ok(&target));
     };
-    // An aur target brings its dependency closure: the AUR packages it needs become targets too. The
-    // first architecture's sync databases count (the AUR's lists merge every architecture's).
-    let first = arch.first().cloned().unwrap_or_else(|| app.config.default_arch.clone());
-    match crate::routes::aur::closure(&app, vec![name], Some(repo), first).await? {
-        Ok(closure) => {
-            let resolved = Some(closure.report());
-            let made = blocking(move || app.builds.service.create_with_closure(&input, &closure)).await?;
-            let closure = TargetClosure { created: made.created, reused: made.reused, resolved, error: None };
-            Ok(ok(&CreatedTarget { target: made.root, closure: Some(closure) }))
-        }
-        // The AUR or a mirror failing does not stop the target, nor a base that has no package of its
-        // name (the RPC finds bases by package name only): it is created alone, and says why.
-        Err(e @ (ResolveError::Lookup(_) | ResolveError::NotInAur { .. })) => {
-            tracing::warn!("adding an aur target without its dependencies: {e}");
-            let target = blocking(move || app.builds.service.create_target(&input)).await?;
-            let closure = TargetClosure { error: Some(e.to_string()), ..TargetClosure::default() };
-            Ok(ok(&CreatedTarget { target, closure: Some(closure) }))
-        }
+    // An aur target brings its dependency closure: the AUR packages it needs become targets too.
+    let resolution =
+        crate::routes::aur::closure(&app, vec![query.base], Some(query.repo), query.arch).await?;
+    if let Err(e) = &resolution {
+        tracing::info!("resolving the closure of a new aur target: {e}");
+    }
+    match blocking(move || app.builds.service.create_resolved(&input, resolution)).await? {
+        Ok(created) => Ok(ok(&created)),
         Err(e) => Err(crate::routes::aur::resolve_error(e)),
     }
 }
