@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
-for tool in wrk nginx repo-add curl; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
+tools="wrk nginx repo-add curl"; [ "${PART:-all}" = publish ] && tools="curl bc"
+for tool in $tools; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
 cargo build --release -q -p vieter-server -p vieter-benches --bins
 dir=$(mktemp -d /var/tmp/vieter-bench.XXXXXX)
 cleanup() { kill "${server_pid:-}" "${nginx_pid:-}" 2>/dev/null || true; rm -rf "$dir"; }

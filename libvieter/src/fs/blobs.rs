@@ -763,6 +763,97 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_mirror_serves_the_signatures_next_to_the_files() {
+        use crate::repo::conformance::package_bytes;
+        use crate::repo::sign::TestSigner;
+        use crate::repo::{Removal, Repository};
+        let dir = tempfile::tempdir().unwrap();
+        let now = || chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let repo = Repository::new(
+            MemoryStore::new(),
+            DirBlobs::mirror(dir.path()).unwrap(),
+            Arch::new("x86_64").unwrap(),
+            crate::db::DbFormat::Current,
+            now,
+        )
+        .with_signer(TestSigner::new());
+        let name = RepoName::new("extra").unwrap();
+        let publish = |bytes: &[u8]| {
+            let mut upload = repo.blobs().create_upload().unwrap();
+            upload.write_all(bytes).unwrap();
+            repo.publish(&name, upload).unwrap()
+        };
+        let tool = package_bytes("tool", "1-1", "x86_64", &[]);
+        publish(&tool);
+        let x86 = dir.path().join("extra/x86_64");
+        assert_eq!(served(&x86), ["tool-1-1-x86_64.pkg.tar.zst", "tool-1-1-x86_64.pkg.tar.zst.sig"]);
+        assert_eq!(
+            fs::read(x86.join("tool-1-1-x86_64.pkg.tar.zst.sig")).unwrap(),
+            TestSigner::signature_of(&tool)
+        );
+        let db = fs::read(x86.join("extra.db")).unwrap();
+        assert_eq!(
+            fs::read(x86.join("extra.db.sig")).unwrap(),
+            TestSigner::signature_of(&db),
+            "the db's signature"
+        );
+        assert_eq!(fs::read_link(x86.join("extra.files.sig")).unwrap(), Path::new("extra.files.tar.gz.sig"));
+        publish(&package_bytes("tool", "2-1", "x86_64", &[]));
+        assert_eq!(
+            served(&x86),
+            ["tool-2-1-x86_64.pkg.tar.zst", "tool-2-1-x86_64.pkg.tar.zst.sig"],
+            "the old signature went"
+        );
+        repo.remove(
+            &name,
+            Removal::Package(&Arch::new("x86_64").unwrap(), &crate::name::PkgName::new("tool").unwrap()),
+        )
+        .unwrap();
+        assert!(served(&x86).is_empty());
+        let db = fs::read(x86.join("extra.db")).unwrap();
+        assert_eq!(
+            fs::read(x86.join("extra.db.sig")).unwrap(),
+            TestSigner::signature_of(&db),
+            "the empty db's"
+        );
+        // The server's layout: the signatures in the pool and next to the archives.
+        let server = tempfile::tempdir().unwrap();
+        let blobs = DirBlobs::open(server.path()).unwrap();
+        blobs.keep_package_signature("abc", b"sig").unwrap();
+        assert_eq!(fs::read(server.path().join("pool/abc.sig")).unwrap(), b"sig");
+        assert!(blobs.package_hashes().unwrap().is_empty(), "a signature is not a package file");
+        let (r, a) = (RepoName::new("r").unwrap(), Arch::new("x86_64").unwrap());
+        blobs
+            .write_archive(&r, &a, ArchiveKind::Db, SystemTime::now(), &mut |w| {
+                w.write_all(b"db").map(|()| Some(b"s".to_vec()))
+            })
+            .unwrap();
+        assert_eq!(fs::read(server.path().join("repos/r/x86_64/r.db.tar.gz.sig")).unwrap(), b"s");
+        blobs
+            .write_archive(&r, &a, ArchiveKind::Db, SystemTime::now(), &mut |w| {
+                w.write_all(b"db2").map(|()| None)
+            })
+            .unwrap();
+        assert!(
+            !server.path().join("repos/r/x86_64/r.db.tar.gz.sig").exists(),
+            "unsigned: no signature left"
+        );
+        assert!(blobs
+            .write_archive(&r, &a, ArchiveKind::Db, SystemTime::now(), &mut |_| Err(io::Error::other("x")))
+            .is_err());
+        assert_eq!(
+            fs::read(server.path().join("repos/r/x86_64/r.db.tar.gz")).unwrap(),
+            b"db2",
+            "a failed write changes nothing"
+        );
+        assert_eq!(
+            fs::read_dir(server.path().join("repos/r/x86_64")).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+
+    #[test]
     fn an_upload_dropped_is_deleted_and_a_kept_one_is_in_the_pool() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = DirBlobs::open(dir.path()).unwrap();
