@@ -29,9 +29,11 @@
 //! the old one, and the files it no longer lists are deleted after: pacman never reads a db naming a
 //! file that is not there.
 //!
-//! An archive's signature is written next to it (`.NAME.sig.tmp`, synced) before the archive is
-//! renamed into place, and renamed over the old signature right after it: an interruption between
-//! the two renames leaves a signature of the previous archive, which recovery replaces.
+//! An archive's signature is written next to it (`.NAME.sig.tmp`) before the archive is renamed into
+//! place, and renamed over the old signature right after it: an interruption between the two renames
+//! leaves a signature of the previous archive, which recovery replaces (it re-signs every archive at
+//! start, so the signature needs no fsync). A package file's signature is synced before anything
+//! names the file.
 //!
 //! Package files enter the pool by rename after a sync; archives are replaced with
 //! [`super::write_atomically_at`]. The tag of each archive (a digest of its bytes) is computed while it
@@ -514,10 +516,10 @@ impl BlobStore for DirBlobs {
                 let signature = write(&mut hashing)?;
                 written = (hashing.len, hashing.hasher.finalize().to_vec());
                 if let Some(signature) = signature {
-                    // Durable before the archive is renamed; renamed right after it.
-                    let mut file = File::create(&sig_tmp)?;
-                    file.write_all(&signature)?;
-                    file.sync_all()?;
+                    // Written before the archive is renamed, renamed right after it. Not synced:
+                    // recovery re-signs every archive at start, so a signature lost in a crash
+                    // costs nothing (and a publish no fsync).
+                    File::create(&sig_tmp)?.write_all(&signature)?;
                     signed = true;
                 }
                 if mirror_db {
@@ -535,9 +537,6 @@ impl BlobStore for DirBlobs {
                 fs::rename(&sig_tmp, &sig_path)?;
             } else {
                 not_found_is_ok(fs::remove_file(&sig_path))?;
-            }
-            if let Some(dir) = path.parent() {
-                sync_dir(dir)?;
             }
             if self.layout == Layout::Mirror {
                 self.link_archive_name(&path, repo, kind)?;
