@@ -8,10 +8,12 @@
 #        PART=downloads scripts/bench-server.sh [N]   runs only 2. and 3.
 #        PART=publish scripts/bench-server.sh [N]     runs only 1., without the repo-add reference
 #        SERVER=path/to/vieter-server                 measures that binary (e.g. an older build)
+#        SIGN=1                                       with signing_key = "generate" (signed packages and dbs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
-for tool in wrk nginx repo-add curl; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
+tools="wrk nginx repo-add curl"; [ "${PART:-all}" = publish ] && tools="curl bc"
+for tool in $tools; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
 cargo build --release -q -p vieter-server -p vieter-benches --bins
 dir=$(mktemp -d /var/tmp/vieter-bench.XXXXXX)
 cleanup() { kill "${server_pid:-}" "${nginx_pid:-}" 2>/dev/null || true; rm -rf "$dir"; }
@@ -21,7 +23,9 @@ echo "==> making $N packages"
 target/release/make-packages "$dir/pkgs" "$N" 5
 target/release/make-packages "$dir/extra" 21 5 extra
 
-VIETER_ADDRESS=127.0.0.1:0 VIETER_DATA_DIR="$dir/data" VIETER_API_KEY=k VIETER_LOG_LEVEL=warn \
+signing=()
+if [ -n "${SIGN:-}" ]; then signing=(VIETER_SIGNING_KEY=generate); echo "==> signing on"; fi
+env VIETER_ADDRESS=127.0.0.1:0 VIETER_DATA_DIR="$dir/data" VIETER_API_KEY=k VIETER_LOG_LEVEL=warn "${signing[@]}" \
   "${SERVER:-target/release/vieter-server}" > "$dir/server.out" 2>&1 &
 server_pid=$!
 for _ in $(seq 50); do grep -q listening "$dir/server.out" && break; sleep 0.1; done

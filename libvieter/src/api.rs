@@ -457,3 +457,12 @@ pub struct TargetClosure {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// One public key that signs a server's packages and databases (`GET /api/v1/keys`, current first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKey {
+    /// The primary key's fingerprint, upper-case hex (what `pacman-key --lsign-key` takes).
+    pub fingerprint: String,
+    /// The armored public key (what `pacman-key --add` takes).
+    pub public_key: String,
+}

@@ -64,6 +64,8 @@ enum Command {
     /// Build agents.
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// The keys that sign the server's packages and databases, and how to make pacman trust them.
+    Keys(commands::keys::KeysArgs),
     /// Copy a Vieter 0.6 server's targets and repositories to this server.
     Migrate(commands::migrate::MigrateArgs),
     /// Add packages to a local repository database, like pacman's repo-add (no server needed).
@@ -145,6 +147,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Jobs(cmd) => block_on(commands::builds::jobs(&ctx, cmd)),
         Command::Logs { job, follow } => block_on(commands::builds::logs(&ctx, job, follow)),
         Command::Agents(AgentsCommand::List) => block_on(commands::builds::agents(&ctx)),
+        Command::Keys(args) => block_on(commands::keys::run(&ctx, args)),
         Command::Schedule(args) => commands::schedule::run(&ctx, args),
         Command::Config(ConfigCommand::Init { force }) => {
             let path = config_path.ok_or("no config path: set --config, HOME or XDG_CONFIG_HOME")?;

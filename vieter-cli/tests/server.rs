@@ -325,3 +325,24 @@ fn adding_an_aur_target_prints_its_closure() {
     assert_eq!(added["closure"]["created"], serde_json::json!([]));
     drop(rt);
 }
+
+#[test]
+fn keys_lists_the_signing_key_and_how_to_trust_it() {
+    let s = Server::start(&[("VIETER_SIGNING_KEY", "generate")]);
+    let keys = json(&vieter(&s, KEY, &["--json", "keys"]));
+    let fingerprint = keys[0]["fingerprint"].as_str().expect("a fingerprint").to_owned();
+    assert_eq!(fingerprint.len(), 40, "{keys}");
+    let out = vieter(&s, KEY, &["keys"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("{fingerprint} (current)")), "{text}");
+    assert!(text.contains(&format!("pacman-key --lsign-key {fingerprint}")), "{text}");
+    let export = vieter(&s, KEY, &["keys", "--export"]);
+    let armored = String::from_utf8_lossy(&export.stdout);
+    assert!(armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"), "{armored}");
+    assert_eq!(armored.trim_end(), keys[0]["public_key"].as_str().unwrap().trim_end());
+    // An unsigned server says so.
+    let unsigned = start();
+    let out = vieter(&unsigned, KEY, &["keys"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does not sign"));
+}

@@ -257,6 +257,11 @@ impl Client {
         self.send(self.request(Method::GET, "/api/v1/agents")).await
     }
 
+    /// `GET /api/v1/keys`: the public keys that sign the server's repositories, current first.
+    pub async fn keys(&self) -> Result<Vec<libvieter::api::SigningKey>, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/keys")).await
+    }
+
     /// Agent: `POST /api/v1/jobs/poll`.
     pub async fn poll(&self, request: &PollRequest) -> Result<Vec<LeasedJob>, ClientError> {
         self.send(self.request(Method::POST, "/api/v1/jobs/poll").json(request)).await

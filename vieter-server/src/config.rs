@@ -72,6 +72,11 @@ pub struct Config {
     pub sync_dbs: Vec<String>,
     /// Seconds between downloads of the sync databases (0: read once, at first use).
     pub sync_db_refresh_secs: u64,
+    /// The OpenPGP key that signs every package file and database: an armored secret key without a
+    /// passphrase (`VIETER_SIGNING_KEY_FILE=/path/key.asc` reads it from a file), or `generate` (an
+    /// Ed25519 key generated on first start into `{data_dir}/signing_key.asc`, mode 0600). Not set:
+    /// repositories are unsigned.
+    pub signing_key: Option<String>,
 }
 
 impl Default for Config {
@@ -104,6 +109,7 @@ impl Default for Config {
             aur_rpc_url: libvieter::aur::DEFAULT_RPC_URL.to_owned(),
             sync_dbs: Vec::new(),
             sync_db_refresh_secs: 6 * 3600,
+            signing_key: None,
         }
     }
 }
@@ -140,6 +146,7 @@ const KEYS: &[(&str, KeyKind)] = &[
     ("aur_rpc_url", Text),
     ("sync_dbs", List),
     ("sync_db_refresh_secs", Integer),
+    ("signing_key", Text),
 ];
 
 impl Config {
@@ -193,6 +200,26 @@ mod tests {
                 .unwrap();
         assert_eq!(c.sync_dbs, ["http://m/core/os/$arch/core.db", "http://m/e.db"]);
         assert_eq!(c.aur_rpc_url, "https://aur.archlinux.org/rpc/v5");
+    }
+
+    #[test]
+    fn the_signing_key_is_read_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.asc");
+        std::fs::write(
+            &key,
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nx\n-----END PGP PRIVATE KEY BLOCK-----\n",
+        )
+        .unwrap();
+        let c = Config::load(None, env(&[("VIETER_SIGNING_KEY_FILE", key.to_str().unwrap())])).unwrap();
+        let value = c.signing_key.unwrap();
+        assert!(
+            value.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----\n") && value.ends_with("-----"),
+            "{value}"
+        );
+        let c = Config::load(None, env(&[("VIETER_SIGNING_KEY", "generate")])).unwrap();
+        assert_eq!(c.signing_key.as_deref(), Some("generate"));
+        assert!(Config::load(None, env(&[])).unwrap().signing_key.is_none());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod repo;
 pub mod routes;
 pub mod serve;
 pub mod shutdown;
+pub mod signing;
 pub mod store;
 
 use std::io::Write;
@@ -32,6 +33,8 @@ pub struct App {
     pub metrics: metrics::Metrics,
     /// The AUR's RPC and the sync databases.
     pub aur: Arc<aur::Aur>,
+    /// The key that signs packages and databases (`signing_key`), if any.
+    pub signer: Option<Arc<signing::OpenPgpSigner>>,
 }
 
 /// Why the server could not start.
@@ -53,6 +56,8 @@ pub enum StartError {
     Builds(String),
     #[error("the AUR client: {0}")]
     Aur(#[from] aur::AurHttpError),
+    #[error("{0}")]
+    SigningKey(#[from] signing::KeyError),
 }
 
 /// The admin key: configured, or read from / generated into `{data_dir}/api_key` (mode 0600).
@@ -91,7 +96,15 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
     std::fs::create_dir_all(data_dir)
         .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
     let admin = admin_key(&config)?;
-    let repos = repo::open(data_dir, config.default_arch.clone(), config.db_format)?;
+    let signer = match config.signing_key.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        Some(value) => Some(Arc::new(signing::OpenPgpSigner::from_config(value, data_dir)?)),
+        None => None,
+    };
+    let mut repos = repo::open(data_dir, config.default_arch.clone(), config.db_format)?;
+    if let Some(signer) = &signer {
+        tracing::info!(fingerprint = signer.fingerprint(), "signing packages and databases");
+        repos = repos.with_signer(signer.clone());
+    }
     let report = repos.recover()?;
     tracing::info!(?report, "startup recovery done");
     let keys = Arc::new(auth::Keys::new(&admin, config.agent_key.as_deref()));
@@ -130,6 +143,7 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
         builds: Arc::new(builds),
         metrics: metrics::Metrics::new()?,
         aur: Arc::new(aur),
+        signer,
     }))
 }
 

@@ -100,6 +100,7 @@ pub fn route_of(method: &str, path: &str) -> &'static str {
         (_, ["health"]) => "/health",
         (_, ["api", "v1", "metrics"]) => "/api/v1/metrics",
         (_, ["api", "v1", "openapi.json"]) => "/api/v1/openapi.json",
+        (_, ["api", "v1", "keys"]) => "/api/v1/keys",
         (_, ["api", "v1", "repos"]) => "/api/v1/repos",
         (_, ["api", "v1", "repos", _, _, "packages"]) => "/api/v1/repos/{repo}/{arch}/packages",
         (_, ["api", "v1", "repos", _, _, "packages", _]) => "/api/v1/repos/{repo}/{arch}/packages/{name}",
@@ -115,6 +116,7 @@ pub fn route_of(method: &str, path: &str) -> &'static str {
         ("DELETE", [_]) => "/{repo}",
         ("DELETE", [_, _]) => "/{repo}/{arch}",
         ("DELETE", [_, _, _]) => "/{repo}/{arch}/{pkgname}",
+        ("GET" | "HEAD", [_, _, file]) if file.ends_with(".sig") => "/{repo}/{arch}/{signature}",
         ("GET" | "HEAD", [_, _, file]) if file.ends_with(".db") || file.contains(".db.tar") => {
             "/{repo}/{arch}/{db}"
         }
@@ -133,6 +135,12 @@ mod tests {
     #[test]
     fn routes_are_templated() {
         assert_eq!(route_of("GET", "/core/x86_64/core.db"), "/{repo}/{arch}/{db}");
+        assert_eq!(route_of("GET", "/core/x86_64/core.db.sig"), "/{repo}/{arch}/{signature}");
+        assert_eq!(
+            route_of("GET", "/core/x86_64/foo-1-1-x86_64.pkg.tar.zst.sig"),
+            "/{repo}/{arch}/{signature}"
+        );
+        assert_eq!(route_of("GET", "/api/v1/keys"), "/api/v1/keys");
         assert_eq!(route_of("GET", "/core/x86_64/foo-1-1-x86_64.pkg.tar.zst"), "/{repo}/{arch}/{package}");
         assert_eq!(route_of("POST", "/core/publish"), "/{repo}/publish");
         assert_eq!(route_of("DELETE", "/core/x86_64"), "/{repo}/{arch}");

@@ -72,7 +72,8 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<
 #[tokio::test]
 async fn every_documented_operation_behaves_as_documented() {
     let aur = common::aur::LocalAur::start(vec![common::aur::record("doc-aur", "1.0-1")], None).await;
-    let server = Server::start(&[("VIETER_AUR_RPC_URL", &aur.rpc())]);
+    // Signing on, so that `GET /api/v1/keys` lists a key.
+    let server = Server::start(&[("VIETER_AUR_RPC_URL", &aur.rpc()), ("VIETER_SIGNING_KEY", "generate")]);
     let http = reqwest::Client::new();
     let served: Value =
         http.get(format!("{}/api/v1/openapi.json", server.url)).send().await.unwrap().json().await.unwrap();

@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! ROOT/pool/<sha256>                              package files, by content
+//! ROOT/pool/<sha256>.sig                          their detached signatures (when signed)
 //! ROOT/repos/<repo>/<arch>/<repo>.db.tar.gz       the archives of each arch-repo
 //! ROOT/repos/<repo>/<arch>/<repo>.files.tar.gz
+//! ROOT/repos/<repo>/<arch>/<repo>.db.tar.gz.sig   and their signatures (when signed)
 //! ROOT/tmp/upload-<pid>-<n>                        uploads while they arrive
 //! ```
 //!
@@ -17,12 +19,21 @@
 //! ROOT/<repo>/<arch>/<repo>.db.tar.gz             the archives, with the `<repo>.db` and
 //! ROOT/<repo>/<arch>/<repo>.files.tar.gz          `<repo>.files` links pacman downloads
 //! ROOT/<repo>/<arch>/<filename>                   every package the db lists (a hard link into the pool)
+//! ROOT/<repo>/<arch>/<filename>.sig               and its signature, when signed (`.pool/<sha256>.sig`);
+//!                                                 archives' signatures as in the server's layout, with
+//!                                                 `<repo>.db.sig` and `<repo>.files.sig` links
 //! ROOT/.tmp/upload-<pid>-<n>
 //! ```
 //!
 //! In a mirror, the package files a new db lists are linked into its directory before the db replaces
 //! the old one, and the files it no longer lists are deleted after: pacman never reads a db naming a
 //! file that is not there.
+//!
+//! An archive's signature is written next to it (`.NAME.sig.tmp`) before the archive is renamed into
+//! place, and renamed over the old signature right after it: an interruption between the two renames
+//! leaves a signature of the previous archive, which recovery replaces (it re-signs every archive at
+//! start, so the signature needs no fsync). A package file's signature is synced before anything
+//! names the file.
 //!
 //! Package files enter the pool by rename after a sync; archives are replaced with
 //! [`super::write_atomically_at`]. The tag of each archive (a digest of its bytes) is computed while it
@@ -40,7 +51,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::ArchiveKind;
 use crate::name::{Arch, RepoName};
-use crate::repo::{ArchiveDir, BlobStore};
+use crate::repo::{ArchiveDir, ArchiveWriter, BlobStore};
 
 /// The tag of an archive as it was written: valid while its length and time are these.
 #[derive(Debug, Clone)]
@@ -184,9 +195,15 @@ fn listed_files(db: impl Read) -> io::Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// Whether `name` can be a package file of a mirror's arch-repo directory (not an archive, not hidden).
+/// Whether `name` can be a package file (or a package file's signature) of a mirror's arch-repo
+/// directory (not an archive, not hidden).
 fn is_package_file(name: &str) -> bool {
     !name.starts_with('.') && !name.contains('/') && name.contains(".pkg.tar")
+}
+
+/// The package file a name of a mirror's directory is (a signature's is the file it signs).
+fn signed_file(name: &str) -> &str {
+    name.strip_suffix(".sig").unwrap_or(name)
 }
 
 /// Deletes the package files next to the archive `archive` that `listed` does not name (best effort:
@@ -196,7 +213,7 @@ fn remove_unlisted(archive: &Path, listed: &BTreeMap<String, String>) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_package_file(&name) && !listed.contains_key(&name) {
+        if is_package_file(&name) && !listed.contains_key(signed_file(&name)) {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -250,6 +267,18 @@ impl DirBlobs {
     /// The package file of a SHA-256.
     pub fn package_path(&self, sha256: &str) -> PathBuf {
         self.pool_dir().join(sha256)
+    }
+
+    /// The detached signature of the package file of a SHA-256 (there when signed).
+    pub fn package_signature_path(&self, sha256: &str) -> PathBuf {
+        self.pool_dir().join(format!("{sha256}.sig"))
+    }
+
+    /// The detached signature of the `kind` archive of an arch-repo (there when signed).
+    pub fn archive_signature_path(&self, repo: &RepoName, arch: &Arch, kind: ArchiveKind) -> PathBuf {
+        let mut path = self.archive_path(repo, arch, kind).into_os_string();
+        path.push(".sig");
+        PathBuf::from(path)
     }
 
     /// The `kind` archive of an arch-repo.
@@ -308,7 +337,61 @@ impl DirBlobs {
             fs::hard_link(&pool, &tmp).or_else(|_| fs::copy(&pool, &tmp).map(drop))?;
             fs::rename(&tmp, &target)?;
         }
+        // Their signatures, where they have one (a signature only ever signs its file: a new one
+        // replaces it whole).
+        for (filename, sha) in listed {
+            if !is_package_file(filename) || sha.contains(['/', '.']) {
+                continue;
+            }
+            let (pool, target) = (self.package_signature_path(sha), dir.join(format!("{filename}.sig")));
+            let Ok(pool_meta) = fs::metadata(&pool) else { continue };
+            if let Ok(meta) = fs::metadata(&target) {
+                if meta.ino() == pool_meta.ino() && meta.dev() == pool_meta.dev() {
+                    continue;
+                }
+            }
+            let tmp = dir.join(format!(".{filename}.sig.tmp"));
+            let _ = fs::remove_file(&tmp);
+            fs::hard_link(&pool, &tmp).or_else(|_| fs::copy(&pool, &tmp).map(drop))?;
+            fs::rename(&tmp, &target)?;
+        }
         sync_dir(dir)
+    }
+
+    /// In a mirror, the links `<repo>.db.sig`/`<repo>.files.sig` to the archive's signature, where
+    /// it has one.
+    fn link_signature_name(&self, repo: &RepoName, arch: &Arch, kind: ArchiveKind) -> io::Result<()> {
+        let sig = self.archive_signature_path(repo, arch, kind);
+        let (Some(dir), Some(target)) = (sig.parent(), sig.file_name()) else { return Ok(()) };
+        let short = dir.join(match kind {
+            ArchiveKind::Db => format!("{repo}.db.sig"),
+            ArchiveKind::Files => format!("{repo}.files.sig"),
+        });
+        if !sig.exists() {
+            return not_found_is_ok(fs::remove_file(&short));
+        }
+        if fs::read_link(&short).is_ok_and(|t| t.as_os_str() == target) {
+            return Ok(());
+        }
+        let _ = fs::remove_file(&short);
+        std::os::unix::fs::symlink(target, &short)
+    }
+
+    /// Writes a small file durably through `tmp/` and renames it to `target` (in the pool).
+    fn keep_small(&self, target: &Path, bytes: &[u8]) -> io::Result<()> {
+        let n = self.uploads.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp_dir().join(format!("sig-{}-{n}", std::process::id()));
+        let result = (|| {
+            let mut file = File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            fs::rename(&tmp, target)?;
+            sync_dir(&self.pool_dir())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
     }
 
     /// The name pacman downloads (`<repo>.db`, `<repo>.files`) as a link to the archive, in a mirror.
@@ -365,15 +448,42 @@ impl BlobStore for DirBlobs {
     }
 
     fn remove_package(&self, sha256: &str) -> io::Result<()> {
+        not_found_is_ok(fs::remove_file(self.package_signature_path(sha256)))?;
         not_found_is_ok(fs::remove_file(self.package_path(sha256)))
     }
 
     fn package_hashes(&self) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(self.pool_dir())? {
-            out.push(entry?.file_name().to_string_lossy().into_owned());
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".sig") {
+                out.push(name);
+            }
         }
         Ok(out)
+    }
+
+    fn open_package(&self, sha256: &str) -> io::Result<Option<File>> {
+        match File::open(self.package_path(sha256)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn keep_package_signature(&self, sha256: &str, signature: &[u8]) -> io::Result<()> {
+        if sha256.contains(['/', '.']) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a SHA-256"));
+        }
+        self.keep_small(&self.package_signature_path(sha256), signature)
+    }
+
+    fn package_signature(&self, sha256: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.package_signature_path(sha256)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn write_archive(
@@ -382,9 +492,15 @@ impl BlobStore for DirBlobs {
         arch: &Arch,
         kind: ArchiveKind,
         mtime: SystemTime,
-        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+        write: &mut ArchiveWriter<'_>,
     ) -> io::Result<()> {
         let path = self.archive_path(repo, arch, kind);
+        let sig_path = self.archive_signature_path(repo, arch, kind);
+        let sig_tmp = sig_path.with_file_name(format!(
+            ".{}.tmp",
+            sig_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
+        let mut signed = false;
         let mut listed = BTreeMap::new();
         let (len, digest) = {
             let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
@@ -397,8 +513,15 @@ impl BlobStore for DirBlobs {
                 let mut copy = Vec::new();
                 let tee = Tee { inner: out, copy: mirror_db.then_some(&mut copy) };
                 let mut hashing = Hashing { inner: tee, hasher: Sha256::new(), len: 0 };
-                write(&mut hashing)?;
+                let signature = write(&mut hashing)?;
                 written = (hashing.len, hashing.hasher.finalize().to_vec());
+                if let Some(signature) = signature {
+                    // Written before the archive is renamed, renamed right after it. Not synced:
+                    // recovery re-signs every archive at start, so a signature lost in a crash
+                    // costs nothing (and a publish no fsync).
+                    File::create(&sig_tmp)?.write_all(&signature)?;
+                    signed = true;
+                }
                 if mirror_db {
                     // Before the new db is in place: every file it lists is there.
                     listed = listed_files(&copy[..])?;
@@ -406,9 +529,18 @@ impl BlobStore for DirBlobs {
                 }
                 Ok(())
             })
-            .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| {
+                let _ = fs::remove_file(&sig_tmp);
+                io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+            })?;
+            if signed {
+                fs::rename(&sig_tmp, &sig_path)?;
+            } else {
+                not_found_is_ok(fs::remove_file(&sig_path))?;
+            }
             if self.layout == Layout::Mirror {
                 self.link_archive_name(&path, repo, kind)?;
+                self.link_signature_name(repo, arch, kind)?;
             }
             if mirror_db {
                 // After: the files it no longer lists go.
@@ -426,6 +558,50 @@ impl BlobStore for DirBlobs {
     fn open_archive(&self, repo: &RepoName, arch: &Arch, kind: ArchiveKind) -> io::Result<Option<File>> {
         match File::open(self.archive_path(repo, arch, kind)) {
             Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_archive_signature(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        signature: Option<&[u8]>,
+    ) -> io::Result<()> {
+        let path = self.archive_path(repo, arch, kind);
+        let sig_path = self.archive_signature_path(repo, arch, kind);
+        let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
+        if !path.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such archive", path.display()),
+            ));
+        }
+        match signature {
+            Some(signature) => super::write_atomically(&sig_path, |out| out.write_all(signature))?,
+            None => not_found_is_ok(fs::remove_file(&sig_path))?,
+        }
+        if self.layout == Layout::Mirror {
+            self.link_signature_name(repo, arch, kind)?;
+            if kind == ArchiveKind::Db {
+                // Package signatures made at recovery, next to the files of the current db.
+                let listed = listed_files(io::BufReader::new(File::open(&path)?))?;
+                self.link_listed(&path, &listed)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn archive_signature(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+    ) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.archive_signature_path(repo, arch, kind)) {
+            Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -586,6 +762,97 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_mirror_serves_the_signatures_next_to_the_files() {
+        use crate::repo::conformance::package_bytes;
+        use crate::repo::sign::TestSigner;
+        use crate::repo::{Removal, Repository};
+        let dir = tempfile::tempdir().unwrap();
+        let now = || chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let repo = Repository::new(
+            MemoryStore::new(),
+            DirBlobs::mirror(dir.path()).unwrap(),
+            Arch::new("x86_64").unwrap(),
+            crate::db::DbFormat::Current,
+            now,
+        )
+        .with_signer(TestSigner::new());
+        let name = RepoName::new("extra").unwrap();
+        let publish = |bytes: &[u8]| {
+            let mut upload = repo.blobs().create_upload().unwrap();
+            upload.write_all(bytes).unwrap();
+            repo.publish(&name, upload).unwrap()
+        };
+        let tool = package_bytes("tool", "1-1", "x86_64", &[]);
+        publish(&tool);
+        let x86 = dir.path().join("extra/x86_64");
+        assert_eq!(served(&x86), ["tool-1-1-x86_64.pkg.tar.zst", "tool-1-1-x86_64.pkg.tar.zst.sig"]);
+        assert_eq!(
+            fs::read(x86.join("tool-1-1-x86_64.pkg.tar.zst.sig")).unwrap(),
+            TestSigner::signature_of(&tool)
+        );
+        let db = fs::read(x86.join("extra.db")).unwrap();
+        assert_eq!(
+            fs::read(x86.join("extra.db.sig")).unwrap(),
+            TestSigner::signature_of(&db),
+            "the db's signature"
+        );
+        assert_eq!(fs::read_link(x86.join("extra.files.sig")).unwrap(), Path::new("extra.files.tar.gz.sig"));
+        publish(&package_bytes("tool", "2-1", "x86_64", &[]));
+        assert_eq!(
+            served(&x86),
+            ["tool-2-1-x86_64.pkg.tar.zst", "tool-2-1-x86_64.pkg.tar.zst.sig"],
+            "the old signature went"
+        );
+        repo.remove(
+            &name,
+            Removal::Package(&Arch::new("x86_64").unwrap(), &crate::name::PkgName::new("tool").unwrap()),
+        )
+        .unwrap();
+        assert!(served(&x86).is_empty());
+        let db = fs::read(x86.join("extra.db")).unwrap();
+        assert_eq!(
+            fs::read(x86.join("extra.db.sig")).unwrap(),
+            TestSigner::signature_of(&db),
+            "the empty db's"
+        );
+        // The server's layout: the signatures in the pool and next to the archives.
+        let server = tempfile::tempdir().unwrap();
+        let blobs = DirBlobs::open(server.path()).unwrap();
+        blobs.keep_package_signature("abc", b"sig").unwrap();
+        assert_eq!(fs::read(server.path().join("pool/abc.sig")).unwrap(), b"sig");
+        assert!(blobs.package_hashes().unwrap().is_empty(), "a signature is not a package file");
+        let (r, a) = (RepoName::new("r").unwrap(), Arch::new("x86_64").unwrap());
+        blobs
+            .write_archive(&r, &a, ArchiveKind::Db, SystemTime::now(), &mut |w| {
+                w.write_all(b"db").map(|()| Some(b"s".to_vec()))
+            })
+            .unwrap();
+        assert_eq!(fs::read(server.path().join("repos/r/x86_64/r.db.tar.gz.sig")).unwrap(), b"s");
+        blobs
+            .write_archive(&r, &a, ArchiveKind::Db, SystemTime::now(), &mut |w| {
+                w.write_all(b"db2").map(|()| None)
+            })
+            .unwrap();
+        assert!(
+            !server.path().join("repos/r/x86_64/r.db.tar.gz.sig").exists(),
+            "unsigned: no signature left"
+        );
+        assert!(blobs
+            .write_archive(&r, &a, ArchiveKind::Db, SystemTime::now(), &mut |_| Err(io::Error::other("x")))
+            .is_err());
+        assert_eq!(
+            fs::read(server.path().join("repos/r/x86_64/r.db.tar.gz")).unwrap(),
+            b"db2",
+            "a failed write changes nothing"
+        );
+        assert_eq!(
+            fs::read_dir(server.path().join("repos/r/x86_64")).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+
+    #[test]
     fn an_upload_dropped_is_deleted_and_a_kept_one_is_in_the_pool() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = DirBlobs::open(dir.path()).unwrap();
@@ -617,7 +884,7 @@ mod tests {
             for i in 0..2000 {
                 let written =
                     blobs.write_archive(&repo, &x86, ArchiveKind::Db, SystemTime::now(), &mut |w| {
-                        w.write_all(b"x")
+                        w.write_all(b"x").map(|()| None)
                     });
                 if let Err(e) = written {
                     stop.store(true, Ordering::Relaxed);
@@ -635,7 +902,9 @@ mod tests {
         let blobs = DirBlobs::open(dir.path()).unwrap();
         let (repo, arch) = (RepoName::new("r").unwrap(), Arch::new("x86_64").unwrap());
         blobs
-            .write_archive(&repo, &arch, ArchiveKind::Db, SystemTime::now(), &mut |w| w.write_all(b"one"))
+            .write_archive(&repo, &arch, ArchiveKind::Db, SystemTime::now(), &mut |w| {
+                w.write_all(b"one").map(|()| None)
+            })
             .unwrap();
         let path = blobs.archive_path(&repo, &arch, ArchiveKind::Db);
         let tag = |b: &DirBlobs| {

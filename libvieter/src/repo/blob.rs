@@ -1,11 +1,15 @@
-//! The blob port of a repository: package files (by SHA-256), the database archives of each arch-repo
-//! and temporary uploads.
+//! The blob port of a repository: package files (by SHA-256) and their detached signatures, the
+//! database archives of each arch-repo with theirs, and temporary uploads.
 
 use std::io::{self, Read, Seek, Write};
 use std::time::SystemTime;
 
 use crate::db::ArchiveKind;
 use crate::name::{Arch, RepoName};
+
+/// What writes an archive for [`BlobStore::write_archive`]: the archive's bytes to the writer it is
+/// given, then its detached signature (or `None`: unsigned).
+pub type ArchiveWriter<'a> = dyn FnMut(&mut dyn Write) -> io::Result<Option<Vec<u8>>> + 'a;
 
 /// An arch-repo's archives as the blob store holds them, named as found (recovery removes those of
 /// arch-repos the metadata store does not have, whatever their names).
@@ -22,7 +26,7 @@ pub trait BlobStore: Send + Sync {
     /// A temporary upload, written by the caller, read back by [`super::Repository::publish`]. Dropped
     /// without [`BlobStore::keep_package`], it is gone.
     type Upload: Read + Write + Seek + Send;
-    /// An archive opened for reading.
+    /// An archive (or a package file) opened for reading.
     type Archive: Read;
 
     /// A new, empty upload.
@@ -30,21 +34,47 @@ pub trait BlobStore: Send + Sync {
     /// Makes a complete upload the package file of `sha256`, durably (when that file exists already,
     /// the upload is dropped).
     fn keep_package(&self, upload: Self::Upload, sha256: &str) -> Result<(), Self::Error>;
-    /// Deletes the package file of `sha256` (absent is fine).
+    /// Deletes the package file of `sha256` and its signature (absent is fine). The signature goes
+    /// first: what an interruption leaves is an unsigned file, which nothing references.
     fn remove_package(&self, sha256: &str) -> Result<(), Self::Error>;
-    /// Every package file held.
+    /// Every package file held (not their signatures).
     fn package_hashes(&self) -> Result<Vec<String>, Self::Error>;
+    /// The package file of `sha256`, if held.
+    fn open_package(&self, sha256: &str) -> Result<Option<Self::Archive>, Self::Error>;
+    /// Makes `signature` the detached signature of the package file of `sha256` (served as
+    /// `FILENAME.sig`), durably, replacing one it had.
+    fn keep_package_signature(&self, sha256: &str, signature: &[u8]) -> Result<(), Self::Error>;
+    /// The detached signature of the package file of `sha256`, if it has one.
+    fn package_signature(&self, sha256: &str) -> Result<Option<Vec<u8>>, Self::Error>;
 
     /// Replaces the `kind` archive of an arch-repo with what `write` writes, and gives it the
-    /// modification time `mtime`; atomic.
+    /// modification time `mtime`; atomic. `write` returns the archive's detached signature, which
+    /// replaces the old one in the same step (`REPO.db.sig`), or `None`: the archive then has no
+    /// signature (an old one is removed). When `write` fails, nothing changes.
     fn write_archive(
         &self,
         repo: &RepoName,
         arch: &Arch,
         kind: ArchiveKind,
         mtime: SystemTime,
-        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+        write: &mut ArchiveWriter<'_>,
     ) -> Result<(), Self::Error>;
+    /// Replaces (or, with `None`, removes) the signature of an existing archive alone; atomic. Used by
+    /// recovery, which re-signs archives that are current.
+    fn write_archive_signature(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        signature: Option<&[u8]>,
+    ) -> Result<(), Self::Error>;
+    /// The detached signature of the `kind` archive of an arch-repo, if it has one.
+    fn archive_signature(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+    ) -> Result<Option<Vec<u8>>, Self::Error>;
     /// The `kind` archive of an arch-repo, if there is one.
     fn open_archive(
         &self,
@@ -52,7 +82,7 @@ pub trait BlobStore: Send + Sync {
         arch: &Arch,
         kind: ArchiveKind,
     ) -> Result<Option<Self::Archive>, Self::Error>;
-    /// Removes both archives of an arch-repo (absent is fine).
+    /// Removes both archives of an arch-repo and their signatures (absent is fine).
     fn remove_archives(&self, repo: &RepoName, arch: &Arch) -> Result<(), Self::Error>;
     /// Every arch-repo that has archives here.
     fn archive_dirs(&self) -> Result<Vec<ArchiveDir>, Self::Error>;

@@ -15,6 +15,11 @@
 //! stop right there) every database archive may only name package files that are kept; after
 //! [`Repository::recover`] the archives are exactly what the store says and no package file is left that
 //! nothing references.
+//!
+//! Signing: with a [`TestSigner`], every package file a served archive names has its signature and
+//! every archive the signature of its bytes, at every failure (of a blob operation or of the signer)
+//! and after recovery; recovery signs what an unsigned run left and replaces stale signatures; an
+//! unsigned repository has no signature at all, and a signed one serves the same archive bytes.
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
@@ -23,8 +28,9 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::blob::{ArchiveDir, BlobStore};
+use super::blob::{ArchiveDir, ArchiveWriter, BlobStore};
 use super::service::{Removal, Repository};
+use super::sign::TestSigner;
 use super::store::RepoStore;
 use crate::db::{ArchiveKind, Database, DbFormat};
 use crate::name::{Arch, PkgName, RepoName};
@@ -77,7 +83,236 @@ pub fn check<S: RepoStore, B: BlobStore>(mut make: impl FnMut() -> (S, B)) {
     recovery_cleans_up(make());
     listings(make());
     for scenario in Scenario::ALL {
-        crash_at_every_step(&mut make, scenario);
+        crash_at_every_step(&mut make, scenario, false);
+    }
+    signed_publish_replace_remove(make(), make());
+    signing_turned_on_and_off(make());
+    stale_signatures_are_replaced(make());
+    for scenario in Scenario::ALL {
+        crash_at_every_step(&mut make, scenario, true);
+        signer_fails_at_every_signature(&mut make, scenario);
+    }
+}
+
+fn signed<S: RepoStore, B: BlobStore>(pair: (S, B)) -> Repository<S, B> {
+    repository(pair).with_signer(TestSigner::new())
+}
+
+fn bytes_of(mut r: impl Read) -> Vec<u8> {
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).expect("reading a blob");
+    out
+}
+
+/// What must hold at any instant of a signed repository: every archive has the signature of its
+/// bytes, every package file an archive names the signature of its bytes.
+fn signatures_hold<S: RepoStore, B: BlobStore>(repo: &Repository<S, B>, when: &str) {
+    let blobs = repo.blobs();
+    for dir in blobs.archive_dirs().expect("listing archives") {
+        let (Ok(r), Ok(a)) = (RepoName::new(dir.repo.as_str()), Arch::new(dir.arch.as_str())) else {
+            continue;
+        };
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            let Some(archive) = blobs.open_archive(&r, &a, kind).expect("opening an archive") else {
+                continue;
+            };
+            let bytes = bytes_of(archive);
+            assert_eq!(
+                blobs.archive_signature(&r, &a, kind).expect("an archive's signature"),
+                Some(TestSigner::signature_of(&bytes)),
+                "{when}: the {kind:?} archive of {r}/{a} is served without the signature of its bytes"
+            );
+            for (name, filename, sha) in read_archive(&bytes[..]) {
+                let Some(file) = blobs.open_package(&sha).expect("opening a package") else { continue };
+                assert_eq!(
+                    blobs.package_signature(&sha).expect("a package's signature"),
+                    Some(TestSigner::signature_of(&bytes_of(file))),
+                    "{when}: {r}/{a} serves {name} as {filename} without its signature"
+                );
+            }
+        }
+    }
+}
+
+/// No signature anywhere (a repository without a signer).
+fn unsigned_everywhere<S: RepoStore, B: BlobStore>(repo: &Repository<S, B>, when: &str) {
+    let blobs = repo.blobs();
+    for sha in blobs.package_hashes().expect("packages") {
+        assert_eq!(blobs.package_signature(&sha).expect("a signature"), None, "{when}: {sha} is signed");
+    }
+    for dir in blobs.archive_dirs().expect("listing archives") {
+        let (Ok(r), Ok(a)) = (RepoName::new(dir.repo.as_str()), Arch::new(dir.arch.as_str())) else {
+            continue;
+        };
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            let signature = blobs.archive_signature(&r, &a, kind).expect("a signature");
+            assert_eq!(signature, None, "{when}: the {kind:?} archive of {r}/{a} is signed");
+        }
+    }
+}
+
+fn archive_bytes<S: RepoStore, B: BlobStore>(
+    repo: &Repository<S, B>,
+    r: &str,
+    a: &str,
+    kind: ArchiveKind,
+) -> Vec<u8> {
+    let archive = repo.blobs().open_archive(&repo_name(r), &arch(a), kind).expect("opening an archive");
+    bytes_of(archive.expect("the archive exists"))
+}
+
+fn signed_publish_replace_remove<S: RepoStore, B: BlobStore>(pair: (S, B), plain: (S, B)) {
+    let repo = signed(pair);
+    let plain = repository(plain);
+    assert!(repo.is_signed() && !plain.is_signed());
+    let v1 = package_bytes("hello", "1.0-1", "x86_64", &["usr/bin/hello"]);
+    let v2 = package_bytes("hello", "1.1-1", "x86_64", &["usr/bin/hello2"]);
+    let docs = package_bytes("docs", "1-1", "any", &["usr/share/doc/docs"]);
+    let arm = package_bytes("arm", "1-1", "aarch64", &["usr/bin/arm"]);
+    for bytes in [&arm, &v1, &docs, &v2] {
+        publish(&repo, "extra", bytes).expect("publishing, signed");
+        publish(&plain, "extra", bytes).expect("publishing, unsigned");
+        signatures_hold(&repo, "after a signed publish");
+        unsigned_everywhere(&plain, "after an unsigned publish");
+    }
+    for (a, kind) in
+        [("x86_64", ArchiveKind::Db), ("x86_64", ArchiveKind::Files), ("aarch64", ArchiveKind::Db)]
+    {
+        assert_eq!(
+            archive_bytes(&repo, "extra", a, kind),
+            archive_bytes(&plain, "extra", a, kind),
+            "signing changes no byte of the {kind:?} archive of {a}"
+        );
+    }
+    let blobs = repo.blobs();
+    assert_eq!(
+        blobs.package_signature(&sha256(&docs)).expect("a signature"),
+        Some(TestSigner::signature_of(&docs)),
+        "an any package's one file has one signature"
+    );
+    assert_eq!(
+        blobs.package_signature(&sha256(&v1)).expect("a signature"),
+        None,
+        "the replaced file's went with it"
+    );
+    // The same file again signs and writes nothing.
+    let (store, blobs) = repo.into_parts();
+    let signer = std::sync::Arc::new(TestSigner::new());
+    let counting = Faulty::new(blobs, usize::MAX);
+    let repo =
+        Repository::new(store, counting, arch("x86_64"), DbFormat::Current, at).with_signer(signer.clone());
+    publish(&repo, "extra", &v2).expect("publishing the same file again");
+    assert_eq!((repo.blobs().writes(), signer.started()), (0, 0), "the same file again is not signed again");
+    let other = package_bytes("other", "1-1", "x86_64", &[]);
+    publish(&repo, "extra", &other).expect("publishing another");
+    assert_eq!(signer.started(), 3, "one package file and two archives are signed");
+    repo.remove(&repo_name("extra"), Removal::Package(&arch("x86_64"), &pkg_name("hello")))
+        .expect("removing");
+    signatures_hold(&repo, "after a removal");
+    assert_eq!(
+        repo.blobs().package_signature(&sha256(&v2)).expect("a signature"),
+        None,
+        "a deleted file's signature is gone"
+    );
+    repo.remove(&repo_name("extra"), Removal::ArchRepo(&arch("x86_64"))).expect("removing an arch-repo");
+    assert_eq!(
+        repo.blobs()
+            .archive_signature(&repo_name("extra"), &arch("x86_64"), ArchiveKind::Db)
+            .expect("a signature"),
+        None,
+        "a removed arch-repo's signatures are gone"
+    );
+    let report = repo.recover().expect("recovering");
+    assert_eq!(report.archives_rewritten, 0, "{report:?}");
+    consistent(&repo, "after signed changes");
+    signatures_hold(&repo, "after signed changes and recovery");
+}
+
+fn signing_turned_on_and_off<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    let repo = repository(pair);
+    publish(&repo, "extra", &package_bytes("a", "1-1", "x86_64", &[])).expect("publishing a");
+    publish(&repo, "extra", &package_bytes("b", "1-1", "any", &[])).expect("publishing b");
+    let db = archive_bytes(&repo, "extra", "x86_64", ArchiveKind::Db);
+    let report = repo.recover().expect("recovering unsigned");
+    assert_eq!(report.signatures_written, 0, "an unsigned repository writes no signature: {report:?}");
+    unsigned_everywhere(&repo, "unsigned");
+    let (store, blobs) = repo.into_parts();
+    let repo =
+        Repository::new(store, blobs, arch("x86_64"), DbFormat::Current, at).with_signer(TestSigner::new());
+    let report = repo.recover().expect("recovering with a signer");
+    assert_eq!(
+        (report.archives_unchanged, report.archives_rewritten, report.signatures_written),
+        (1, 0, 4),
+        "two archives and two package files signed, no archive rewritten: {report:?}"
+    );
+    assert_eq!(archive_bytes(&repo, "extra", "x86_64", ArchiveKind::Db), db, "the db itself is kept");
+    signatures_hold(&repo, "after signing was turned on");
+    let (store, blobs) = repo.into_parts();
+    let repo = Repository::new(store, blobs, arch("x86_64"), DbFormat::Current, at);
+    let report = repo.recover().expect("recovering without a signer");
+    assert_eq!(report.signatures_written, 2, "the archives' signatures are removed: {report:?}");
+    let (r, a) = (repo_name("extra"), arch("x86_64"));
+    for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+        assert_eq!(repo.blobs().archive_signature(&r, &a, kind).expect("a signature"), None);
+    }
+    publish(&repo, "extra", &package_bytes("c", "1-1", "x86_64", &[])).expect("publishing c unsigned");
+    assert_eq!(repo.blobs().archive_signature(&r, &a, ArchiveKind::Db).expect("a signature"), None);
+    consistent(&repo, "after signing was turned off");
+}
+
+fn stale_signatures_are_replaced<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    let repo = signed(pair);
+    publish(&repo, "extra", &package_bytes("a", "1-1", "x86_64", &[])).expect("publishing a");
+    let (r, a) = (repo_name("extra"), arch("x86_64"));
+    // What an interruption between an archive's rename and its signature's leaves: the previous
+    // archive's signature.
+    let old = repo.blobs().archive_signature(&r, &a, ArchiveKind::Db).expect("a signature");
+    publish(&repo, "extra", &package_bytes("b", "1-1", "x86_64", &[])).expect("publishing b");
+    repo.blobs().write_archive_signature(&r, &a, ArchiveKind::Db, old.as_deref()).expect("a stale signature");
+    repo.blobs()
+        .write_archive_signature(&r, &a, ArchiveKind::Files, Some(b"garbage"))
+        .expect("a bad signature");
+    let report = repo.recover().expect("recovering");
+    assert_eq!((report.archives_rewritten, report.signatures_written), (0, 2), "{report:?}");
+    signatures_hold(&repo, "after recovery from stale signatures");
+}
+
+fn signer_fails_at_every_signature<S: RepoStore, B: BlobStore>(
+    make: &mut impl FnMut() -> (S, B),
+    scenario: Scenario,
+) {
+    for k in 0.. {
+        assert!(k < 64, "{scenario:?}: still signing after 64 signatures");
+        let repo = signed(make());
+        scenario.prepare(&repo);
+        let (store, blobs) = repo.into_parts();
+        let signer = std::sync::Arc::new(TestSigner::failing_at(k));
+        let repo =
+            Repository::new(store, blobs, arch("x86_64"), DbFormat::Current, at).with_signer(signer.clone());
+        let result = scenario.run(&repo);
+        let when = format!("{scenario:?} with signature {k} failing");
+        served_files_exist(&repo, &when);
+        signatures_hold(&repo, &when);
+        let failed = signer.started() > k;
+        match (&result, failed) {
+            (Err(e), true) => {
+                assert!(
+                    matches!(e, super::RepoError::Sign(_)),
+                    "{when}: a signing failure is reported as one: {e}"
+                );
+                assert!(!e.is_invalid_input(), "{when}: not the client's mistake");
+            }
+            (Err(e), false) => panic!("{when}: failed without a fault: {e}"),
+            (Ok(()), _) => {}
+        }
+        let (store, blobs) = repo.into_parts();
+        let repo = signed((store, blobs));
+        repo.recover().unwrap_or_else(|e| panic!("{when}: recovery failed: {e}"));
+        consistent(&repo, &format!("{when}, after recovery"));
+        signatures_hold(&repo, &format!("{when}, after recovery"));
+        if !failed {
+            break;
+        }
     }
 }
 
@@ -374,8 +609,9 @@ fn recovery_cleans_up<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     let mut orphan = repo.blobs().create_upload().expect("an upload");
     orphan.write_all(b"orphan").expect("writing");
     repo.blobs().keep_package(orphan, &sha256(b"orphan")).expect("keeping");
-    let empty =
-        |mut out: &mut dyn Write| crate::db::write_archive(&mut out, ArchiveKind::Db, std::iter::empty());
+    let empty = |mut out: &mut dyn Write| {
+        crate::db::write_archive(&mut out, ArchiveKind::Db, std::iter::empty()).map(|()| None)
+    };
     repo.blobs()
         .write_archive(&repo_name("gone"), &arch("x86_64"), ArchiveKind::Db, SystemTime::UNIX_EPOCH, &mut {
             empty
@@ -426,16 +662,35 @@ impl Scenario {
     }
 }
 
-fn crash_at_every_step<S: RepoStore, B: BlobStore>(make: &mut impl FnMut() -> (S, B), scenario: Scenario) {
+fn reopen<S: RepoStore, B: BlobStore>(store: S, blobs: B, sign: bool) -> Repository<S, B> {
+    let repo = Repository::new(store, blobs, arch("x86_64"), DbFormat::Current, at);
+    if sign {
+        repo.with_signer(TestSigner::new())
+    } else {
+        repo
+    }
+}
+
+fn crash_at_every_step<S: RepoStore, B: BlobStore>(
+    make: &mut impl FnMut() -> (S, B),
+    scenario: Scenario,
+    sign: bool,
+) {
     for k in 0.. {
         assert!(k < 64, "{scenario:?}: still failing after 64 operations");
-        let repo = repository(make());
+        let repo = if sign { signed(make()) } else { repository(make()) };
         scenario.prepare(&repo);
         let (store, blobs) = repo.into_parts();
-        let repo = Repository::new(store, Faulty::new(blobs, k), arch("x86_64"), DbFormat::Current, at);
+        let repo = reopen(store, Faulty::new(blobs, k), sign);
         let result = scenario.run(&repo);
-        let when = format!("{scenario:?} with blob operation {k} failing");
+        let signed_or_not = if sign { "signed, " } else { "" };
+        let when = format!("{scenario:?} ({signed_or_not}blob operation {k} failing)");
         served_files_exist(&repo, &when);
+        if sign {
+            signatures_hold(&repo, &when);
+        } else {
+            unsigned_everywhere(&repo, &when);
+        }
         let failed = repo.blobs().failed();
         if failed {
             if let Err(e) = &result {
@@ -446,9 +701,12 @@ fn crash_at_every_step<S: RepoStore, B: BlobStore>(make: &mut impl FnMut() -> (S
         }
         // Restart: recovery over the same data, faults gone.
         let (store, faulty) = repo.into_parts();
-        let repo = Repository::new(store, faulty.inner, arch("x86_64"), DbFormat::Current, at);
+        let repo = reopen(store, faulty.inner, sign);
         repo.recover().unwrap_or_else(|e| panic!("{when}: recovery failed: {e}"));
         consistent(&repo, &format!("{when}, after recovery"));
+        if sign {
+            signatures_hold(&repo, &format!("{when}, after recovery"));
+        }
         if !failed {
             break;
         }
@@ -504,13 +762,41 @@ impl<B: BlobStore> BlobStore for Faulty<B> {
     fn package_hashes(&self) -> Result<Vec<String>, B::Error> {
         self.inner.package_hashes()
     }
+    fn open_package(&self, sha256: &str) -> Result<Option<B::Archive>, B::Error> {
+        self.inner.open_package(sha256)
+    }
+    fn keep_package_signature(&self, sha256: &str, signature: &[u8]) -> Result<(), B::Error> {
+        self.step()?;
+        self.inner.keep_package_signature(sha256, signature)
+    }
+    fn package_signature(&self, sha256: &str) -> Result<Option<Vec<u8>>, B::Error> {
+        self.inner.package_signature(sha256)
+    }
+    fn write_archive_signature(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        signature: Option<&[u8]>,
+    ) -> Result<(), B::Error> {
+        self.step()?;
+        self.inner.write_archive_signature(repo, arch, kind, signature)
+    }
+    fn archive_signature(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+    ) -> Result<Option<Vec<u8>>, B::Error> {
+        self.inner.archive_signature(repo, arch, kind)
+    }
     fn write_archive(
         &self,
         repo: &RepoName,
         arch: &Arch,
         kind: ArchiveKind,
         mtime: SystemTime,
-        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+        write: &mut ArchiveWriter<'_>,
     ) -> Result<(), B::Error> {
         self.step()?;
         self.archive_writes.fetch_add(1, Ordering::SeqCst);

@@ -7,7 +7,7 @@
 //! store or of a [`MemoryBlobs`] are handles to the same data.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Cursor, Write};
+use std::io::{self, Cursor};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -18,7 +18,7 @@ use crate::db::{ArchiveKind, StoredEntry};
 use crate::name::{Arch, PkgName, RepoName};
 use crate::package::Package;
 
-use super::blob::{ArchiveDir, BlobStore};
+use super::blob::{ArchiveDir, ArchiveWriter, BlobStore};
 use super::store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
 
 /// A memory store's failure: only its [`Persist`] hook can fail.
@@ -313,6 +313,8 @@ type StoredArchive = (Arc<Vec<u8>>, SystemTime);
 struct Blobs {
     packages: BTreeMap<String, Arc<Vec<u8>>>,
     archives: BTreeMap<(String, String, bool), StoredArchive>,
+    package_signatures: BTreeMap<String, Vec<u8>>,
+    archive_signatures: BTreeMap<(String, String, bool), Vec<u8>>,
 }
 
 /// A [`BlobStore`] in memory.
@@ -364,12 +366,27 @@ impl BlobStore for MemoryBlobs {
     }
 
     fn remove_package(&self, sha256: &str) -> io::Result<()> {
-        self.lock().packages.remove(sha256);
+        let mut blobs = self.lock();
+        blobs.package_signatures.remove(sha256);
+        blobs.packages.remove(sha256);
         Ok(())
     }
 
     fn package_hashes(&self) -> io::Result<Vec<String>> {
         Ok(self.lock().packages.keys().cloned().collect())
+    }
+
+    fn open_package(&self, sha256: &str) -> io::Result<Option<Cursor<Vec<u8>>>> {
+        Ok(self.package(sha256).map(|bytes| Cursor::new(bytes.to_vec())))
+    }
+
+    fn keep_package_signature(&self, sha256: &str, signature: &[u8]) -> io::Result<()> {
+        self.lock().package_signatures.insert(sha256.to_owned(), signature.to_vec());
+        Ok(())
+    }
+
+    fn package_signature(&self, sha256: &str) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.lock().package_signatures.get(sha256).cloned())
     }
 
     fn write_archive(
@@ -378,14 +395,46 @@ impl BlobStore for MemoryBlobs {
         arch: &Arch,
         kind: ArchiveKind,
         mtime: SystemTime,
-        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+        write: &mut ArchiveWriter<'_>,
     ) -> io::Result<()> {
         let mut bytes = Vec::new();
-        write(&mut bytes)?;
-        self.lock()
-            .archives
-            .insert(archive_key(repo.as_str(), arch.as_str(), kind), (Arc::new(bytes), mtime));
+        let signature = write(&mut bytes)?;
+        let key = archive_key(repo.as_str(), arch.as_str(), kind);
+        let mut blobs = self.lock();
+        match signature {
+            Some(signature) => blobs.archive_signatures.insert(key.clone(), signature),
+            None => blobs.archive_signatures.remove(&key),
+        };
+        blobs.archives.insert(key, (Arc::new(bytes), mtime));
         Ok(())
+    }
+
+    fn write_archive_signature(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        signature: Option<&[u8]>,
+    ) -> io::Result<()> {
+        let key = archive_key(repo.as_str(), arch.as_str(), kind);
+        let mut blobs = self.lock();
+        if !blobs.archives.contains_key(&key) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such archive"));
+        }
+        match signature {
+            Some(signature) => blobs.archive_signatures.insert(key, signature.to_vec()),
+            None => blobs.archive_signatures.remove(&key),
+        };
+        Ok(())
+    }
+
+    fn archive_signature(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+    ) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.lock().archive_signatures.get(&archive_key(repo.as_str(), arch.as_str(), kind)).cloned())
     }
 
     fn open_archive(
@@ -401,6 +450,7 @@ impl BlobStore for MemoryBlobs {
         let mut blobs = self.lock();
         for kind in [ArchiveKind::Db, ArchiveKind::Files] {
             blobs.archives.remove(&archive_key(repo.as_str(), arch.as_str(), kind));
+            blobs.archive_signatures.remove(&archive_key(repo.as_str(), arch.as_str(), kind));
         }
         Ok(())
     }
@@ -416,7 +466,9 @@ impl BlobStore for MemoryBlobs {
     }
 
     fn remove_archive_dir(&self, dir: &ArchiveDir) -> io::Result<()> {
-        self.lock().archives.retain(|(repo, arch, _), _| !(*repo == dir.repo && *arch == dir.arch));
+        let mut blobs = self.lock();
+        blobs.archives.retain(|(repo, arch, _), _| !(*repo == dir.repo && *arch == dir.arch));
+        blobs.archive_signatures.retain(|(repo, arch, _), _| !(*repo == dir.repo && *arch == dir.arch));
         Ok(())
     }
 

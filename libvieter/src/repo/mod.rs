@@ -27,12 +27,16 @@ mod queries;
 #[cfg(feature = "repository")]
 mod service;
 #[cfg(feature = "repository")]
+pub mod sign;
+#[cfg(feature = "repository")]
 mod store;
 
 #[cfg(feature = "repository")]
-pub use blob::{ArchiveDir, BlobStore};
+pub use blob::{ArchiveDir, ArchiveWriter, BlobStore};
 #[cfg(feature = "repository")]
 pub use service::{RecoveryReport, Removal, RepoError, Repository};
+#[cfg(feature = "repository")]
+pub use sign::{SignError, Signer, Signing};
 #[cfg(feature = "repository")]
 pub use store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
 
@@ -50,8 +54,9 @@ pub fn check_repo_name(s: &str) -> Result<(), String> {
 }
 
 /// What a file name under `/{repo}/{arch}/` names, as pacman downloads it: one of the two archives
-/// (`{repo}.db`, `{repo}.db.tar.gz`, `{repo}.files`, `{repo}.files.tar.gz`), else a package file (or
-/// its signature) recorded in the arch-repo. `None` for a name that can be neither (empty, a path).
+/// (`{repo}.db`, `{repo}.db.tar.gz`, `{repo}.files`, `{repo}.files.tar.gz`), else a package file
+/// recorded in the arch-repo; either one's detached signature with `.sig` appended. `None` for a name
+/// that can be neither (empty, a path).
 ///
 /// ```
 /// use libvieter::db::ArchiveKind;
@@ -60,7 +65,10 @@ pub fn check_repo_name(s: &str) -> Result<(), String> {
 /// let extra = RepoName::new("extra").unwrap();
 /// assert_eq!(download(&extra, "extra.db"), Some(Download::Archive(ArchiveKind::Db)));
 /// assert_eq!(download(&extra, "extra.files.tar.gz"), Some(Download::Archive(ArchiveKind::Files)));
+/// assert_eq!(download(&extra, "extra.db.sig"), Some(Download::ArchiveSignature(ArchiveKind::Db)));
 /// assert_eq!(download(&extra, "core.db"), Some(Download::File("core.db")));
+/// assert_eq!(download(&extra, "a-1-1-any.pkg.tar.zst.sig"), Some(Download::FileSignature("a-1-1-any.pkg.tar.zst")));
+/// assert_eq!(download(&extra, ".sig"), Some(Download::File(".sig")));
 /// assert_eq!(download(&extra, "../x"), None);
 /// ```
 pub fn download<'a>(repo: &crate::name::RepoName, file: &'a str) -> Option<Download<'a>> {
@@ -68,12 +76,21 @@ pub fn download<'a>(repo: &crate::name::RepoName, file: &'a str) -> Option<Downl
     if file.is_empty() || file.contains(['/', '\0']) {
         return None;
     }
-    let kind = match file.strip_prefix(repo.as_str()).and_then(|rest| rest.strip_prefix('.')) {
+    let (name, signature) = match file.strip_suffix(".sig") {
+        Some(name) if !name.is_empty() => (name, true),
+        _ => (file, false),
+    };
+    let kind = match name.strip_prefix(repo.as_str()).and_then(|rest| rest.strip_prefix('.')) {
         Some("db" | "db.tar.gz") => Some(ArchiveKind::Db),
         Some("files" | "files.tar.gz") => Some(ArchiveKind::Files),
         _ => None,
     };
-    Some(kind.map_or(Download::File(file), Download::Archive))
+    Some(match (kind, signature) {
+        (Some(kind), false) => Download::Archive(kind),
+        (Some(kind), true) => Download::ArchiveSignature(kind),
+        (None, false) => Download::File(name),
+        (None, true) => Download::FileSignature(name),
+    })
 }
 
 /// See [`download`].
@@ -81,8 +98,12 @@ pub fn download<'a>(repo: &crate::name::RepoName, file: &'a str) -> Option<Downl
 pub enum Download<'a> {
     /// An archive of the arch-repo.
     Archive(crate::db::ArchiveKind),
+    /// The detached signature of an archive of the arch-repo.
+    ArchiveSignature(crate::db::ArchiveKind),
     /// A file looked up by name in the arch-repo's file records.
     File(&'a str),
+    /// The detached signature of the file of this name (looked up as [`Download::File`]).
+    FileSignature(&'a str),
 }
 
 /// The architectures of a repository a package of architecture `arch` goes to, when the repository has

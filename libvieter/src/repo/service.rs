@@ -2,9 +2,10 @@
 //! [`RepoStore`] and a [`BlobStore`].
 //!
 //! Order of every change (what keeps a served database consistent with the package files):
-//! 1. the package file is complete and durable in the blob store before anything refers to it;
+//! 1. the package file (and, with a [`Signer`], its detached signature) is complete and durable in the
+//!    blob store before anything refers to it;
 //! 2. one store transaction records the change;
-//! 3. the affected archives are rewritten (each atomically);
+//! 3. the affected archives are rewritten (each atomically, with its signature in the same step);
 //! 4. only then are package files that nothing references any more deleted.
 //!
 //! A crash between any two steps leaves archives that only name existing files; [`Repository::recover`]
@@ -34,6 +35,7 @@ use crate::name::{Arch, PkgName, RepoName};
 use crate::package::{read_package, PackageError, ReadOptions};
 
 use super::blob::BlobStore;
+use super::sign::{sign_reader, SignError, Signer, SigningWriter};
 use super::store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
 
 /// The lock of each arch-repo.
@@ -57,6 +59,9 @@ pub enum RepoError {
     Store(#[source] Boxed),
     #[error("blob store: {0}")]
     Blob(#[source] Boxed),
+    /// The signer failed (nothing that names the unsigned bytes was written).
+    #[error("signing: {0}")]
+    Sign(#[from] SignError),
 }
 
 impl RepoError {
@@ -93,6 +98,9 @@ pub struct RecoveryReport {
     pub archives_rewritten: usize,
     pub stale_archives_removed: usize,
     pub orphans_removed: usize,
+    /// Signatures made (of current archives, and of package files that had none) or removed (of
+    /// archives, when no signer is configured).
+    pub signatures_written: usize,
 }
 
 /// The outcome of a change that must hold the lock of every arch-repo it touches.
@@ -125,6 +133,8 @@ pub struct Repository<S, B> {
     default_arch: Arch,
     format: DbFormat,
     clock: Box<dyn Clock>,
+    /// Signs package files and archives; `None`: the repository is unsigned.
+    signer: Option<Box<dyn Signer>>,
     /// One lock per arch-repo: changes to one arch-repo are serialized, others proceed.
     locks: Mutex<ArchLocks>,
     /// Held shared from "the package file is kept" to "the transaction referencing it committed", and
@@ -149,9 +159,23 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             default_arch,
             format,
             clock: Box::new(clock),
+            signer: None,
             locks: Mutex::default(),
             pool_guard: RwLock::new(()),
         }
+    }
+
+    /// This repository, signing every package file it keeps and every archive it writes with
+    /// `signer` (`FILE.sig` and `REPO.db.sig` next to them). Run [`Repository::recover`] after:
+    /// it signs what an unsigned run left.
+    pub fn with_signer(mut self, signer: impl Signer + 'static) -> Self {
+        self.signer = Some(Box::new(signer));
+        self
+    }
+
+    /// Whether a signer is configured.
+    pub fn is_signed(&self) -> bool {
+        self.signer.is_some()
     }
 
     /// The store and the blob store back (to reopen them, as after a restart).
@@ -201,9 +225,24 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         } else {
             BTreeSet::from([arch.clone()])
         };
-        // 1. The package file, before anything names it.
+        // 1. The package file and its signature, before anything names them. (Under the pool guard:
+        // a file already signed cannot be deleted, signature and all, before the commit below.)
         let pool_guard = self.pool_guard.read().unwrap_or_else(|p| p.into_inner());
+        let signature = match &self.signer {
+            Some(signer) if self.blobs.package_signature(sha).map_err(blob_err)?.is_none() => {
+                upload.seek(SeekFrom::Start(0)).map_err(RepoError::Upload)?;
+                Some(sign_reader(signer.as_ref(), &mut upload, SystemTime::from(now))?)
+            }
+            _ => None,
+        };
         self.blobs.keep_package(upload, sha).map_err(blob_err)?;
+        if let Some(signature) = signature {
+            if let Err(e) = self.blobs.keep_package_signature(sha, &signature) {
+                drop(pool_guard);
+                self.delete_if_unreferenced(sha);
+                return Err(blob_err(e));
+            }
+        }
         // 2. Record (under the locks of every arch-repo it goes to); 3. rewrite archives.
         let mut pool_guard = Some(pool_guard);
         let committed = self.with_locks(repo, initial, |locked| {
@@ -394,15 +433,61 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         crate::db::write_archive(&mut { out }, kind, std::iter::empty())
     }
 
-    /// Rewrites both archives of an arch-repo from the store, each atomically, with the time of now.
+    /// Rewrites both archives of an arch-repo from the store, each atomically, with the time of now;
+    /// signed while written, the signature replaced in the same step.
     fn write_archives(&self, repo: &RepoName, arch: &Arch) -> Result<(), RepoError> {
         let mtime = SystemTime::from(self.clock.now());
         for kind in [ArchiveKind::Db, ArchiveKind::Files] {
-            self.blobs
-                .write_archive(repo, arch, kind, mtime, &mut |out| self.archive_to(repo, arch, kind, out))
-                .map_err(blob_err)?;
+            let mut sign_failure = None;
+            let written = self.blobs.write_archive(repo, arch, kind, mtime, &mut |out| {
+                let Some(signer) = &self.signer else {
+                    self.archive_to(repo, arch, kind, out)?;
+                    return Ok(None);
+                };
+                let signed = signer.start(mtime).and_then(|mut signing| {
+                    let mut tee = SigningWriter { inner: &mut *out, signing: &mut *signing };
+                    self.archive_to(repo, arch, kind, &mut tee).map_err(SignError::new)?;
+                    signing.finish()
+                });
+                match signed {
+                    Ok(signature) => Ok(Some(signature)),
+                    Err(e) => {
+                        let message = e.to_string();
+                        sign_failure = Some(e);
+                        Err(io::Error::other(message))
+                    }
+                }
+            });
+            if let Some(e) = sign_failure {
+                return Err(RepoError::Sign(e));
+            }
+            written.map_err(blob_err)?;
         }
         Ok(())
+    }
+
+    /// Makes the signatures of an arch-repo's current archives the signer's (or, unsigned, removes
+    /// them): after a crash between an archive and its signature, or when signing was turned on or
+    /// off. Returns how many it wrote.
+    fn resign_archives(&self, repo: &RepoName, arch: &Arch) -> Result<usize, RepoError> {
+        let mut written = 0;
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            let signature = match &self.signer {
+                Some(signer) => {
+                    let Some(mut archive) = self.blobs.open_archive(repo, arch, kind).map_err(blob_err)?
+                    else {
+                        continue;
+                    };
+                    let created = SystemTime::from(self.clock.now());
+                    Some(sign_reader(signer.as_ref(), &mut archive, created)?)
+                }
+                None if self.blobs.archive_signature(repo, arch, kind).map_err(blob_err)?.is_some() => None,
+                None => continue,
+            };
+            self.blobs.write_archive_signature(repo, arch, kind, signature.as_deref()).map_err(blob_err)?;
+            written += 1;
+        }
+        Ok(written)
     }
 
     /// Whether both archives of an arch-repo are byte for byte what the store would write now.
@@ -457,6 +542,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         for (repo, arch) in &live {
             if self.archives_current(repo, arch)? {
                 report.archives_unchanged += 1;
+                report.signatures_written += self.resign_archives(repo, arch)?;
             } else {
                 self.write_archives(repo, arch)?;
                 report.archives_rewritten += 1;
@@ -474,9 +560,21 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         }
         let referenced = self.store.pool_hashes().map_err(store_err)?;
         for sha in self.blobs.package_hashes().map_err(blob_err)? {
-            if !referenced.contains(&sha) && self.blobs.remove_package(&sha).is_ok() {
-                report.orphans_removed += 1;
+            if !referenced.contains(&sha) {
+                if self.blobs.remove_package(&sha).is_ok() {
+                    report.orphans_removed += 1;
+                }
+                continue;
             }
+            // A package file kept while signing was off.
+            let Some(signer) = &self.signer else { continue };
+            if self.blobs.package_signature(&sha).map_err(blob_err)?.is_some() {
+                continue;
+            }
+            let Some(mut file) = self.blobs.open_package(&sha).map_err(blob_err)? else { continue };
+            let signature = sign_reader(signer.as_ref(), &mut file, SystemTime::from(self.clock.now()))?;
+            self.blobs.keep_package_signature(&sha, &signature).map_err(blob_err)?;
+            report.signatures_written += 1;
         }
         Ok(report)
     }

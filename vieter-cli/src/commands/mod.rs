@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod builds;
+pub mod keys;
 pub mod migrate;
 pub mod publish;
 pub mod repo_add;

@@ -162,9 +162,28 @@ fn locate(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Result<Option<
         let meta = file.metadata().map_err(|e| ApiError::internal("reading file metadata", e))?;
         Ok(Some((file, meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))))
     };
+    let signature_of = |path: &std::path::Path, rewritten| -> Result<Option<Servable>, ApiError> {
+        let Some((file, len, modified)) = open(path)? else { return Ok(None) };
+        let nanos = modified.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let etag = format!("sig-{len:x}-{nanos:x}");
+        Ok(Some(Servable { file, len, modified, etag, content_type: "application/pgp-signature", rewritten }))
+    };
     let archive = match libvieter::repo::download(repo, file) {
         None => return Ok(None),
         Some(Download::Archive(kind)) => Some(kind),
+        Some(Download::ArchiveSignature(kind)) => {
+            // Rewritten with its archive, in the same step: served as the archive is.
+            return signature_of(&app.repos.blobs().archive_signature_path(repo, arch, kind), true);
+        }
+        Some(Download::FileSignature(name)) => {
+            let sha = app
+                .repos
+                .store()
+                .file_hash(repo, arch, name)
+                .map_err(|e| ApiError::internal("looking up a file", e))?;
+            let Some(sha) = sha else { return Ok(None) };
+            return signature_of(&app.repos.blobs().package_signature_path(&sha), false);
+        }
         Some(Download::File(_)) => None,
     };
     if let Some(kind) = archive {

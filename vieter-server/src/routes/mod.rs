@@ -8,6 +8,7 @@ pub mod compat;
 pub mod delete;
 pub mod files;
 pub mod health;
+pub mod keys;
 pub mod publish;
 
 use std::sync::Arc;
@@ -50,6 +51,11 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let openapi = warp::path!("api" / "v1" / "openapi.json")
         .and(warp::get())
         .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response());
+
+    let keys_route = warp::path!("api" / "v1" / "keys")
+        .and(warp::get())
+        .and(with_app(app.clone()))
+        .map(|app: Arc<App>| keys::list(&app));
 
     let metrics_auth = app.config.metrics_auth;
     let metrics = warp::path!("api" / "v1" / "metrics")
@@ -180,6 +186,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
 
     health
         .or(openapi)
+        .unify()
+        .or(keys_route)
         .unify()
         .or(metrics)
         .unify()

@@ -204,6 +204,18 @@ impl Pacman {
         Pacman { dir }
     }
 
+    /// A pacman root that requires signed packages and databases, trusting the keys of `keyring`.
+    pub fn signed(url: &str, repos: &[&str], keyring: &Keyring) -> Pacman {
+        let pacman = Pacman::new(url, repos);
+        let conf = pacman.dir.path().join("pacman.conf");
+        let text = std::fs::read_to_string(&conf).expect("pacman.conf").replace(
+            "SigLevel = Never\n",
+            &format!("SigLevel = Required DatabaseRequired\nGPGDir = {}\n", keyring.dir.path().display()),
+        );
+        std::fs::write(conf, text).expect("pacman.conf");
+        pacman
+    }
+
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
@@ -227,6 +239,52 @@ impl Pacman {
         let text =
             format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         (out.status.success(), text)
+    }
+}
+
+/// A temporary pacman keyring (`pacman-key --gpgdir DIR --init`); its gpg-agent is stopped when
+/// dropped.
+pub struct Keyring {
+    pub dir: tempfile::TempDir,
+}
+
+impl Keyring {
+    pub fn new() -> Keyring {
+        let dir = tempfile::Builder::new().prefix("kr").tempdir_in("/tmp").expect("temp dir");
+        let keyring = Keyring { dir };
+        keyring.pacman_key(&["--init"]);
+        keyring
+    }
+
+    fn pacman_key(&self, args: &[&str]) -> String {
+        let out = Command::new("pacman-key")
+            .arg("--gpgdir")
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .expect("run pacman-key");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "pacman-key {args:?}: {text}");
+        text
+    }
+
+    /// Adds an armored public key and signs it locally (trusts it), as a user does.
+    pub fn trust(&self, armored: &str, fingerprint: &str) {
+        let file = self.dir.path().join("add.asc");
+        std::fs::write(&file, armored).expect("writing a key");
+        self.pacman_key(&["--add", file.to_str().expect("a UTF-8 path")]);
+        self.pacman_key(&["--lsign-key", fingerprint]);
+    }
+}
+
+impl Drop for Keyring {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.dir.path())
+            .args(["--kill", "gpg-agent"])
+            .output();
     }
 }
 

@@ -1,0 +1,254 @@
+//! The server's signer: the only implementation of libvieter's [`Signer`] port that holds a key.
+//!
+//! OpenPGP is rpgp (crate `pgp`, pure Rust). Signatures are v4 detached binary signatures (type 0x00)
+//! over SHA-256 with the issuer's fingerprint and the creation time hashed and its key id unhashed,
+//! as `gpg --detach-sign` makes them, which pacman's gpgme verifies. A generated key is Ed25519 in
+//! the v4 "EdDSA legacy" encoding (algorithm 22): the GnuPG 2.2 behind pacman 6.0 does not know
+//! RFC 9580's Ed25519 (algorithm 27).
+//!
+//! The secret key is never logged: [`OpenPgpSigner`]'s `Debug` shows the fingerprint only, and errors
+//! name the setting, never its value.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use libvieter::repo::{SignError, Signer, Signing};
+use pgp::composed::{
+    ArmorOptions, Deserializable, DetachedSignature, KeyType, SecretKeyParamsBuilder, SignedSecretKey,
+};
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{SignatureConfig, SignatureHasher, SignatureType, Subpacket, SubpacketData};
+use pgp::ser::Serialize;
+use pgp::types::{KeyDetails, Password, SigningKey, Timestamp};
+
+/// The value of `signing_key` that generates a key on first start.
+pub const GENERATE: &str = "generate";
+
+/// The file a generated key is kept in, in the data directory.
+pub const GENERATED_KEY_FILE: &str = "signing_key.asc";
+
+/// Why there is no signer.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("signing_key is not an armored OpenPGP secret key: {0}")]
+    Parse(String),
+    #[error("signing_key cannot sign without a passphrase (a protected key is not supported): {0}")]
+    CannotSign(String),
+    #[error("generating a signing key: {0}")]
+    Generate(String),
+    #[error("signing key file {path}: {source}")]
+    File { path: String, source: io::Error },
+}
+
+/// Signs with one OpenPGP secret key.
+pub struct OpenPgpSigner {
+    key: SignedSecretKey,
+    /// The secret subkey that signs (one whose binding allows signing), else the primary key.
+    subkey: Option<usize>,
+    public_armored: String,
+    fingerprint: String,
+}
+
+impl std::fmt::Debug for OpenPgpSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenPgpSigner").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
+    }
+}
+
+impl OpenPgpSigner {
+    /// The signer of `signing_key`'s value: an armored secret key, or [`GENERATE`] (the key kept in
+    /// `data_dir`, generated when there is none).
+    pub fn from_config(value: &str, data_dir: &Path) -> Result<OpenPgpSigner, KeyError> {
+        if value.trim() == GENERATE {
+            OpenPgpSigner::load_or_generate(&data_dir.join(GENERATED_KEY_FILE))
+        } else {
+            OpenPgpSigner::from_armored(value)
+        }
+    }
+
+    /// A signer of an armored secret key (checked: it must sign without a passphrase).
+    pub fn from_armored(armored: &str) -> Result<OpenPgpSigner, KeyError> {
+        let (key, _) =
+            SignedSecretKey::from_string(armored.trim()).map_err(|e| KeyError::Parse(e.to_string()))?;
+        key.verify_bindings().map_err(|e| KeyError::Parse(e.to_string()))?;
+        OpenPgpSigner::new(key)
+    }
+
+    /// A new Ed25519 key (v4, EdDSA legacy encoding) for `user_id`.
+    pub fn generate(user_id: &str) -> Result<OpenPgpSigner, KeyError> {
+        let generate = |e: &dyn std::fmt::Display| KeyError::Generate(e.to_string());
+        let params = SecretKeyParamsBuilder::default()
+            .key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(true)
+            .primary_user_id(user_id.to_owned())
+            .preferred_hash_algorithms([HashAlgorithm::Sha256, HashAlgorithm::Sha512].into_iter().collect())
+            .build()
+            .map_err(|e| generate(&e))?;
+        let key = params.generate(rand::thread_rng()).map_err(|e| generate(&e))?;
+        OpenPgpSigner::new(key)
+    }
+
+    /// The key kept at `path`, or a new one written there first (mode 0600).
+    pub fn load_or_generate(path: &Path) -> Result<OpenPgpSigner, KeyError> {
+        let file_err = |source| KeyError::File { path: path.display().to_string(), source };
+        match std::fs::read_to_string(path) {
+            Ok(armored) => return OpenPgpSigner::from_armored(&armored),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(file_err(e)),
+        }
+        let signer = OpenPgpSigner::generate("Vieter repository signing key")?;
+        let armored = signer
+            .key
+            .to_armored_string(ArmorOptions::default())
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = path.with_extension("asc.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(file_err)?;
+        file.write_all(armored.as_bytes()).and_then(|()| file.sync_all()).map_err(file_err)?;
+        std::fs::rename(&tmp, path).map_err(file_err)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(file_err)?;
+        }
+        tracing::warn!(
+            fingerprint = signer.fingerprint(),
+            "signing_key = \"generate\": generated an Ed25519 signing key into {} (mode 0600)",
+            path.display()
+        );
+        Ok(signer)
+    }
+
+    fn new(key: SignedSecretKey) -> Result<OpenPgpSigner, KeyError> {
+        let subkey =
+            key.secret_subkeys.iter().position(|sub| sub.signatures.iter().any(|s| s.key_flags().sign()));
+        let public_armored = key
+            .to_public_key()
+            .to_armored_string(ArmorOptions::default())
+            .map_err(|e| KeyError::Parse(e.to_string()))?;
+        let fingerprint = hex::encode_upper(key.fingerprint().as_bytes());
+        let signer = OpenPgpSigner { key, subkey, public_armored, fingerprint };
+        // A key that cannot sign (protected by a passphrase, or of no signing algorithm) is refused
+        // at start, not at the first publish.
+        let mut probe = signer.start(UNIX_EPOCH).map_err(|e| KeyError::CannotSign(e.to_string()))?;
+        probe.write_all(b"vieter").map_err(|e| KeyError::CannotSign(e.to_string()))?;
+        probe.finish().map_err(|e| KeyError::CannotSign(e.to_string()))?;
+        Ok(signer)
+    }
+
+    /// The public key, armored (what `pacman-key --add` takes).
+    pub fn public_key_armored(&self) -> &str {
+        &self.public_armored
+    }
+
+    /// The primary key's fingerprint, upper-case hex (what `pacman-key --lsign-key` takes).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    fn signing_key(&self) -> &(dyn SigningKey + Sync) {
+        match self.subkey.and_then(|i| self.key.secret_subkeys.get(i)) {
+            Some(sub) => &sub.key,
+            None => &self.key.primary_key,
+        }
+    }
+}
+
+fn sign_err(e: impl std::fmt::Display) -> SignError {
+    SignError::new(e.to_string())
+}
+
+struct PgpSigning<'a> {
+    hasher: SignatureHasher,
+    key: &'a (dyn SigningKey + Sync),
+}
+
+impl Write for PgpSigning<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.hasher.write(data)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Signing for PgpSigning<'_> {
+    fn finish(self: Box<Self>) -> Result<Vec<u8>, SignError> {
+        let signature = self.hasher.sign(self.key, &Password::empty()).map_err(sign_err)?;
+        DetachedSignature::new(signature).to_bytes().map_err(sign_err)
+    }
+}
+
+impl Signer for OpenPgpSigner {
+    fn start(&self, created: SystemTime) -> Result<Box<dyn Signing + '_>, SignError> {
+        let key = self.signing_key();
+        let secs = created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut config = SignatureConfig::v4(SignatureType::Binary, key.algorithm(), HashAlgorithm::Sha256);
+        config.hashed_subpackets = vec![
+            Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint())).map_err(sign_err)?,
+            Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::from_secs(
+                u32::try_from(secs).unwrap_or(u32::MAX),
+            )))
+            .map_err(sign_err)?,
+        ];
+        config.unhashed_subpackets =
+            vec![Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).map_err(sign_err)?];
+        let hasher = config.into_hasher().map_err(sign_err)?;
+        Ok(Box::new(PgpSigning { hasher, key }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgp::composed::SignedPublicKey;
+
+    fn verify(public: &str, data: &[u8], signature: &[u8]) -> pgp::errors::Result<()> {
+        let (public, _) = SignedPublicKey::from_string(public)?;
+        let signature = DetachedSignature::from_bytes(signature)?;
+        signature.verify(&public, data)
+    }
+
+    #[test]
+    fn a_generated_key_signs_what_it_is_given_and_nothing_else() {
+        let signer = OpenPgpSigner::generate("Test <t@example.org>").unwrap();
+        let data = vec![7u8; 300_000];
+        let sig = libvieter::repo::sign::sign_reader(&signer, &mut &data[..], SystemTime::now()).unwrap();
+        assert_eq!(sig[0] & 0x80, 0x80, "a binary OpenPGP packet, not armor");
+        verify(signer.public_key_armored(), &data, &sig).unwrap();
+        assert!(verify(signer.public_key_armored(), &data[1..], &sig).is_err(), "other bytes do not verify");
+        let other = OpenPgpSigner::generate("Other <o@example.org>").unwrap();
+        assert!(verify(other.public_key_armored(), &data, &sig).is_err(), "another key does not verify");
+        assert_eq!(signer.fingerprint().len(), 40);
+        assert!(!format!("{signer:?}").contains("PRIVATE"), "Debug shows no secret");
+    }
+
+    #[test]
+    fn a_generated_key_is_kept_with_mode_0600_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = OpenPgpSigner::from_config(GENERATE, dir.path()).unwrap();
+        let path = dir.path().join(GENERATED_KEY_FILE);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let again = OpenPgpSigner::from_config("generate\n", dir.path()).unwrap();
+        assert_eq!(first.fingerprint(), again.fingerprint(), "the kept key is used again");
+        let armored = std::fs::read_to_string(&path).unwrap();
+        let same = OpenPgpSigner::from_config(&armored, Path::new("/nonexistent")).unwrap();
+        assert_eq!(same.fingerprint(), first.fingerprint(), "the armored key itself works as the value");
+    }
+
+    #[test]
+    fn bad_keys_are_refused_without_showing_them() {
+        let e = OpenPgpSigner::from_armored("not a key at all").unwrap_err();
+        assert!(matches!(e, KeyError::Parse(_)), "{e}");
+        assert!(!e.to_string().contains("not a key at all"), "{e}");
+        let public = OpenPgpSigner::generate("P <p@example.org>").unwrap().public_key_armored().to_owned();
+        assert!(OpenPgpSigner::from_armored(&public).is_err(), "a public key cannot sign");
+    }
+}
