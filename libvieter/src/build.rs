@@ -111,10 +111,16 @@ impl BuildPlan {
         let repo = target.repo.as_str();
         let server = options.repo_server.trim_end_matches('/');
 
+        // The target's own repository, as the agent reaches it. `SigLevel = Never`: a server that signs
+        // serves `.sig` files next to its packages, and pacman checks any signature it finds against
+        // the container's keyring, which does not hold the server's key (with `Optional TrustAll` a
+        // signed repository made every build needing its own packages fail). Verifying the server's
+        // signature inside the build container (importing its key) is not done: this is what an
+        // unsigned repository had before.
         let mut repo_script = String::from("set -e\n");
         let _ = write!(
             repo_script,
-            "if ! grep -qxF {section} /etc/pacman.conf; then\n  printf '\\n%s\\nSigLevel = Optional TrustAll\\nServer = %s\\n' \
+            "if ! grep -qxF {section} /etc/pacman.conf; then\n  printf '\\n%s\\nSigLevel = Never\\nServer = %s\\n' \
              {section} {server_line} >> /etc/pacman.conf\nfi\n\
              pacman -Sy --noconfirm || echo '[vieter] warning: pacman -Sy failed (a repository without packages has no database yet)'\n",
             section = shell_quote(&format!("[{repo}]")),
@@ -499,6 +505,7 @@ mod tests {
         );
         assert!(plan.steps.repo.script.contains("'[my-repo]'"));
         assert!(plan.steps.repo.script.contains("'http://127.0.0.1:8000/$repo/$arch'"));
+        assert!(plan.steps.repo.script.contains("SigLevel = Never"), "{}", plan.steps.repo.script);
         assert_eq!(plan.steps.fetch.user, StepUser::Builder);
         assert_eq!(plan.steps.repo.user, StepUser::Root);
         assert!(plan.steps.srcinfo.capture_stdout);

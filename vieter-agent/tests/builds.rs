@@ -58,6 +58,8 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
         ("VIETER_AGENT_KEY", AGENT_KEY),
         ("VIETER_BASE_IMAGE", &image),
         ("VIETER_LEASE_SECS", "4"),
+        // The server signs what agents upload; agents never hold the key.
+        ("VIETER_SIGNING_KEY", "generate"),
         ("VIETER_RETRY_BACKOFF_SECS", "1"),
         ("VIETER_LOG_LEVEL", &std::env::var("VIETER_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into())),
     ]);
@@ -182,6 +184,26 @@ async fn agents_build_publish_fail_time_out_survive_a_kill_and_skip() {
     assert!(hello_log.contains("==> [vieter] published: vieter-hello-1.0.r1-1-x86_64"), "{hello_log}");
     assert!(hello_log.contains("HOME=/build"), "the build's environment is in the log:\n{hello_log}");
     assert!(!hello_log.contains(AGENT_KEY) && !hello_log.contains(KEY), "a key leaked into the build");
+    // Built packages arrive signed by the server, and the secret key is nowhere in the build: the log
+    // holds the container's whole environment (`env | sort` in build()).
+    let secret = std::fs::read_to_string(server.data.join("signing_key.asc")).expect("generated signing key");
+    let secret_lines: Vec<&str> =
+        secret.lines().filter(|l| l.len() >= 40 && !l.starts_with("-----") && !l.contains(':')).collect();
+    assert!(!secret_lines.is_empty(), "the armored key has body lines");
+    for line in &secret_lines {
+        assert!(!hello_log.contains(line), "the signing key leaked into the build log");
+    }
+    let http = reqwest::Client::new();
+    let entries = common::server::served_entries(&http, &server.url, REPO, "x86_64").await;
+    let desc = &entries.iter().find(|(dir, _)| dir.starts_with("vieter-hello-")).expect("hello in the db").1;
+    let file = desc.lines().skip_while(|l| *l != "%FILENAME%").nth(1).expect("%FILENAME%").to_owned();
+    let (status, sig) =
+        common::server::get_bytes(&http, &format!("{}/{REPO}/x86_64/{file}.sig", server.url)).await;
+    assert_eq!(status, 200, "{file}.sig");
+    assert!(!sig.is_empty() && sig[0] & 0x80 != 0, "a binary OpenPGP packet");
+    let (status, _) =
+        common::server::get_bytes(&http, &format!("{}/{REPO}/x86_64/{REPO}.db.sig", server.url)).await;
+    assert_eq!(status, 200, "the db is signed");
 
     let split_job = finished(&admin, split_job.id(), 240).await;
     assert_eq!(
