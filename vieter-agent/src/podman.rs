@@ -19,6 +19,9 @@ use podman_api::opts::{
     ExecCreateOpts, ImageListFilter, ImageListOpts, PullOpts, UserOpt,
 };
 use podman_api::Podman;
+
+/// The most of a step's standard output kept for the driver (a .SRCINFO is a few KiB).
+const MAX_CAPTURED_STDOUT: usize = 16 << 20;
 use tokio::io::AsyncWriteExt;
 
 /// The agent's connection to Podman.
@@ -203,8 +206,15 @@ impl ContainerRuntime for Runtime {
             while let Some(chunk) = stream.next().await {
                 let bytes = match chunk.map_err(|e| fail("reading its output", &e))? {
                     TtyChunk::StdOut(bytes) => {
-                        if step.capture_stdout {
-                            stdout.extend_from_slice(&bytes);
+                        // A PKGBUILD is anyone's: what a step prints is kept up to a bound (the whole
+                        // output still goes to the log, which the server caps).
+                        if step.capture_stdout && stdout.len() < MAX_CAPTURED_STDOUT {
+                            let room = MAX_CAPTURED_STDOUT - stdout.len();
+                            stdout.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                            if bytes.len() >= room {
+                                // A line no parser takes: a cut .SRCINFO fails instead of reading short.
+                                stdout.extend_from_slice(b"\n(output cut at the capture limit)\n");
+                            }
                         }
                         bytes
                     }

@@ -83,17 +83,34 @@ async fn ls_remote(query: &RemoteRef) -> Result<String, String> {
         .env("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let output = match tokio::time::timeout(LS_REMOTE_TIMEOUT, command.output()).await {
-        Err(_) => return Err(format!("no answer in {} s", LS_REMOTE_TIMEOUT.as_secs())),
-        Ok(Err(e)) => return Err(format!("cannot run git: {e}")),
-        Ok(Ok(output)) => output,
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    // The remote is anyone's (a PKGBUILD names it): at most LS_REMOTE_MAX_OUTPUT bytes of its answer
+    // are read, counted as they arrive; the child is killed when the time is up.
+    let run = async {
+        use tokio::io::AsyncReadExt;
+        let mut child = command.spawn().map_err(|e| format!("cannot run git: {e}"))?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let out = child.stdout.take().map(|o| o.take(LS_REMOTE_MAX_OUTPUT as u64));
+        let err = child.stderr.take().map(|e| e.take(64 << 10));
+        if let (Some(mut out), Some(mut err)) = (out, err) {
+            let (a, b) = tokio::join!(out.read_to_end(&mut stdout), err.read_to_end(&mut stderr));
+            a.and(b).map_err(|e| format!("reading git's output: {e}"))?;
+        }
+        if stdout.len() >= LS_REMOTE_MAX_OUTPUT {
+            return Err(format!("the answer is larger than {LS_REMOTE_MAX_OUTPUT} bytes"));
+        }
+        let status = child.wait().await.map_err(|e| format!("waiting for git: {e}"))?;
+        Ok((status, stdout, stderr))
     };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    let (status, stdout, stderr) = match tokio::time::timeout(LS_REMOTE_TIMEOUT, run).await {
+        Err(_) => return Err(format!("no answer in {} s", LS_REMOTE_TIMEOUT.as_secs())),
+        Ok(result) => result?,
+    };
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
-        return Err(format!("{}: {}", output.status, last.chars().take(300).collect::<String>()));
+        return Err(format!("{status}: {}", last.chars().take(300).collect::<String>()));
     }
-    let stdout = &output.stdout[..output.stdout.len().min(LS_REMOTE_MAX_OUTPUT)];
-    vcs::ls_remote_commit(&String::from_utf8_lossy(stdout), &query.refname)
+    vcs::ls_remote_commit(&String::from_utf8_lossy(&stdout), &query.refname)
         .ok_or_else(|| format!("{} is not in the repository", query.refname))
 }

@@ -106,6 +106,10 @@ pub fn aur_change(base: &PkgName, aur: Option<&Version>, published: &[PackageSum
     }
 }
 
+/// The most VCS sources of one build that are checked with `git ls-remote`: a PKGBUILD (written by
+/// anyone) listing more is built instead, so it cannot make a tick run hundreds of remote lookups.
+pub const MAX_CHECKED_VCS_SOURCES: usize = 16;
+
 /// The first 12 digits of a commit, as shown in reasons.
 fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
@@ -120,7 +124,9 @@ pub fn git_queries(target: &Target, last: Option<&Job>) -> Vec<RemoteRef> {
         return Vec::new();
     };
     let mut refs = vec![RemoteRef::branch(url.as_str(), branch.as_ref().map(GitRef::as_str))];
-    refs.extend(revision.sources.iter().filter_map(|p| VcsSource::parse(&p.source)?.remote_ref()));
+    if revision.sources.len() <= MAX_CHECKED_VCS_SOURCES {
+        refs.extend(revision.sources.iter().filter_map(|p| VcsSource::parse(&p.source)?.remote_ref()));
+    }
     refs
 }
 
@@ -155,6 +161,12 @@ pub fn git_change(
     let head = RemoteRef::branch(url, branch.map(GitRef::as_str));
     if let Some(change) = moved(&format!("{url} {}", head.refname), &head, built) {
         return change;
+    }
+    if revision.sources.len() > MAX_CHECKED_VCS_SOURCES {
+        return changed(format!(
+            "{} VCS sources: more than {MAX_CHECKED_VCS_SOURCES} are not checked without building",
+            revision.sources.len()
+        ));
     }
     for pinned in &revision.sources {
         let Some(source) = VcsSource::parse(&pinned.source) else { continue };
@@ -675,6 +687,18 @@ mod tests {
             "no earlier build to compare with"
         );
 
+        // Too many VCS sources: built, and none is asked about.
+        let many = Revision {
+            commit: Some(C1.into()),
+            sources: (0..=MAX_CHECKED_VCS_SOURCES)
+                .map(|i| PinnedSource { source: format!("git+https://h/s{i}"), commit: Some(V1.into()) })
+                .collect(),
+        };
+        let crowded = built(fresh(), "pkg", Some(many));
+        assert_eq!(
+            reason(git_change(url, Some(&branch), Some(&crowded), &remote, &published)),
+            "17 VCS sources: more than 16 are not checked without building"
+        );
         // What ls-remote is asked: the branch and the moving VCS source, not the fixed one.
         let new = NewTarget {
             kind: "git".into(),
@@ -686,6 +710,7 @@ mod tests {
         let target = new.validate(TargetId(1), &"x86_64".parse().unwrap()).unwrap();
         assert_eq!(git_queries(&target, Some(&last)), [head, lib_ref]);
         assert!(git_queries(&target, None).is_empty());
+        assert_eq!(git_queries(&target, Some(&crowded)), [RemoteRef::branch(url, Some("main"))]);
     }
 
     #[test]
