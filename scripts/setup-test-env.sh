@@ -8,7 +8,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(pacman-package-manager makepkg libarchive-tools fakeroot zstd xz-utils bzip2 binutils git
-          podman runc debootstrap curl time gnupg)
+          podman runc debootstrap curl time gnupg chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

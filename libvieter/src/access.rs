@@ -81,6 +81,57 @@ impl Keys {
     }
 }
 
+/// What a reader of the web interface is looking at: what a [`ReadPolicy`] decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// Repositories and their packages (what pacman can download anyway).
+    Repos,
+    /// Targets, jobs, build logs and agents.
+    Builds,
+}
+
+/// Who may read what without signing in (the server's `ui_public` and `ui_public_builds`), and what a
+/// signed-in role may do. The admin reads and changes everything; an agent key reads what the admin
+/// reads but changes nothing (it may only publish and run jobs, through the API).
+///
+/// ```
+/// use libvieter::access::{Area, ReadPolicy, Role};
+/// let policy = ReadPolicy::default();
+/// assert!(policy.may_read(Area::Repos, None), "repositories are public by default");
+/// assert!(!policy.may_read(Area::Builds, None), "builds need a key by default");
+/// assert!(policy.may_read(Area::Builds, Some(Role::Agent)));
+/// assert!(!ReadPolicy::may_change(Some(Role::Agent)) && ReadPolicy::may_change(Some(Role::Admin)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPolicy {
+    /// Repositories and packages may be read without a key.
+    pub repos_public: bool,
+    /// Targets, jobs, logs and agents may be read without a key.
+    pub builds_public: bool,
+}
+
+impl Default for ReadPolicy {
+    fn default() -> Self {
+        ReadPolicy { repos_public: true, builds_public: false }
+    }
+}
+
+impl ReadPolicy {
+    /// Whether a reader signed in with `role` (or not signed in) may read `area`.
+    pub fn may_read(&self, area: Area, role: Option<Role>) -> bool {
+        role.is_some()
+            || match area {
+                Area::Repos => self.repos_public,
+                Area::Builds => self.builds_public,
+            }
+    }
+
+    /// Whether `role` may change targets and jobs (add, edit, remove, build, cancel, retry).
+    pub fn may_change(role: Option<Role>) -> bool {
+        role == Some(Role::Admin)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,6 +136,73 @@ pub struct ListQuery {
     pub query: Option<String>,
     pub limit: Option<usize>,
     pub offset: Option<usize>,
+    /// The order of the listing (name by default); ties keep name order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<PackageSort>,
+    /// Reverse the order (largest, newest, last name first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desc: Option<bool>,
+}
+
+/// What a package listing is ordered by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageSort {
+    /// By name (pacman's order of a db: byte order).
+    #[default]
+    Name,
+    /// By version, as `vercmp` orders them.
+    Version,
+    /// By package file size.
+    Size,
+    /// By build date (packages without one first).
+    Built,
+    /// By when the package was published here.
+    Published,
+}
+
+impl PackageSort {
+    /// Every order, for pickers.
+    pub const ALL: [PackageSort; 5] = [
+        PackageSort::Name,
+        PackageSort::Version,
+        PackageSort::Size,
+        PackageSort::Built,
+        PackageSort::Published,
+    ];
+
+    /// The name used in queries (`sort=size`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageSort::Name => "name",
+            PackageSort::Version => "version",
+            PackageSort::Size => "size",
+            PackageSort::Built => "built",
+            PackageSort::Published => "published",
+        }
+    }
+
+    /// Compares two summaries in this order (name order breaks ties).
+    pub fn compare(self, a: &PackageSummary, b: &PackageSummary) -> std::cmp::Ordering {
+        let by = match self {
+            PackageSort::Name => std::cmp::Ordering::Equal,
+            PackageSort::Version => a.version.cmp(&b.version),
+            PackageSort::Size => a.csize.cmp(&b.csize),
+            PackageSort::Built => a.builddate.cmp(&b.builddate),
+            PackageSort::Published => a.published_at.cmp(&b.published_at),
+        };
+        by.then_with(|| a.name.as_str().cmp(b.name.as_str()))
+    }
+}
+
+/// One page of a package listing and how many packages matched in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackagePage {
+    /// Packages matching the query, in all pages.
+    pub total: usize,
+    /// The page's first item's position among them.
+    pub offset: usize,
+    pub packages: Vec<PackageSummary>,
 }
 
 /// Most items one page of a listing holds, whatever `limit` asks for.
@@ -213,6 +280,9 @@ pub struct JobFilter {
     pub target: Option<crate::target::TargetId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<String>,
+    /// Jobs leased by this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// Jobs queued at or after this instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
@@ -229,6 +299,7 @@ impl JobFilter {
         self.state.is_none_or(|s| job.state() == s)
             && self.target.is_none_or(|t| job.target() == t)
             && self.arch.as_deref().is_none_or(|a| job.arch().as_str() == a)
+            && self.agent.as_deref().is_none_or(|a| job.agent().is_some_and(|j| j.as_str() == a))
             && self.since.is_none_or(|s| job.queued_at() >= s)
     }
 
@@ -465,4 +536,118 @@ pub struct SigningKey {
     pub fingerprint: String,
     /// The armored public key (what `pacman-key --add` takes).
     pub public_key: String,
+}
+
+/// A target as an HTML form sends it (the web interface): every field a string, an empty one absent.
+/// In an edit, an empty optional field (branch, path, schedule, image, timeout) clears it.
+///
+/// ```
+/// use libvieter::api::TargetForm;
+/// let form = TargetForm { kind: "aur".into(), url: "yay".into(), repo: "extra".into(), arch: "x86_64, aarch64".into(), ..Default::default() };
+/// let new = form.clone().into_new().unwrap();
+/// assert_eq!((new.branch, new.arch), (None, Some(vec!["x86_64".to_owned(), "aarch64".to_owned()])));
+/// assert_eq!(form.into_patch().unwrap().branch, Some(None), "an empty branch clears it");
+/// let bad = TargetForm { build_timeout_secs: "soon".into(), ..Default::default() };
+/// assert!(bad.into_new().unwrap_err().to_string().contains("soon"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetForm {
+    pub kind: String,
+    pub url: String,
+    pub branch: String,
+    pub path: String,
+    pub repo: String,
+    pub schedule: String,
+    /// Architectures separated by commas or spaces.
+    pub arch: String,
+    pub base_image: String,
+    pub build_timeout_secs: String,
+}
+
+/// A form field that is not what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {value:?} is not a number of seconds")]
+pub struct FormError {
+    pub field: &'static str,
+    pub value: String,
+}
+
+impl TargetForm {
+    fn text(value: &str) -> Option<String> {
+        Some(value.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
+    }
+
+    fn arches(&self) -> Option<Vec<String>> {
+        let list: Vec<String> =
+            self.arch.split([',', ' ']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect();
+        (!list.is_empty()).then_some(list)
+    }
+
+    fn timeout(&self) -> Result<Option<u64>, FormError> {
+        match Self::text(&self.build_timeout_secs) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| FormError {
+                field: "build_timeout_secs",
+                value: self.build_timeout_secs.clone(),
+            }),
+        }
+    }
+
+    /// The form as a new target (the build service validates it).
+    pub fn into_new(self) -> Result<crate::target::NewTarget, FormError> {
+        Ok(crate::target::NewTarget {
+            build_timeout_secs: self.timeout()?,
+            arch: self.arches(),
+            kind: self.kind.trim().to_owned(),
+            url: self.url.trim().to_owned(),
+            branch: Self::text(&self.branch),
+            path: Self::text(&self.path),
+            repo: self.repo.trim().to_owned(),
+            schedule: Self::text(&self.schedule),
+            base_image: Self::text(&self.base_image),
+            enabled: None,
+            needs: Vec::new(),
+        })
+    }
+
+    /// The form as an edit of every field it has (the target's `enabled` and `needs` are kept).
+    pub fn into_patch(self) -> Result<crate::target::TargetPatch, FormError> {
+        Ok(crate::target::TargetPatch {
+            build_timeout_secs: Some(self.timeout()?),
+            arch: self.arches(),
+            kind: Self::text(&self.kind),
+            url: Self::text(&self.url),
+            branch: Some(Self::text(&self.branch)),
+            path: Some(Self::text(&self.path)),
+            repo: Self::text(&self.repo),
+            schedule: Some(Self::text(&self.schedule)),
+            base_image: Some(Self::text(&self.base_image)),
+            enabled: None,
+            needs: None,
+        })
+    }
+
+    /// The form filled with a target's fields (to edit it).
+    pub fn of(target: &crate::target::Target) -> TargetForm {
+        use crate::target::Source;
+        let (branch, path) = match &target.source {
+            Source::Git { branch, path, .. } => (
+                branch.as_ref().map(|b| b.to_string()).unwrap_or_default(),
+                path.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        TargetForm {
+            kind: target.source.kind().as_str().to_owned(),
+            url: target.source.url_str().to_owned(),
+            branch,
+            path,
+            repo: target.repo.to_string(),
+            schedule: target.schedule.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+            arch: target.arch.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "),
+            base_image: target.base_image.as_ref().map(|i| i.to_string()).unwrap_or_default(),
+            build_timeout_secs: target.build_timeout_secs.map(|t| t.to_string()).unwrap_or_default(),
+        }
+    }
 }

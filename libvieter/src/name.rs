@@ -23,7 +23,7 @@ pub enum NameError {
     InvalidArch(String),
     #[error(
         "'{0}' is not a valid repository name: use letters, digits, '.', '_' and '-', not starting with '.' \
-         or '-', at most 128 bytes; 'api' is reserved"
+         or '-', at most 128 bytes; 'api' and 'ui' are reserved"
     )]
     InvalidRepo(String),
     /// Not a valid git branch or tag name; `reason` completes "it ...".
@@ -143,12 +143,13 @@ impl Arch {
 }
 
 /// A repository name: `[A-Za-z0-9._-]+`, at most 128 bytes, not starting with `.` or `-`, not `api`
-/// (the server's API lives under `/api`). It is a directory name and a URL segment as it stands.
+/// or `ui` (the server's API lives under `/api`, its web interface under `/ui`). It is a directory name and a URL segment as it stands.
 ///
 /// ```
 /// use libvieter::name::RepoName;
 /// assert!(RepoName::new("extra-testing").is_ok());
 /// assert!(RepoName::new("api").is_err());
+/// assert!(RepoName::new("ui").is_err());
 /// assert!(RepoName::new("../etc").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -163,7 +164,8 @@ impl RepoName {
             && name.len() <= 128
             && !name.starts_with(['.', '-'])
             && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
-            && name != "api";
+            && name != "api"
+            && name != "ui";
         if ok {
             Ok(RepoName(name))
         } else {

@@ -58,6 +58,8 @@ pub struct Builds {
     pub service: BuildService<RedbStore>,
     wake: Arc<tick::Wake>,
     logs: BuildLogs<LogDir>,
+    /// Counts log appends: followers of a log (the web interface) wait for it to change.
+    appended: tokio::sync::watch::Sender<u64>,
 }
 
 impl Builds {
@@ -68,7 +70,7 @@ impl Builds {
         let wake = Arc::new(tick::Wake::new());
         let service = BuildService::open(store, settings, Utc::now)?.with_wakeups(wake.clone());
         tracing::info!(reloaded = service.active_jobs(), "active jobs reloaded");
-        Ok(Builds { service, wake, logs })
+        Ok(Builds { service, wake, logs, appended: tokio::sync::watch::Sender::new(0) })
     }
 
     /// Appends to a running job's log ([`BuildLogs::append`]: only the agent holding the lease, at most
@@ -80,11 +82,18 @@ impl Builds {
         caller: &Caller,
         bytes: &[u8],
     ) -> Result<(), BuildsError> {
-        if self.logs.append(&self.service, id, agent, caller, bytes)? {
+        let truncated = self.logs.append(&self.service, id, agent, caller, bytes);
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        if truncated? {
             let max = self.service.settings().max_log_size;
             tracing::warn!(job = %id, max, "build log truncated (max_log_size)");
         }
         Ok(())
+    }
+
+    /// Changes after every log append (of any job): what a follower of a log waits on.
+    pub fn appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     /// The log file of a job (it may not exist yet).

@@ -77,6 +77,11 @@ pub struct Config {
     /// Ed25519 key generated on first start into `{data_dir}/signing_key.asc`, mode 0600). Not set:
     /// repositories are unsigned.
     pub signing_key: Option<String>,
+    /// The web interface (`/ui/`) shows repositories and packages without a key.
+    pub ui_public: bool,
+    /// The web interface shows targets, jobs, build logs and agents without a key (changing anything
+    /// always needs the admin key).
+    pub ui_public_builds: bool,
 }
 
 impl Default for Config {
@@ -110,6 +115,8 @@ impl Default for Config {
             sync_dbs: Vec::new(),
             sync_db_refresh_secs: 6 * 3600,
             signing_key: None,
+            ui_public: true,
+            ui_public_builds: false,
         }
     }
 }
@@ -147,6 +154,8 @@ const KEYS: &[(&str, KeyKind)] = &[
     ("sync_dbs", List),
     ("sync_db_refresh_secs", Integer),
     ("signing_key", Text),
+    ("ui_public", Bool),
+    ("ui_public_builds", Bool),
 ];
 
 impl Config {

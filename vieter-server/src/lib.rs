@@ -16,6 +16,7 @@ pub mod serve;
 pub mod shutdown;
 pub mod signing;
 pub mod store;
+pub mod ui;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct App {
     pub aur: Arc<aur::Aur>,
     /// The key that signs packages and databases (`signing_key`), if any.
     pub signer: Option<Arc<signing::OpenPgpSigner>>,
+    /// The web interface's sessions.
+    pub ui: ui::Ui,
 }
 
 /// Why the server could not start.
@@ -144,6 +147,7 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
         metrics: metrics::Metrics::new()?,
         aur: Arc::new(aur),
         signer,
+        ui: ui::Ui::default(),
     }))
 }
 

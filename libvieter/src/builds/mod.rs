@@ -59,6 +59,7 @@ mod logs;
 mod store;
 #[cfg(test)]
 mod tests;
+mod views;
 
 pub use change::{
     aur_base, aur_change, by_base, git_change, git_queries, Change, ChangeCheck, DueTarget, NoCheck,
@@ -69,6 +70,7 @@ pub use error::{BuildError, Invalid, Missing};
 pub use graph::{ClosureQuery, ClosureTargets, DependencyTree, Removal};
 pub use logs::{BuildLogs, LogError, LogStore, MemoryLogs};
 pub use store::{AgentRecord, BuildStore, Durable, MemoryStore, Saved, StoreError};
+pub use views::{PackageBuild, MAX_SCANNED_JOBS};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;

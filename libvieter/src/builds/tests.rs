@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::*;
 use crate::job::{FailureCause, FailureStep};
+use crate::name::{PkgName, RepoName};
 
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
@@ -620,4 +621,38 @@ fn listings_filter_and_page() {
 #[test]
 fn the_memory_store_keeps_the_store_promises() {
     conformance::check_store(&MemoryStore::default());
+}
+
+// ---- views ----
+
+#[test]
+fn next_runs_follow_the_tick_and_package_builds_name_the_job() {
+    let w = World::new(chrono_tz::UTC, utc(2025, 1, 1, 12, 0, 0));
+    let hourly = w.target(Some("0 *"), &["x86_64"]);
+    let off = w.target(None, &["x86_64"]);
+    let off =
+        w.builds.patch_target(off.id, &TargetPatch { enabled: Some(false), ..Default::default() }).unwrap();
+    let next = w.builds.next_runs(&[hourly.clone(), off.clone()]).unwrap();
+    assert_eq!(next[&hourly.id], Some(utc(2025, 1, 1, 13, 0, 0)), "a new target waits for its first slot");
+    assert_eq!(next[&off.id], None, "a disabled target never runs by schedule");
+    // The tick agrees: nothing before 13:00, a job at 13:00.
+    assert_eq!(w.queued(utc(2025, 1, 1, 12, 59, 59)), []);
+    assert_eq!(w.queued(utc(2025, 1, 1, 13, 0, 0)).len(), 1);
+    let next = w.builds.next_runs(std::slice::from_ref(&hourly)).unwrap();
+    assert_eq!(next[&hourly.id], Some(utc(2025, 1, 1, 14, 0, 0)));
+
+    let job = w.poll("a1", 1).remove(0).job;
+    let built = crate::srcinfo::BuiltPackage {
+        name: PkgName::new("pkg").unwrap(),
+        version: "1.0-1".parse().unwrap(),
+        arch: arch("x86_64"),
+    };
+    let outcome = Outcome::Succeeded { versions: vec![built.clone()], revision: None };
+    w.builds.finish(job.id(), &agent("a1"), outcome, &key(1)).unwrap();
+    let names: BTreeSet<PkgName> = [PkgName::new("pkg").unwrap()].into();
+    let builds = w.builds.package_builds(&RepoName::new("extra").unwrap(), &names).unwrap();
+    assert_eq!(builds.len(), 1);
+    assert_eq!((builds[0].job, builds[0].target, &builds[0].version), (job.id(), hourly.id, &built.version));
+    let other = w.builds.package_builds(&RepoName::new("core").unwrap(), &names).unwrap();
+    assert!(other.is_empty(), "only the targets of the repository count");
 }

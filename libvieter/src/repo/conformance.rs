@@ -504,6 +504,25 @@ fn listings<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     assert_eq!(list(ListQuery { query: Some("GAM".into()), ..ListQuery::default() }), ["gamma"]);
     assert_eq!(list(ListQuery { query: Some("Conformance".into()), ..ListQuery::default() }).len(), 4);
     assert!(repo.packages(&r, &arch("aarch64"), &ListQuery::default()).expect("packages").is_none());
+    // Sorting: ties keep name order; `desc` reverses; the page says how many matched in all.
+    use crate::api::PackageSort;
+    let sorted = |sort, desc| ListQuery { sort: Some(sort), desc: Some(desc), ..ListQuery::default() };
+    assert_eq!(list(sorted(PackageSort::Size, true))[0], "big", "the largest file first");
+    assert_eq!(
+        list(sorted(PackageSort::Version, false)),
+        ["alpha", "beta", "big", "gamma"],
+        "equal versions"
+    );
+    assert_eq!(list(sorted(PackageSort::Name, true)), ["gamma", "big", "beta", "alpha"]);
+    let page = repo
+        .package_page(
+            &r,
+            &a,
+            &ListQuery { query: Some("conformance".into()), limit: Some(1), ..ListQuery::default() },
+        )
+        .expect("a page")
+        .expect("extra/x86_64 exists");
+    assert_eq!((page.total, page.offset, page.packages.len()), (4, 0, 1), "all four match");
 
     let detail =
         |q: FilesQuery| repo.package(&r, &a, &pkg_name("big"), &q).expect("package").expect("big exists");

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::api::{
-    ArchRepoInfo, FilesQuery, ListQuery, PackageDetail, PackageSummary, RepoInfo, MAX_FILE_PAGE_BYTES,
+    ArchRepoInfo, FilesQuery, ListQuery, PackageDetail, PackagePage, PackageSort, PackageSummary, RepoInfo,
+    MAX_FILE_PAGE_BYTES,
 };
 use crate::depend::Dependency;
 use crate::name::{Arch, PkgName, RepoName};
@@ -30,18 +31,29 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         Ok(by_repo.into_iter().map(|(name, archs)| RepoInfo { name, archs }).collect())
     }
 
-    /// A page of the packages of an arch-repo, in name order, those matching `query.query` only (a
-    /// case-insensitive substring of the name or the description). `None`: there is no such arch-repo.
+    /// A page of the packages of an arch-repo, in name order (or `query.sort`), those matching
+    /// `query.query` only (a case-insensitive substring of the name or the description). `None`: there
+    /// is no such arch-repo.
     pub fn packages(
         &self,
         repo: &RepoName,
         arch: &Arch,
         query: &ListQuery,
     ) -> Result<Option<Vec<PackageSummary>>, RepoError> {
+        Ok(self.package_page(repo, arch, query)?.map(|page| page.packages))
+    }
+
+    /// [`Repository::packages`] with the number of matching packages in all pages.
+    pub fn package_page(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        query: &ListQuery,
+    ) -> Result<Option<PackagePage>, RepoError> {
         if !self.store().has_arch_repo(repo, arch).map_err(store_err)? {
             return Ok(None);
         }
-        let needle = query.query.as_deref().map(str::to_lowercase);
+        let needle = query.query.as_deref().map(str::to_lowercase).filter(|n| !n.is_empty());
         let matches = |s: &PackageSummary| match &needle {
             None => true,
             Some(n) => {
@@ -50,8 +62,18 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             }
         };
         let page = query.page();
-        let all = self.store().summaries(repo, arch).map_err(store_err)?;
-        Ok(Some(all.into_iter().filter(matches).skip(page.offset).take(page.limit).collect()))
+        let mut all: Vec<PackageSummary> =
+            self.store().summaries(repo, arch).map_err(store_err)?.into_iter().filter(matches).collect();
+        let sort = query.sort.unwrap_or_default();
+        if sort != PackageSort::Name {
+            all.sort_by(|a, b| sort.compare(a, b));
+        }
+        if query.desc == Some(true) {
+            all.reverse();
+        }
+        let total = all.len();
+        let packages = all.into_iter().skip(page.offset).take(page.limit).collect();
+        Ok(Some(PackagePage { total, offset: page.offset, packages }))
     }
 
     /// One package of an arch-repo with every `.PKGINFO` field and a page of its file list (see

@@ -233,7 +233,8 @@ async fn published_here(client: &Client, repo: &str, arch: &str) -> Result<BTree
     let mut out = BTreeSet::new();
     let mut offset = 0;
     loop {
-        let query = ListQuery { query: None, limit: Some(MAX_PAGE), offset: Some(offset) };
+        let query =
+            ListQuery { query: None, limit: Some(MAX_PAGE), offset: Some(offset), ..ListQuery::default() };
         let page = match client.packages(repo, arch, &query).await {
             Ok(p) => p,
             Err(ClientError::NotFound { .. }) => return Ok(out),

@@ -72,7 +72,7 @@ pub async fn run(ctx: &Context, cmd: ReposCommand) -> Result<(), String> {
                     found.archs.into_iter().map(|a| a.arch.to_string()).collect()
                 }
             };
-            let q = ListQuery { query, limit, offset };
+            let q = ListQuery { query, limit, offset, ..ListQuery::default() };
             let mut all = Vec::new();
             for a in &archs {
                 for p in client.packages(&repo, a, &q).await.map_err(err)? {

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use libvieter::api::{FinishRequest, HeartbeatRequest, PollRequest, QueueRequest, TargetQuery};
+use libvieter::api::{
+    CreatedTarget, FinishRequest, HeartbeatRequest, PollRequest, QueueRequest, TargetQuery,
+};
 use libvieter::builds::{BuildError, LogError};
 use libvieter::job::{AgentId, JobId};
 use libvieter::target::{NewTarget, TargetId, TargetPatch};
@@ -64,19 +66,24 @@ pub async fn create_target(
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let input: NewTarget = if query.is_empty() { parse_body(&body)? } else { query.into_new() };
+    Ok(ok(&add_target(app, input).await?))
+}
+
+/// Adds a target (the API's and the web interface's way): an `aur` target brings its dependency
+/// closure, the AUR packages it needs becoming targets too.
+pub async fn add_target(app: Arc<App>, input: NewTarget) -> Result<CreatedTarget, ApiError> {
     let Some(query) = app.builds.service.closure_to_resolve(&input) else {
         // Not an aur target, or an invalid one: the service says why.
         let target = blocking(move || app.builds.service.create_target(&input)).await?;
-        return Ok(ok(&target));
+        return Ok(CreatedTarget { target, closure: None });
     };
-    // An aur target brings its dependency closure: the AUR packages it needs become targets too.
     let resolution =
         crate::routes::aur::closure(&app, vec![query.base], Some(query.repo), query.arch).await?;
     if let Err(e) = &resolution {
         tracing::info!("resolving the closure of a new aur target: {e}");
     }
     match blocking(move || app.builds.service.create_resolved(&input, resolution)).await? {
-        Ok(created) => Ok(ok(&created)),
+        Ok(created) => Ok(created),
         Err(e) => Err(crate::routes::aur::resolve_error(e)),
     }
 }
@@ -185,7 +192,7 @@ pub async fn append_log(
 #[derive(Debug, Default, Deserialize)]
 pub struct LogQuery {
     #[serde(default)]
-    follow: bool,
+    pub follow: bool,
 }
 
 /// How much of a log is read at once: a reader never holds more than a chunk or two of it.

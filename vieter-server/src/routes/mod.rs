@@ -119,9 +119,11 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             respond(publish::raw(app, repo.0, length, Box::pin(body)).await)
         });
 
-    // `/api/...` is never a repository: leave those paths to the API's own rejections (401/403/404).
+    // `/api/...` and `/ui/...` are never a repository: leave those paths to the API's and the web
+    // interface's own rejections (401/403/404).
     let not_api = warp::path::peek().and_then(|p: warp::path::Peek| async move {
-        if p.as_str() == "api" || p.as_str().starts_with("api/") {
+        let first = p.as_str().split('/').next().unwrap_or("");
+        if first == "api" || first == "ui" {
             Err(warp::reject::not_found())
         } else {
             Ok(())
@@ -198,6 +200,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .or(aur_resolve)
         .unify()
         .or(compat::routes(app.clone()))
+        .unify()
+        .or(crate::ui::routes(app.clone()))
         .unify()
         .or(publish_multipart)
         .unify()
