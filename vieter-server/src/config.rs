@@ -77,6 +77,13 @@ pub struct Config {
     /// Ed25519 key generated on first start into `{data_dir}/signing_key.asc`, mode 0600). Not set:
     /// repositories are unsigned.
     pub signing_key: Option<String>,
+    /// A directory of packagers' armored public keys (`*.asc`, read at start): a package uploaded with
+    /// a detached signature (multipart field `sig`) must verify against one of them. Not set: uploads
+    /// with a signature are refused.
+    pub trusted_keys: Option<PathBuf>,
+    /// Refuse uploads with the admin key that come without a packager's signature (agents' uploads
+    /// are signed by the server). Needs `trusted_keys`.
+    pub require_signed_uploads: bool,
 }
 
 impl Default for Config {
@@ -110,6 +117,8 @@ impl Default for Config {
             sync_dbs: Vec::new(),
             sync_db_refresh_secs: 6 * 3600,
             signing_key: None,
+            trusted_keys: None,
+            require_signed_uploads: false,
         }
     }
 }
@@ -147,6 +156,8 @@ const KEYS: &[(&str, KeyKind)] = &[
     ("sync_dbs", List),
     ("sync_db_refresh_secs", Integer),
     ("signing_key", Text),
+    ("trusted_keys", Text),
+    ("require_signed_uploads", Bool),
 ];
 
 impl Config {
