@@ -42,6 +42,27 @@ pub enum DbFormat {
     WithMd5,
 }
 
+/// The largest package signature `repo-add` puts into a `desc` entry (`pgpsigsize > 16384` is an
+/// error in its `db_write_entry`); Vieter refuses larger uploaded signatures too.
+pub const MAX_SIGNATURE_LEN: usize = 16 * 1024;
+
+impl DbFormat {
+    /// Whether a package's detached signature goes into its `desc` entry as `%PGPSIG%` (base64).
+    ///
+    /// This follows `repo-add` of each pacman: 6.0.2 (Debian's, [`DbFormat::WithMd5`]) writes
+    /// `%PGPSIG%` whenever `FILE.sig` exists next to the package; since pacman 6.1 (pacman commit
+    /// "repo-add: add --include-sigs option") it writes it only with `--include-sigs`, because pacman
+    /// downloads `FILE.sig` itself, so [`DbFormat::Current`] keeps entries as `repo-add` writes them by
+    /// default: without it. Both pacmans verify with the `.sig` served next to the file when
+    /// `%PGPSIG%` is absent.
+    pub fn embeds_signature(self) -> bool {
+        match self {
+            DbFormat::Current => false,
+            DbFormat::WithMd5 => true,
+        }
+    }
+}
+
 /// Why a database entry could not be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -70,6 +91,9 @@ pub enum DbError {
     LineTooLong { section: &'static str, len: usize, limit: usize },
     #[error("%{section}% would have a line with the control character U+{code:04X}")]
     ControlCharacter { section: &'static str, code: u32 },
+    /// A signature `repo-add` refuses to put into an entry: armored, or over [`MAX_SIGNATURE_LEN`].
+    #[error("the package signature cannot go into the database: {0}")]
+    InvalidSignature(&'static str),
     #[error("writing the database failed: {0}")]
     Io(#[from] io::Error),
 }
@@ -134,7 +158,10 @@ fn section(out: &mut String, key: &'static str, values: &[String]) -> Result<(),
 impl DbEntry {
     /// Renders the entry for `package`, stored in the repository as `filename`.
     ///
-    /// `signature` is the package's detached binary PGP signature, written as `%PGPSIG%`.
+    /// `signature` is the package's detached binary PGP signature (its `FILE.sig`), written as
+    /// `%PGPSIG%` after `%SHA256SUM%` when the format embeds signatures
+    /// ([`DbFormat::embeds_signature`]) and ignored otherwise. Like `repo-add`, an armored signature
+    /// or one larger than [`MAX_SIGNATURE_LEN`] is refused.
     pub fn new(
         package: &Package,
         filename: &str,
@@ -164,7 +191,17 @@ impl DbEntry {
         section(&mut desc, "ISIZE", &opt(one("size")))?;
         section(&mut desc, "MD5SUM", &opt(md5))?;
         section(&mut desc, "SHA256SUM", std::slice::from_ref(&package.sha256))?;
-        let pgpsig = signature.map(|s| base64::engine::general_purpose::STANDARD.encode(s));
+        let pgpsig = match signature.filter(|_| format.embeds_signature()) {
+            // repo-add: `grep -q 'BEGIN PGP SIGNATURE'` and `wc -c` > 16384.
+            Some(s) if s.windows(19).any(|w| w == b"BEGIN PGP SIGNATURE") => {
+                return Err(DbError::InvalidSignature("an armored signature (repo-add takes binary ones)"));
+            }
+            Some(s) if s.len() > MAX_SIGNATURE_LEN => {
+                return Err(DbError::InvalidSignature("larger than 16384 bytes"));
+            }
+            Some(s) => Some(base64::engine::general_purpose::STANDARD.encode(s)),
+            None => None,
+        };
         section(&mut desc, "PGPSIG", &opt(pgpsig))?;
         section(&mut desc, "URL", &opt(one("url")))?;
         section(&mut desc, "LICENSE", &all("license"))?;
@@ -580,6 +617,27 @@ mod tests {
             DbEntry::new(&injected, "foo-1-1-any.pkg.tar", DbFormat::Current, None),
             Err(DbError::ControlCharacter { section: "FILES", code: 0x0a })
         ));
+    }
+
+    #[test]
+    fn the_signature_goes_into_desc_only_in_the_format_of_repo_add_6_0() {
+        let mut pkg = package();
+        pkg.md5 = Some("0".repeat(32));
+        let sig = [0x88u8, 0x75, 1, 2, 3];
+        let old = DbEntry::new(&pkg, "foo-1-1-any.pkg.tar", DbFormat::WithMd5, Some(&sig)).unwrap();
+        let sha = format!("%SHA256SUM%\n{}\n\n", pkg.sha256);
+        assert!(old.desc.contains(&format!("{sha}%PGPSIG%\niHUBAgM=\n\n%ARCH%")), "{}", old.desc);
+        let current = DbEntry::new(&pkg, "foo-1-1-any.pkg.tar", DbFormat::Current, Some(&sig)).unwrap();
+        assert!(!current.desc.contains("%PGPSIG%"), "{}", current.desc);
+        assert_eq!(current, DbEntry::new(&pkg, "foo-1-1-any.pkg.tar", DbFormat::Current, None).unwrap());
+
+        let armored = b"-----BEGIN PGP SIGNATURE-----\n\niHUB\n-----END PGP SIGNATURE-----\n";
+        for bad in [&armored[..], &[0u8; MAX_SIGNATURE_LEN + 1][..]] {
+            let e = DbEntry::new(&pkg, "foo-1-1-any.pkg.tar", DbFormat::WithMd5, Some(bad)).unwrap_err();
+            assert!(matches!(e, DbError::InvalidSignature(_)), "{e}");
+        }
+        let largest = vec![0u8; MAX_SIGNATURE_LEN];
+        assert!(DbEntry::new(&pkg, "foo-1-1-any.pkg.tar", DbFormat::WithMd5, Some(&largest)).is_ok());
     }
 
     #[test]

@@ -217,3 +217,58 @@ fn refused_names_are_the_ones_repo_add_would_escape_or_hide() {
         );
     }
 }
+
+/// Runs gpg in a temporary home (`--batch`); its stdout.
+fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""])
+        .args(args)
+        .output()
+        .expect("run gpg");
+    assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[test]
+fn desc_with_a_signature_is_byte_identical_to_repo_add_sign() {
+    if !(common::require_tool("repo-add") && common::require_tool("gpg")) {
+        return;
+    }
+    // A temporary keyring with one Ed25519 key: it signs the package (FILE.sig next to it, as makepkg
+    // --sign leaves it) and repo-add --sign signs its db with it.
+    let home = tempfile::Builder::new().prefix("gpg").tempdir_in("/tmp").expect("temp dir");
+    gpg(home.path(), &["--quick-gen-key", "Parity <parity@example.org>", "ed25519", "sign", "never"]);
+    let bytes = package();
+    let pkg =
+        read_package(&bytes[..], &ReadOptions { md5: true, ..ReadOptions::default() }).expect("package");
+    let filename = pkg.filename();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join(&filename);
+    std::fs::write(&file, &bytes).expect("write package");
+    let sig_path = dir.path().join(format!("{filename}.sig"));
+    let (sig_arg, file_arg) = (sig_path.to_str().expect("UTF-8"), file.to_str().expect("UTF-8"));
+    gpg(home.path(), &["--detach-sign", "--output", sig_arg, file_arg]);
+    let sig = std::fs::read(&sig_path).expect("the signature");
+
+    let out = Command::new("repo-add")
+        .args(["-q", "--sign", "ref.db.tar.gz", &filename])
+        .current_dir(dir.path())
+        .env("GNUPGHOME", home.path())
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("run repo-add");
+    let _ = Command::new("gpgconf").arg("--homedir").arg(home.path()).args(["--kill", "gpg-agent"]).output();
+    assert!(out.status.success(), "repo-add --sign: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("ref.db.tar.gz.sig").exists(), "repo-add signed its db");
+    let db = Database::read(std::fs::File::open(dir.path().join("ref.db.tar.gz")).expect("db")).expect("db");
+    let theirs = &db.iter().next().expect("one entry").entry.desc;
+    assert!(theirs.contains("%PGPSIG%\n"), "{theirs}");
+
+    let ours = DbEntry::new(&pkg, &filename, DbFormat::WithMd5, Some(&sig)).expect("entry");
+    assert_eq!(&ours.desc, theirs, "desc with %PGPSIG% (ours, then repo-add --sign's)");
+    // pacman >= 6.1's repo-add leaves the signature out unless given --include-sigs: so do we.
+    let current = DbEntry::new(&pkg, &filename, DbFormat::Current, Some(&sig)).expect("entry");
+    assert!(!current.desc.contains("%PGPSIG%"), "{}", current.desc);
+}

@@ -346,3 +346,29 @@ fn keys_lists_the_signing_key_and_how_to_trust_it() {
     let out = vieter(&unsigned, KEY, &["keys"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not sign"));
 }
+
+#[test]
+fn publish_sends_the_packagers_signature_with_sig() {
+    if !common::require_tool("gpg") {
+        return;
+    }
+    let alice = common::Gpg::new("Alice <alice@example.org>");
+    let trusted = tempfile::tempdir().unwrap();
+    std::fs::write(trusted.path().join("alice.asc"), alice.public_key()).unwrap();
+    let s = Server::start(&[
+        ("VIETER_TRUSTED_KEYS", trusted.path().to_str().unwrap()),
+        ("VIETER_REQUIRE_SIGNED_UPLOADS", "true"),
+    ]);
+    let pkg = package("signedcli");
+    let path = pkg.path().to_str().unwrap();
+    let out = vieter(&s, KEY, &["publish", "main", path]);
+    assert!(!out.status.success(), "unsigned is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requires a packager signature"), "{out:?}");
+    let out = vieter(&s, KEY, &["publish", "--sig", "main", path]);
+    assert!(!out.status.success(), "no FILE.sig next to it");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".sig"), "{out:?}");
+    std::fs::write(format!("{path}.sig"), alice.sign(&std::fs::read(path).unwrap(), false)).unwrap();
+    let landed = json(&vieter(&s, KEY, &["--json", "publish", "--sig", "main", path]));
+    assert_eq!(landed[0]["name"], "signedcli");
+    let _ = std::fs::remove_file(format!("{path}.sig"));
+}

@@ -134,6 +134,34 @@ impl Client {
         self.send(req).await
     }
 
+    /// Uploads a package file with the packager's detached signature of it (`signature`, binary or
+    /// armored, as `gpg --detach-sign` writes `FILE.sig`): `multipart/form-data` with the parts `sig`
+    /// and `file`, the file streamed from disk. The server verifies it against its `trusted_keys`.
+    pub async fn publish_signed(
+        &self,
+        repo: &str,
+        path: &Path,
+        signature: Vec<u8>,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<PublishResult, ClientError> {
+        use reqwest::multipart::{Form, Part};
+        let file_error = |source| ClientError::File { path: path.display().to_string(), source };
+        let file = tokio::fs::File::open(path).await.map_err(file_error)?;
+        let len = file.metadata().await.map_err(file_error)?.len();
+        let mut sent = 0u64;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect_ok(move |chunk| {
+            sent += chunk.len() as u64;
+            progress(sent);
+        });
+        let name =
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "package".into());
+        let form = Form::new()
+            .part("sig", Part::bytes(signature).file_name(format!("{name}.sig")))
+            .part("file", Part::stream_with_length(reqwest::Body::wrap_stream(stream), len).file_name(name));
+        let req = self.request(Method::POST, &format!("/{}/publish", encode(repo))).multipart(form);
+        self.send(req).await
+    }
+
     /// `GET /api/v1/repos`.
     pub async fn repos(&self) -> Result<Vec<RepoInfo>, ClientError> {
         self.send(self.request(Method::GET, "/api/v1/repos")).await

@@ -82,6 +82,13 @@ pub struct Config {
     /// The web interface shows targets, jobs, build logs and agents without a key (changing anything
     /// always needs the admin key).
     pub ui_public_builds: bool,
+    /// A directory of packagers' armored public keys (`*.asc`, read at start): a package uploaded with
+    /// a detached signature (multipart field `sig`) must verify against one of them. Not set: uploads
+    /// with a signature are refused.
+    pub trusted_keys: Option<PathBuf>,
+    /// Refuse uploads with the admin key that come without a packager's signature (agents' uploads
+    /// are signed by the server). Needs `trusted_keys`.
+    pub require_signed_uploads: bool,
 }
 
 impl Default for Config {
@@ -117,6 +124,8 @@ impl Default for Config {
             signing_key: None,
             ui_public: true,
             ui_public_builds: false,
+            trusted_keys: None,
+            require_signed_uploads: false,
         }
     }
 }
@@ -156,6 +165,8 @@ const KEYS: &[(&str, KeyKind)] = &[
     ("signing_key", Text),
     ("ui_public", Bool),
     ("ui_public_builds", Bool),
+    ("trusted_keys", Text),
+    ("require_signed_uploads", Bool),
 ];
 
 impl Config {

@@ -61,6 +61,10 @@ pub enum StartError {
     Aur(#[from] aur::AurHttpError),
     #[error("{0}")]
     SigningKey(#[from] signing::KeyError),
+    #[error("{0}")]
+    TrustedKeys(#[from] signing::TrustedKeysError),
+    #[error("require_signed_uploads = true needs trusted_keys (the packagers' public keys)")]
+    RequireSignedWithoutKeys,
 }
 
 /// The admin key: configured, or read from / generated into `{data_dir}/api_key` (mode 0600).
@@ -108,6 +112,19 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
         tracing::info!(fingerprint = signer.fingerprint(), "signing packages and databases");
         repos = repos.with_signer(signer.clone());
     }
+    let trusted = match &config.trusted_keys {
+        Some(dir) => {
+            let keys = signing::TrustedKeys::load_dir(dir)?;
+            tracing::info!(keys = ?keys.fingerprints(), "packager signatures are verified on upload");
+            Some(keys)
+        }
+        None if config.require_signed_uploads => return Err(StartError::RequireSignedWithoutKeys),
+        None => None,
+    };
+    repos = repos.with_upload_policy(libvieter::repo::UploadPolicy {
+        verifier: trusted.map(|t| Box::new(t) as Box<dyn libvieter::repo::Verifier>),
+        require_signed: config.require_signed_uploads,
+    });
     let report = repos.recover()?;
     tracing::info!(?report, "startup recovery done");
     let keys = Arc::new(auth::Keys::new(&admin, config.agent_key.as_deref()));

@@ -13,12 +13,13 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use libvieter::repo::{SignError, Signer, Signing};
+use libvieter::repo::{SignError, Signer, Signing, Verified, Verifier, VerifyError};
 use pgp::composed::{
-    ArmorOptions, Deserializable, DetachedSignature, KeyType, SecretKeyParamsBuilder, SignedSecretKey,
+    ArmorOptions, Deserializable, DetachedSignature, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
+    SignedSecretKey,
 };
 use pgp::crypto::hash::HashAlgorithm;
-use pgp::packet::{SignatureConfig, SignatureHasher, SignatureType, Subpacket, SubpacketData};
+use pgp::packet::{Signature, SignatureConfig, SignatureHasher, SignatureType, Subpacket, SubpacketData};
 use pgp::ser::Serialize;
 use pgp::types::{KeyDetails, Password, SigningKey, Timestamp};
 
@@ -204,10 +205,189 @@ impl Signer for OpenPgpSigner {
     }
 }
 
+/// The packager keys `trusted_keys` names: the [`Verifier`] of packagers' signatures on upload.
+pub struct TrustedKeys {
+    keys: Vec<SignedPublicKey>,
+}
+
+impl std::fmt::Debug for TrustedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.fingerprints()).finish()
+    }
+}
+
+/// Why the trusted keys cannot be loaded (the server does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum TrustedKeysError {
+    #[error("trusted_keys {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("trusted_keys {path}: not an armored OpenPGP public key: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("trusted_keys {path} holds no public key (only files ending in .asc are read)")]
+    Empty { path: String },
+}
+
+/// The upper-case hex fingerprint of a key.
+fn hex_fingerprint(key: &impl KeyDetails) -> String {
+    hex::encode_upper(key.fingerprint().as_bytes())
+}
+
+/// Parses armored public keys (one or more blocks). Never panics on any input (fuzzed: `fuzz/
+/// fuzz_targets/openpgp.rs`); every key's self-signatures and subkey bindings must verify.
+pub fn parse_public_keys(armored: &[u8]) -> Result<Vec<SignedPublicKey>, String> {
+    let (keys, _) = SignedPublicKey::from_armor_many_buf(armored).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for key in keys {
+        let key = key.map_err(|e| e.to_string())?;
+        key.verify_bindings().map_err(|e| format!("key {}: {e}", hex_fingerprint(&key)))?;
+        out.push(key);
+    }
+    Ok(out)
+}
+
+/// Parses an uploaded detached signature: one binary (or armored) OpenPGP signature packet of type
+/// binary, what `gpg --detach-sign` (with or without `--armor`) makes. Never panics on any input
+/// (fuzzed).
+pub fn parse_signature(bytes: &[u8]) -> Result<DetachedSignature, VerifyError> {
+    let malformed = |e: &dyn std::fmt::Display| VerifyError::Malformed(e.to_string());
+    let armored = bytes.trim_ascii_start().starts_with(b"-----BEGIN PGP SIGNATURE-----");
+    let mut signatures: Vec<DetachedSignature> = if armored {
+        let (sigs, _) = DetachedSignature::from_armor_many_buf(bytes).map_err(|e| malformed(&e))?;
+        sigs.collect::<pgp::errors::Result<_>>().map_err(|e| malformed(&e))?
+    } else {
+        let sigs = DetachedSignature::from_bytes_many(bytes).map_err(|e| malformed(&e))?;
+        sigs.collect::<pgp::errors::Result<_>>().map_err(|e| malformed(&e))?
+    };
+    let signature = match (signatures.pop(), signatures.is_empty()) {
+        (Some(s), true) => s,
+        (None, _) => return Err(malformed(&"no signature packet")),
+        (Some(_), false) => return Err(malformed(&"more than one signature")),
+    };
+    if signature.signature.typ() != Some(SignatureType::Binary) {
+        return Err(malformed(&"not a binary-document signature (make it with gpg --detach-sign)"));
+    }
+    Ok(signature)
+}
+
+impl TrustedKeys {
+    /// Keys from armored text (for tests and embedders).
+    pub fn from_armored(armored: &str) -> Result<TrustedKeys, TrustedKeysError> {
+        let keys = parse_public_keys(armored.as_bytes())
+            .map_err(|reason| TrustedKeysError::Parse { path: "(text)".into(), reason })?;
+        Ok(TrustedKeys { keys })
+    }
+
+    /// Every `*.asc` file of `dir` (armored public keys, several per file allowed), read at start.
+    pub fn load_dir(dir: &Path) -> Result<TrustedKeys, TrustedKeysError> {
+        let shown = dir.display().to_string();
+        let read_err =
+            |path: &Path, source| TrustedKeysError::Read { path: path.display().to_string(), source };
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| read_err(dir, e))? {
+            let path = entry.map_err(|e| read_err(dir, e))?.path();
+            if path.extension().is_some_and(|e| e == "asc") && path.is_file() {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        let mut keys = Vec::new();
+        for path in paths {
+            let text = std::fs::read(&path).map_err(|e| read_err(&path, e))?;
+            let parsed = parse_public_keys(&text)
+                .map_err(|reason| TrustedKeysError::Parse { path: path.display().to_string(), reason })?;
+            keys.extend(parsed);
+        }
+        if keys.is_empty() {
+            return Err(TrustedKeysError::Empty { path: shown });
+        }
+        Ok(TrustedKeys { keys })
+    }
+
+    /// The primary keys' fingerprints.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.keys.iter().map(hex_fingerprint).collect()
+    }
+
+    /// The trusted key (primary or signing subkey) a signature names as its issuer, with the
+    /// primary key's fingerprint.
+    fn issuer(&self, signature: &Signature) -> Option<(Issuer<'_>, String)> {
+        let fingerprints = signature.issuer_fingerprint();
+        let ids = signature.issuer_key_id();
+        let named = |key: &dyn KeyDetails| {
+            let (fingerprint, id) = (key.fingerprint(), key.legacy_key_id());
+            fingerprints.iter().any(|f| **f == fingerprint) || ids.iter().any(|i| **i == id)
+        };
+        for key in &self.keys {
+            if named(&key.primary_key) {
+                return Some((Issuer::Primary(&key.primary_key), hex_fingerprint(key)));
+            }
+            for sub in &key.public_subkeys {
+                let signs = sub.signatures.iter().any(|s| s.key_flags().sign());
+                if signs && named(&sub.key) {
+                    return Some((Issuer::Subkey(&sub.key), hex_fingerprint(key)));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The key a signature is checked with.
+enum Issuer<'a> {
+    Primary(&'a pgp::packet::PublicKey),
+    Subkey(&'a pgp::packet::PublicSubkey),
+}
+
+/// How a signature names its issuer, for the error: the fingerprint, else the key id.
+fn issuer_name(signature: &Signature) -> String {
+    if let Some(f) = signature.issuer_fingerprint().first() {
+        return hex::encode_upper(f.as_bytes());
+    }
+    match signature.issuer_key_id().first() {
+        Some(id) => hex::encode_upper(id.as_ref()),
+        None => "(none named)".into(),
+    }
+}
+
+impl Verifier for TrustedKeys {
+    fn verify(&self, signature: &[u8], data: &mut dyn io::Read) -> Result<Verified, VerifyError> {
+        let parsed = parse_signature(signature)?;
+        let Some((key, fingerprint)) = self.issuer(&parsed.signature) else {
+            return Err(VerifyError::UnknownKey { issuer: issuer_name(&parsed.signature) });
+        };
+        // Reading the upload can fail on our side; tell it from a signature that does not match.
+        let mut reader = ReadFailure { inner: data, error: None };
+        let checked = match key {
+            Issuer::Primary(key) => parsed.signature.verify(key, &mut reader),
+            Issuer::Subkey(key) => parsed.signature.verify(key, &mut reader),
+        };
+        if let Err(e) = checked {
+            if let Some(io) = reader.error.take() {
+                return Err(VerifyError::Io(io));
+            }
+            tracing::debug!("signature by {fingerprint} does not verify: {e}");
+            return Err(VerifyError::Mismatch { key: fingerprint });
+        }
+        let binary = parsed.to_bytes().map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        Ok(Verified { signature: binary, key: fingerprint })
+    }
+}
+
+/// A reader that keeps the error of its inner reader.
+struct ReadFailure<'a> {
+    inner: &'a mut dyn io::Read,
+    error: Option<io::Error>,
+}
+
+impl io::Read for ReadFailure<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| self.error = Some(io::Error::new(e.kind(), e.to_string())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgp::composed::SignedPublicKey;
 
     fn verify(public: &str, data: &[u8], signature: &[u8]) -> pgp::errors::Result<()> {
         let (public, _) = SignedPublicKey::from_string(public)?;

@@ -130,7 +130,9 @@ pub enum Added {
 
 /// pacman's `repo-add`: adds (or replaces, by name) each package in `REPO.db.tar.gz`, writes it and
 /// `REPO.files.tar.gz` atomically and points the `REPO.db` / `REPO.files` symlinks at them. A package's
-/// `FILE.sig` next to it goes into its entry. Nothing is written when any package is refused.
+/// `FILE.sig` next to it goes into its entry as `%PGPSIG%` when the format embeds signatures
+/// ([`DbFormat::embeds_signature`]: `with_md5`, as repo-add 6.0.2; not `current`, as pacman 6.1's
+/// repo-add without `--include-sigs`). Nothing is written when any package is refused.
 pub fn repo_add(db_path: &Path, packages: &[PathBuf], options: &AddOptions) -> Result<Vec<Added>, FsError> {
     let shown = db_path.display().to_string();
     let db_name = db_path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();

@@ -30,7 +30,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::blob::{ArchiveDir, ArchiveWriter, BlobStore};
 use super::service::{Removal, Repository};
-use super::sign::TestSigner;
+use super::sign::{TestSigner, TestVerifier, UploadPolicy, UploadSignature, Uploader};
 use super::store::RepoStore;
 use crate::db::{ArchiveKind, Database, DbFormat};
 use crate::name::{Arch, PkgName, RepoName};
@@ -86,6 +86,7 @@ pub fn check<S: RepoStore, B: BlobStore>(mut make: impl FnMut() -> (S, B)) {
         crash_at_every_step(&mut make, scenario, false);
     }
     signed_publish_replace_remove(make(), make());
+    packager_signatures(make(), make());
     signing_turned_on_and_off(make());
     stale_signatures_are_replaced(make());
     for scenario in Scenario::ALL {
@@ -226,6 +227,78 @@ fn signed_publish_replace_remove<S: RepoStore, B: BlobStore>(pair: (S, B), plain
     assert_eq!(report.archives_rewritten, 0, "{report:?}");
     consistent(&repo, "after signed changes");
     signatures_hold(&repo, "after signed changes and recovery");
+}
+
+fn publish_signed<S: RepoStore, B: BlobStore>(
+    repo: &Repository<S, B>,
+    bytes: &[u8],
+    uploader: Uploader,
+    signature: Option<Vec<u8>>,
+) -> Result<crate::api::PublishResult, super::RepoError> {
+    let mut upload = repo.blobs().create_upload().expect("an upload");
+    upload.write_all(bytes).expect("writing an upload");
+    repo.publish_with(&repo_name("extra"), upload, &UploadSignature { uploader, signature })
+}
+
+/// The `%PGPSIG%` of the entry of `name` in the db archive of `extra/x86_64`, decoded.
+fn pgpsig<B: BlobStore>(blobs: &B, name: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let archive = blobs.open_archive(&repo_name("extra"), &arch("x86_64"), ArchiveKind::Db).expect("opening");
+    let db = Database::read(io::BufReader::new(archive.expect("the db exists"))).expect("a db");
+    let entry = db.get(&pkg_name(name)).expect("the entry");
+    let mut lines = entry.entry.desc.lines();
+    let sig = lines.by_ref().find(|l| *l == "%PGPSIG%").and_then(|_| lines.next())?;
+    Some(base64::engine::general_purpose::STANDARD.decode(sig).expect("base64"))
+}
+
+fn packager_signatures<S: RepoStore, B: BlobStore>(pair: (S, B), unsigned_pair: (S, B)) {
+    let policy = |require_signed| UploadPolicy {
+        verifier: Some(Box::new(TestVerifier::trusting(&["alice"]))),
+        require_signed,
+    };
+    let (store, blobs) = pair;
+    let repo = Repository::new(store, blobs, arch("x86_64"), DbFormat::WithMd5, at)
+        .with_signer(TestSigner::new())
+        .with_upload_policy(policy(true));
+    let a = package_bytes("a", "1-1", "x86_64", &["usr/bin/a"]);
+    let refused = [
+        (Uploader::User, None, "unsigned, from a user"),
+        (Uploader::User, Some(TestVerifier::signature_of("mallory", &a)), "by an unknown key"),
+        (Uploader::Agent, Some(TestVerifier::signature_of("alice", b"other")), "of another file"),
+        (Uploader::User, Some(b"garbage".to_vec()), "not a signature"),
+    ];
+    for (uploader, signature, what) in refused {
+        let e = publish_signed(&repo, &a, uploader, signature).expect_err(what);
+        assert!(e.is_invalid_input() && matches!(e, super::RepoError::Signature(_)), "{what}: {e}");
+        assert!(repo.store().arch_repos().expect("arch-repos").is_empty(), "{what}: nothing recorded");
+        assert!(repo.blobs().package_hashes().expect("hashes").is_empty(), "{what}: nothing kept");
+    }
+    publish_signed(&repo, &a, Uploader::User, Some(TestVerifier::signature_of("alice", &a)))
+        .expect("a trusted packager's upload");
+    let server_sig = TestSigner::signature_of(&a);
+    assert_eq!(repo.blobs().package_signature(&sha256(&a)).expect("sig"), Some(server_sig.clone()));
+    assert_eq!(pgpsig(repo.blobs(), "a"), Some(server_sig), "%PGPSIG% is the served signature");
+    let b = package_bytes("b", "1-1", "x86_64", &[]);
+    publish_signed(&repo, &b, Uploader::Agent, None).expect("an agent's upload needs no packager");
+    assert_eq!(pgpsig(repo.blobs(), "b"), Some(TestSigner::signature_of(&b)));
+    signatures_hold(&repo, "after packagers' uploads");
+
+    // Without a signer of its own, the repository serves the packager's signature.
+    let (store, blobs) = unsigned_pair;
+    let repo = Repository::new(store, blobs, arch("x86_64"), DbFormat::WithMd5, at)
+        .with_upload_policy(policy(false));
+    let alice = TestVerifier::signature_of("alice", &a);
+    publish_signed(&repo, &a, Uploader::User, Some(alice.clone())).expect("signed");
+    publish_signed(&repo, &b, Uploader::User, None).expect("unsigned, not required");
+    assert_eq!(repo.blobs().package_signature(&sha256(&a)).expect("sig"), Some(alice.clone()));
+    assert_eq!(pgpsig(repo.blobs(), "a"), Some(alice));
+    assert_eq!(repo.blobs().package_signature(&sha256(&b)).expect("sig"), None);
+    assert_eq!(pgpsig(repo.blobs(), "b"), None, "no signature, no %PGPSIG%");
+    assert_eq!(
+        repo.blobs().archive_signature(&repo_name("extra"), &arch("x86_64"), ArchiveKind::Db).expect("sig"),
+        None,
+        "the db stays unsigned"
+    );
 }
 
 fn signing_turned_on_and_off<S: RepoStore, B: BlobStore>(pair: (S, B)) {

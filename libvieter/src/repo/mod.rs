@@ -36,7 +36,10 @@ pub use blob::{ArchiveDir, ArchiveWriter, BlobStore};
 #[cfg(feature = "repository")]
 pub use service::{RecoveryReport, Removal, RepoError, Repository};
 #[cfg(feature = "repository")]
-pub use sign::{SignError, Signer, Signing};
+pub use sign::{
+    SignError, Signer, Signing, UploadPolicy, UploadSignature, UploadSignatureError, Uploader, Verified,
+    Verifier, VerifyError,
+};
 #[cfg(feature = "repository")]
 pub use store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
 

@@ -35,7 +35,10 @@ use crate::name::{Arch, PkgName, RepoName};
 use crate::package::{read_package, PackageError, ReadOptions};
 
 use super::blob::BlobStore;
-use super::sign::{sign_reader, SignError, Signer, SigningWriter};
+use super::sign::{
+    check_upload, sign_reader, SignError, Signer, SigningWriter, UploadPolicy, UploadSignature,
+    UploadSignatureError, Uploader, VerifyError,
+};
 use super::store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
 
 /// The lock of each arch-repo.
@@ -62,12 +65,16 @@ pub enum RepoError {
     /// The signer failed (nothing that names the unsigned bytes was written).
     #[error("signing: {0}")]
     Sign(#[from] SignError),
+    /// The upload's packager signature (or its absence) is refused by the [`UploadPolicy`] (a
+    /// client's mistake).
+    #[error("{0}")]
+    Signature(#[from] UploadSignatureError),
 }
 
 impl RepoError {
     /// Whether the client sent something wrong (rather than the storage failing).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, RepoError::Package(_) | RepoError::Db(_))
+        matches!(self, RepoError::Package(_) | RepoError::Db(_) | RepoError::Signature(_))
     }
 }
 
@@ -135,6 +142,8 @@ pub struct Repository<S, B> {
     clock: Box<dyn Clock>,
     /// Signs package files and archives; `None`: the repository is unsigned.
     signer: Option<Box<dyn Signer>>,
+    /// Which uploads need a packager's signature and who verifies it.
+    uploads: UploadPolicy,
     /// One lock per arch-repo: changes to one arch-repo are serialized, others proceed.
     locks: Mutex<ArchLocks>,
     /// Held shared from "the package file is kept" to "the transaction referencing it committed", and
@@ -160,6 +169,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             format,
             clock: Box::new(clock),
             signer: None,
+            uploads: UploadPolicy::default(),
             locks: Mutex::default(),
             pool_guard: RwLock::new(()),
         }
@@ -170,6 +180,13 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     /// it signs what an unsigned run left.
     pub fn with_signer(mut self, signer: impl Signer + 'static) -> Self {
         self.signer = Some(Box::new(signer));
+        self
+    }
+
+    /// This repository, checking packagers' signatures on upload by `policy` (see
+    /// [`Repository::publish_with`]); the default policy trusts no key and requires no signature.
+    pub fn with_upload_policy(mut self, policy: UploadPolicy) -> Self {
+        self.uploads = policy;
         self
     }
 
@@ -205,18 +222,38 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
 
     /// Adds the package in `upload` (complete; read from its start) to `repo`, replacing the package of
     /// the same name in every arch-repo it goes to. The upload is consumed: kept as the package file or
-    /// dropped.
-    pub fn publish(&self, repo: &RepoName, mut upload: B::Upload) -> Result<PublishResult, RepoError> {
+    /// dropped. An upload by a user without a packager's signature: see [`Repository::publish_with`].
+    pub fn publish(&self, repo: &RepoName, upload: B::Upload) -> Result<PublishResult, RepoError> {
+        self.publish_with(repo, upload, &UploadSignature::unsigned(Uploader::User))
+    }
+
+    /// [`Repository::publish`] of an upload with (or without) a packager's signature, checked by the
+    /// repository's [`UploadPolicy`] (`sign::check_upload`) before anything is kept. The file's
+    /// `FILE.sig` is the one it already has, else the repository's signer's, else the verified
+    /// packager's signature; the entry carries it as `%PGPSIG%` when the format embeds signatures.
+    pub fn publish_with(
+        &self,
+        repo: &RepoName,
+        mut upload: B::Upload,
+        signed: &UploadSignature,
+    ) -> Result<PublishResult, RepoError> {
         upload.seek(SeekFrom::Start(0)).map_err(RepoError::Upload)?;
         let options = ReadOptions { md5: self.format == DbFormat::WithMd5, ..ReadOptions::default() };
         let package = read_package(BufReader::with_capacity(256 * 1024, &mut upload), &options)?;
+        let packager = if signed.signature.is_some() || self.uploads.require_signed {
+            upload.seek(SeekFrom::Start(0)).map_err(RepoError::Upload)?;
+            let mut data = BufReader::with_capacity(256 * 1024, &mut upload);
+            match check_upload(&self.uploads, signed, &mut data) {
+                Ok(verified) => verified,
+                Err(UploadSignatureError::Refused(VerifyError::Io(e))) => return Err(RepoError::Upload(e)),
+                Err(e) => return Err(RepoError::Signature(e)),
+            }
+        } else {
+            None
+        };
         let filename = package.filename();
         let now = self.clock.now();
-        let entry = DbEntry::new(&package, &filename, self.format, None)?
-            .compress(now.timestamp().max(0) as u64)
-            .map_err(RepoError::Upload)?;
         let summary = PackageSummary::new(&package, &filename, now);
-        let record = EntryRecord { summary: &summary, package: &package, entry: &entry };
         let arch = &package.info.arch;
         let sha = package.sha256.as_str();
 
@@ -228,15 +265,23 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         // 1. The package file and its signature, before anything names them. (Under the pool guard:
         // a file already signed cannot be deleted, signature and all, before the commit below.)
         let pool_guard = self.pool_guard.read().unwrap_or_else(|p| p.into_inner());
-        let signature = match &self.signer {
-            Some(signer) if self.blobs.package_signature(sha).map_err(blob_err)?.is_none() => {
+        let existing = self.blobs.package_signature(sha).map_err(blob_err)?;
+        let new_signature = match (&existing, &self.signer) {
+            (Some(_), _) => None,
+            (None, Some(signer)) => {
                 upload.seek(SeekFrom::Start(0)).map_err(RepoError::Upload)?;
                 Some(sign_reader(signer.as_ref(), &mut upload, SystemTime::from(now))?)
             }
-            _ => None,
+            (None, None) => packager.map(|p| p.signature),
         };
+        // The entry names the signature the file is served with.
+        let served = existing.as_deref().or(new_signature.as_deref());
+        let entry = DbEntry::new(&package, &filename, self.format, served)?
+            .compress(now.timestamp().max(0) as u64)
+            .map_err(RepoError::Upload)?;
+        let record = EntryRecord { summary: &summary, package: &package, entry: &entry };
         self.blobs.keep_package(upload, sha).map_err(blob_err)?;
-        if let Some(signature) = signature {
+        if let Some(signature) = new_signature {
             if let Err(e) = self.blobs.keep_package_signature(sha, &signature) {
                 drop(pool_guard);
                 self.delete_if_unreferenced(sha);

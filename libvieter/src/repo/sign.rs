@@ -44,6 +44,136 @@ pub fn sign_reader(
     signing.finish()
 }
 
+/// The largest uploaded signature accepted, in bytes as sent (armored or binary): an armored
+/// signature of [`crate::db::MAX_SIGNATURE_LEN`] binary bytes fits.
+pub const MAX_UPLOADED_SIGNATURE_LEN: usize = 32 * 1024;
+
+/// A packager's signature that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The signature in binary form (what is served as `FILE.sig`; an armored upload is converted).
+    pub signature: Vec<u8>,
+    /// The fingerprint (upper-case hex) of the trusted key that made it.
+    pub key: String,
+}
+
+/// Why a packager's signature is refused (what the verifier found).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Not an OpenPGP detached signature (binary or armored).
+    #[error("the signature is not an OpenPGP detached signature: {0}")]
+    Malformed(String),
+    /// Made by a key that is not among the trusted keys (`issuer`: the key id or fingerprint it names).
+    #[error("the signature was made by key {issuer}, which is not a trusted key")]
+    UnknownKey { issuer: String },
+    /// Made by a trusted key, but not over these bytes: the signature of another file, or damaged.
+    #[error("the signature by key {key} does not match the uploaded package (it belongs to another file or is damaged)")]
+    Mismatch { key: String },
+    /// The upload could not be read.
+    #[error("reading the upload: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Verifies packagers' detached signatures against the trusted keys (the port's OpenPGP side is the
+/// embedder's; the rules of when a signature is needed and what becomes of it are [`check_upload`]'s).
+pub trait Verifier: Send + Sync {
+    /// Checks `signature` (as uploaded: binary or armored) against the bytes `data` yields (streamed).
+    fn verify(&self, signature: &[u8], data: &mut dyn Read) -> Result<Verified, VerifyError>;
+}
+
+impl<T: Verifier + ?Sized> Verifier for std::sync::Arc<T> {
+    fn verify(&self, signature: &[u8], data: &mut dyn Read) -> Result<Verified, VerifyError> {
+        (**self).verify(signature, data)
+    }
+}
+
+/// Who uploads a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uploader {
+    /// A person or script with the admin key (`vieter publish`, curl): the packager.
+    User,
+    /// A build agent uploading what it built: signed by the repository's own key, never its own.
+    Agent,
+}
+
+/// What a publish was given besides the package file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSignature {
+    pub uploader: Uploader,
+    /// The packager's detached signature of the package file, as uploaded (binary or armored).
+    pub signature: Option<Vec<u8>>,
+}
+
+impl UploadSignature {
+    /// An upload without a packager's signature.
+    pub fn unsigned(uploader: Uploader) -> Self {
+        UploadSignature { uploader, signature: None }
+    }
+}
+
+/// The packager-signature policy of a repository.
+#[derive(Default)]
+pub struct UploadPolicy {
+    /// Verifies packagers' signatures; `None`: no key is trusted, so a signed upload is refused.
+    pub verifier: Option<Box<dyn Verifier>>,
+    /// Refuse [`Uploader::User`] uploads that come without a signature.
+    pub require_signed: bool,
+}
+
+impl std::fmt::Debug for UploadPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadPolicy")
+            .field("verifier", &self.verifier.is_some())
+            .field("require_signed", &self.require_signed)
+            .finish()
+    }
+}
+
+/// Why an upload's signature (or its absence) is refused: always the client's mistake.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadSignatureError {
+    #[error("an unsigned upload is refused: this server requires a packager signature (multipart field `sig`) on uploads (require_signed_uploads)")]
+    Unsigned,
+    #[error("a signature was uploaded but this server trusts no packager keys (trusted_keys is not set)")]
+    NoTrustedKeys,
+    #[error("the signature is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the signature is empty")]
+    Empty,
+    #[error("bad packager signature: {0}")]
+    Refused(#[from] VerifyError),
+}
+
+/// The rule for a package's signature on upload: a signature, when given, must verify against a
+/// trusted key (whoever uploads); without one, a [`Uploader::User`] upload is refused when the policy
+/// requires signatures, an agent's never is (the repository signs what agents build). Returns the
+/// verified signature, which the repository serves as the file's `FILE.sig` when it has no signer of
+/// its own (with one, the repository's signature is served, so users trust one key).
+pub fn check_upload(
+    policy: &UploadPolicy,
+    upload: &UploadSignature,
+    data: &mut dyn Read,
+) -> Result<Option<Verified>, UploadSignatureError> {
+    let Some(signature) = &upload.signature else {
+        return match (upload.uploader, policy.require_signed) {
+            (Uploader::User, true) => Err(UploadSignatureError::Unsigned),
+            _ => Ok(None),
+        };
+    };
+    if signature.is_empty() {
+        return Err(UploadSignatureError::Empty);
+    }
+    if signature.len() > MAX_UPLOADED_SIGNATURE_LEN {
+        return Err(UploadSignatureError::TooLarge { limit: MAX_UPLOADED_SIGNATURE_LEN });
+    }
+    let verifier = policy.verifier.as_ref().ok_or(UploadSignatureError::NoTrustedKeys)?;
+    let verified = verifier.verify(signature, data)?;
+    if verified.signature.len() > crate::db::MAX_SIGNATURE_LEN {
+        return Err(UploadSignatureError::TooLarge { limit: crate::db::MAX_SIGNATURE_LEN });
+    }
+    Ok(Some(verified))
+}
+
 /// A writer that writes to `inner` and feeds the same bytes to a signature.
 pub(super) struct SigningWriter<'a, 's> {
     pub inner: &'a mut dyn Write,
@@ -124,5 +254,107 @@ impl Signer for TestSigner {
 impl<T: Signer + ?Sized> Signer for std::sync::Arc<T> {
     fn start(&self, created: SystemTime) -> Result<Box<dyn Signing + '_>, SignError> {
         (**self).start(created)
+    }
+}
+
+/// A [`Verifier`] for tests: a packager's "signature" of bytes is `TEST-PKGSIG {key} ` and their
+/// SHA-256 in hex ([`TestVerifier::signature_of`]); it verifies when `key` is one of the trusted
+/// names and the digest is of the bytes read.
+#[derive(Debug, Default)]
+pub struct TestVerifier {
+    pub trusted: Vec<String>,
+}
+
+impl TestVerifier {
+    /// A verifier trusting the keys named.
+    pub fn trusting(keys: &[&str]) -> Self {
+        TestVerifier { trusted: keys.iter().map(|k| (*k).to_owned()).collect() }
+    }
+
+    /// The signature `key` makes of `data`.
+    pub fn signature_of(key: &str, data: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        format!("TEST-PKGSIG {key} {}", hex::encode(sha2::Sha256::digest(data))).into_bytes()
+    }
+}
+
+impl Verifier for TestVerifier {
+    fn verify(&self, signature: &[u8], data: &mut dyn Read) -> Result<Verified, VerifyError> {
+        let text = std::str::from_utf8(signature).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let mut words = text.split(' ');
+        let (Some("TEST-PKGSIG"), Some(key), Some(digest), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(VerifyError::Malformed("not a test signature".into()));
+        };
+        if !self.trusted.iter().any(|k| k == key) {
+            return Err(VerifyError::UnknownKey { issuer: key.to_owned() });
+        }
+        let mut hasher = TestSigning(sha2::Sha256::default());
+        io::copy(data, &mut hasher)?;
+        if hex::encode(sha2::Digest::finalize(hasher.0)) != digest {
+            return Err(VerifyError::Mismatch { key: key.to_owned() });
+        }
+        Ok(Verified { signature: signature.to_vec(), key: key.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(require_signed: bool, trusted: Option<&[&str]>) -> UploadPolicy {
+        UploadPolicy {
+            verifier: trusted.map(|t| Box::new(TestVerifier::trusting(t)) as Box<dyn Verifier>),
+            require_signed,
+        }
+    }
+
+    fn check(
+        policy: &UploadPolicy,
+        uploader: Uploader,
+        signature: Option<Vec<u8>>,
+        data: &[u8],
+    ) -> Result<Option<Verified>, UploadSignatureError> {
+        check_upload(policy, &UploadSignature { uploader, signature }, &mut &data[..])
+    }
+
+    #[test]
+    fn unsigned_uploads_are_refused_only_from_users_and_only_when_required() {
+        let data = b"package bytes";
+        let required = policy(true, Some(&["alice"]));
+        assert!(matches!(check(&required, Uploader::User, None, data), Err(UploadSignatureError::Unsigned)));
+        assert_eq!(check(&required, Uploader::Agent, None, data).unwrap(), None, "agents: the server signs");
+        assert_eq!(check(&policy(false, None), Uploader::User, None, data).unwrap(), None);
+    }
+
+    #[test]
+    fn a_given_signature_must_verify_by_a_trusted_key_whoever_uploads() {
+        let data = b"package bytes";
+        let alice = TestVerifier::signature_of("alice", data);
+        let trusting = policy(false, Some(&["alice"]));
+        for uploader in [Uploader::User, Uploader::Agent] {
+            let verified = check(&trusting, uploader, Some(alice.clone()), data).unwrap().unwrap();
+            assert_eq!(verified, Verified { signature: alice.clone(), key: "alice".into() });
+        }
+        let mallory = TestVerifier::signature_of("mallory", data);
+        let e = check(&trusting, Uploader::User, Some(mallory), data).unwrap_err();
+        assert!(
+            matches!(e, UploadSignatureError::Refused(VerifyError::UnknownKey { ref issuer }) if issuer == "mallory")
+        );
+        assert!(e.to_string().contains("not a trusted key"), "{e}");
+        let other_file = TestVerifier::signature_of("alice", b"another package");
+        let e = check(&trusting, Uploader::User, Some(other_file), data).unwrap_err();
+        assert!(matches!(e, UploadSignatureError::Refused(VerifyError::Mismatch { .. })), "{e}");
+        assert!(e.to_string().contains("another file"), "{e}");
+        let e = check(&trusting, Uploader::User, Some(b"garbage".to_vec()), data).unwrap_err();
+        assert!(matches!(e, UploadSignatureError::Refused(VerifyError::Malformed(_))), "{e}");
+        let e = check(&trusting, Uploader::User, Some(Vec::new()), data).unwrap_err();
+        assert!(matches!(e, UploadSignatureError::Empty), "{e}");
+        let huge = vec![b'x'; MAX_UPLOADED_SIGNATURE_LEN + 1];
+        let e = check(&trusting, Uploader::User, Some(huge), data).unwrap_err();
+        assert!(matches!(e, UploadSignatureError::TooLarge { .. }), "{e}");
+        let e = check(&policy(false, None), Uploader::User, Some(alice), data).unwrap_err();
+        assert!(matches!(e, UploadSignatureError::NoTrustedKeys), "{e}");
     }
 }

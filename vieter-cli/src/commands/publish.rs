@@ -17,6 +17,10 @@ pub struct PublishArgs {
     /// Package files (.pkg.tar.zst, .xz, .gz, .bz2 or .tar).
     #[arg(required = true)]
     packages: Vec<PathBuf>,
+    /// Send each package's detached signature `FILE.sig` (as `makepkg --sign` or `gpg --detach-sign`
+    /// leave it next to the file) with the upload; the server verifies it against its trusted_keys.
+    #[arg(long)]
+    sig: bool,
 }
 
 pub async fn run(ctx: &Context, args: PublishArgs) -> Result<(), String> {
@@ -34,7 +38,24 @@ pub async fn run(ctx: &Context, args: PublishArgs) -> Result<(), String> {
         }
         bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         let progress = bar.clone();
-        match client.publish(&args.repo, path, move |sent| progress.set_position(sent)).await {
+        let published = if args.sig {
+            let sig_path = format!("{}.sig", path.display());
+            match std::fs::read(&sig_path) {
+                Ok(signature) => {
+                    client
+                        .publish_signed(&args.repo, path, signature, move |sent| progress.set_position(sent))
+                        .await
+                }
+                Err(e) => {
+                    bar.abandon();
+                    failures.push(format!("{}: reading its signature {sig_path}: {e}", path.display()));
+                    continue;
+                }
+            }
+        } else {
+            client.publish(&args.repo, path, move |sent| progress.set_position(sent)).await
+        };
+        match published {
             Ok(result) => {
                 bar.finish_and_clear();
                 landed.push(result);

@@ -106,17 +106,17 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         )
         .and(with_app(app.clone()))
         .and(warp::multipart::form().max_length(Some(app.config.max_upload_size.saturating_add(64 * 1024))))
-        .then(
-            |repo: Seg, _role, app, form| async move { respond(publish::multipart(app, repo.0, form).await) },
-        );
+        .then(|repo: Seg, caller: auth::Caller, app, form| async move {
+            respond(publish::multipart(app, repo.0, caller.role, form).await)
+        });
     let publish_raw = warp::path!(Seg / "publish")
         .and(warp::post())
         .and(auth::require(keys.clone(), Role::Agent))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .and(with_app(app.clone()))
-        .then(|repo: Seg, _role, length, body, app| async move {
-            respond(publish::raw(app, repo.0, length, Box::pin(body)).await)
+        .then(|repo: Seg, caller: auth::Caller, length, body, app| async move {
+            respond(publish::raw(app, repo.0, caller.role, length, Box::pin(body)).await)
         });
 
     // `/api/...` and `/ui/...` are never a repository: leave those paths to the API's and the web

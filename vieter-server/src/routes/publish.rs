@@ -1,5 +1,7 @@
 //! `POST /{repo}/publish`: the raw package as the body (Vieter's `curl -T`), or `multipart/form-data`
-//! with a file field. The body is streamed to a temp file, never held in memory.
+//! with a file field and optionally the packager's detached signature in the field `sig`. The package
+//! is streamed to a temp file, never held in memory; the signature (at most 32 KiB) is read whole.
+//! Whether a signature is needed and what becomes of it is libvieter's rule (`repo::sign::check_upload`).
 
 use std::sync::Arc;
 
@@ -10,7 +12,10 @@ use warp::http::StatusCode;
 
 use libvieter::fs::DirUpload;
 use libvieter::name::RepoName;
-use libvieter::repo::BlobStore;
+use libvieter::repo::sign::MAX_UPLOADED_SIGNATURE_LEN;
+use libvieter::repo::{BlobStore, UploadSignature, Uploader};
+
+use crate::auth::Role;
 
 use crate::error::{ok, ApiError};
 use crate::App;
@@ -64,12 +69,26 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
+/// Who uploads, by the key's role: the admin key is a user (a packager), an agent key an agent.
+fn uploader(role: Role) -> Uploader {
+    match role {
+        Role::Admin => Uploader::User,
+        Role::Agent => Uploader::Agent,
+    }
+}
+
 /// Parses and adds the received file.
-async fn add(app: Arc<App>, repo: RepoName, tmp: DirUpload) -> Result<warp::reply::Response, ApiError> {
+async fn add(
+    app: Arc<App>,
+    repo: RepoName,
+    tmp: DirUpload,
+    signed: UploadSignature,
+) -> Result<warp::reply::Response, ApiError> {
     let started = std::time::Instant::now();
-    let result = tokio::task::spawn_blocking(move || app.repos.publish(&repo, tmp).map(|r| (r, app)))
-        .await
-        .map_err(|e| ApiError::internal("publishing", e))?;
+    let result =
+        tokio::task::spawn_blocking(move || app.repos.publish_with(&repo, tmp, &signed).map(|r| (r, app)))
+            .await
+            .map_err(|e| ApiError::internal("publishing", e))?;
     match result {
         Ok((published, app)) => {
             app.metrics.observe_upload(started.elapsed());
@@ -84,6 +103,7 @@ async fn add(app: Arc<App>, repo: RepoName, tmp: DirUpload) -> Result<warp::repl
 pub async fn raw<S, B, E>(
     app: Arc<App>,
     repo: String,
+    role: Role,
     length: Option<u64>,
     body: S,
 ) -> Result<warp::reply::Response, ApiError>
@@ -103,24 +123,55 @@ where
         return Err(ApiError::bad_request("the body is empty: send the package file"));
     }
     let tmp = receive(&app, body, Some(length)).await?;
-    add(app, repo, tmp).await
+    add(app, repo, tmp, UploadSignature::unsigned(uploader(role))).await
 }
 
-/// The `multipart/form-data` form: the first part with a file name (or named `file`).
+/// Reads the `sig` part whole, refusing one over [`MAX_UPLOADED_SIGNATURE_LEN`].
+async fn read_signature(app: &App, part: warp::multipart::Part) -> Result<Vec<u8>, ApiError> {
+    let idle = std::time::Duration::from_secs(app.config.body_idle_timeout.max(1));
+    let mut stream = part.stream().boxed();
+    let mut signature = Vec::new();
+    while let Some(chunk) = super::next_chunk(&mut stream, idle).await? {
+        let mut chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
+        if signature.len() + chunk.remaining() > MAX_UPLOADED_SIGNATURE_LEN {
+            return Err(ApiError::bad_request(format!(
+                "the signature (field sig) is larger than {MAX_UPLOADED_SIGNATURE_LEN} bytes"
+            )));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            signature.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(signature)
+}
+
+/// The `multipart/form-data` form: the part named `sig` is the packager's detached signature (binary or
+/// armored, before or after the package); the package is the part named `file`, else the first other
+/// part with a file name. Other parts are ignored.
 pub async fn multipart(
     app: Arc<App>,
     repo: String,
+    role: Role,
     mut form: warp::multipart::FormData,
 ) -> Result<warp::reply::Response, ApiError> {
     let repo = RepoName::new(repo).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let idle = std::time::Duration::from_secs(app.config.body_idle_timeout.max(1));
+    let (mut package, mut signature) = (None, None);
     while let Some(part) = super::next_chunk(&mut form, idle).await? {
         let part = part.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
-        if part.filename().is_none() && part.name() != "file" {
-            continue;
+        if part.name() == "sig" {
+            if signature.is_some() {
+                return Err(ApiError::bad_request("the multipart body has more than one sig part"));
+            }
+            signature = Some(read_signature(&app, part).await?);
+        } else if package.is_none() && (part.filename().is_some() || part.name() == "file") {
+            package = Some(receive(&app, part.stream().boxed(), None).await?);
         }
-        let tmp = receive(&app, part.stream().boxed(), None).await?;
-        return add(app, repo, tmp).await;
     }
-    Err(ApiError::bad_request("the multipart body has no file part"))
+    let tmp = package.ok_or_else(|| ApiError::bad_request("the multipart body has no file part"))?;
+    add(app, repo, tmp, UploadSignature { uploader: uploader(role), signature }).await
 }

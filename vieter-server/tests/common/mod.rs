@@ -35,6 +35,16 @@ impl Server {
 
     /// Starts a server on an existing data dir, run through `wrapper` (e.g. `["prlimit", "--nofile=256"]`).
     pub fn start_wrapped(data: &Path, extra_env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        Server::spawn(data, extra_env, wrapper, Stdio::inherit())
+    }
+
+    /// Starts a server on an existing data dir with its log (stderr) written to `log`.
+    pub fn start_logged(data: &Path, extra_env: &[(&str, &str)], log: &Path) -> Server {
+        let file = std::fs::File::create(log).expect("creating the log file");
+        Server::spawn(data, extra_env, &[], Stdio::from(file))
+    }
+
+    fn spawn(data: &Path, extra_env: &[(&str, &str)], wrapper: &[&str], stderr: Stdio) -> Server {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -50,7 +60,7 @@ impl Server {
             .env("VIETER_API_KEY", KEY)
             .env("VIETER_LOG_LEVEL", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -303,4 +313,70 @@ pub async fn call(
     let r = req.send().await.expect("the request reaches the server");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A temporary GnuPG home with one Ed25519 signing key, as a packager has (`gpg --quick-gen-key`);
+/// its gpg-agent is stopped when dropped.
+pub struct Gpg {
+    pub dir: tempfile::TempDir,
+    pub fingerprint: String,
+}
+
+impl Gpg {
+    pub fn new(user_id: &str) -> Gpg {
+        let dir = tempfile::Builder::new().prefix("gpg").tempdir_in("/tmp").expect("temp dir");
+        let mut gpg = Gpg { dir, fingerprint: String::new() };
+        gpg.run(&["--passphrase", "", "--quick-gen-key", user_id, "ed25519", "sign", "never"]);
+        let listing = String::from_utf8(gpg.run(&["--with-colons", "--list-keys", user_id])).expect("UTF-8");
+        gpg.fingerprint = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.trim_matches(':').split(':').next_back())
+            .expect("a fingerprint")
+            .to_owned();
+        gpg
+    }
+
+    /// Runs gpg in this home (`--batch`, no tty); its stdout.
+    pub fn run(&self, args: &[&str]) -> Vec<u8> {
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(self.dir.path())
+            .args(["--batch", "--yes", "--pinentry-mode", "loopback"])
+            .args(args)
+            .output()
+            .expect("run gpg");
+        assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// `gpg --detach-sign` of `data` (with `--armor` when asked).
+    pub fn sign(&self, data: &[u8], armor: bool) -> Vec<u8> {
+        let file = self.dir.path().join("data");
+        std::fs::write(&file, data).expect("writing data");
+        let sig = self.dir.path().join("data.sig");
+        let (file, out) = (file.to_str().expect("UTF-8"), sig.to_str().expect("UTF-8"));
+        let mut args = vec!["--local-user", &self.fingerprint, "--detach-sign", "--output", out];
+        if armor {
+            args.push("--armor");
+        }
+        args.push(file);
+        self.run(&args);
+        std::fs::read(&sig).expect("the signature")
+    }
+
+    /// The armored public key.
+    pub fn public_key(&self) -> String {
+        String::from_utf8(self.run(&["--armor", "--export", &self.fingerprint])).expect("armor is ASCII")
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.dir.path())
+            .args(["--kill", "gpg-agent"])
+            .output();
+    }
 }
