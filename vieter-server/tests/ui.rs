@@ -147,6 +147,25 @@ async fn wait_ready(client: &Client) {
     }
 }
 
+/// Clicks what leads to another page and waits until that page has loaded (a marker set on the old
+/// document is gone from the new one): `readyState` alone may still be the old page's.
+async fn click_to_next_page(client: &Client, what: Locator<'_>) {
+    client.execute("window.__old_page = true", vec![]).await.expect("mark the page");
+    client.find(what).await.expect("the element to click").click().await.expect("click");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state = client
+            .execute("return [window.__old_page === true, document.readyState]", vec![])
+            .await
+            .unwrap_or(json!([true, "loading"]));
+        if state == json!([false, "complete"]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the click led to no new page");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `check` holds (the page changes by itself).
 async fn until<F, Fut>(what: &str, mut check: F)
 where
@@ -226,8 +245,7 @@ async fn the_web_interface_in_a_real_browser() {
     std::fs::write(screenshots().join("repository-search.png"), client.screenshot().await.unwrap()).unwrap();
 
     // A package: its fields, its dependency linked to the package that satisfies it, the snippet.
-    client.find(Locator::LinkText("corpus-split-bin")).await.unwrap().click().await.unwrap();
-    wait_ready(&client).await;
+    click_to_next_page(&client, Locator::LinkText("corpus-split-bin")).await;
     let package_url = client.current_url().await.unwrap().to_string();
     assert!(package_url.ends_with("/ui/repos/extra/x86_64/corpus-split-bin"), "{package_url}");
     visit(&client, &http, &package_url, "package", None).await;
@@ -240,15 +258,13 @@ async fn the_web_interface_in_a_real_browser() {
     // Signing in: a wrong key is refused, the admin key makes a session (an HttpOnly cookie).
     client.goto(&format!("{url}/ui/login?next=/ui/targets")).await.unwrap();
     client.find(Locator::Css("input[name=key]")).await.unwrap().send_keys("wrong").await.unwrap();
-    client.find(Locator::Css("form.form button")).await.unwrap().click().await.unwrap();
-    wait_ready(&client).await;
+    click_to_next_page(&client, Locator::Css("form.form button")).await;
     assert!(text(&client, "main").await.contains("not one of this server's keys"));
     // The refusal is a 401, which the browser notes in its console: that one message only.
     let refused = console_errors(&client).await;
     assert!(refused.len() == 1 && refused[0].contains("401"), "{refused:?}");
     client.find(Locator::Css("input[name=key]")).await.unwrap().send_keys(KEY).await.unwrap();
-    client.find(Locator::Css("form.form button")).await.unwrap().click().await.unwrap();
-    wait_ready(&client).await;
+    click_to_next_page(&client, Locator::Css("form.form button")).await;
     assert_eq!(client.current_url().await.unwrap().path(), "/ui/targets");
     assert!(text(&client, "header").await.contains("Signed in (admin)"));
     let cookie = client.get_named_cookie("vieter_session").await.expect("the session cookie");
@@ -273,8 +289,7 @@ async fn the_web_interface_in_a_real_browser() {
             .await
             .unwrap();
     }
-    client.find(Locator::Css("form.form button")).await.unwrap().click().await.unwrap();
-    wait_ready(&client).await;
+    click_to_next_page(&client, Locator::Css("form.form button")).await;
     let target_path = client.current_url().await.unwrap().path().to_owned();
     assert!(target_path.starts_with("/ui/targets/"), "{target_path}");
     visit(&client, &http, &format!("{url}{target_path}"), "target", Some(&cookie_header)).await;
@@ -288,8 +303,7 @@ async fn the_web_interface_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 403, "a forged form is refused");
-    client.find(Locator::XPath("//button[text()='Build now']")).await.unwrap().click().await.unwrap();
-    wait_ready(&client).await;
+    click_to_next_page(&client, Locator::XPath("//button[text()='Build now']")).await;
     let job_path = client.current_url().await.unwrap().path().to_owned();
     let job_id: u64 = job_path.rsplit('/').next().unwrap().parse().expect("a job page");
     assert!(text(&client, "#job-head").await.contains("queued"));
@@ -336,8 +350,7 @@ async fn the_web_interface_in_a_real_browser() {
     assert!(errors.is_empty(), "console errors while following: {errors:?}");
 
     // Cancelling it by clicking.
-    client.find(Locator::XPath("//button[text()='Cancel']")).await.unwrap().click().await.unwrap();
-    wait_ready(&client).await;
+    click_to_next_page(&client, Locator::XPath("//button[text()='Cancel']")).await;
     until("the job to be cancelled", || async { text(&client, "#job-head").await.contains("cancelled") })
         .await;
     let (_, job) = call(&http, reqwest::Method::GET, format!("{url}/api/v1/jobs/{job_id}"), KEY, None).await;
@@ -358,8 +371,7 @@ async fn the_web_interface_in_a_real_browser() {
 
     // Signing out ends the session server-side: the old cookie no longer reads builds.
     client.goto(&format!("{url}/ui/")).await.unwrap();
-    client.find(Locator::XPath("//button[text()='Sign out']")).await.unwrap().click().await.unwrap();
-    wait_ready(&client).await;
+    click_to_next_page(&client, Locator::XPath("//button[text()='Sign out']")).await;
     let after = http.get(format!("{url}/ui/jobs")).header("cookie", &cookie_header).send().await.unwrap();
     assert_eq!(after.status(), 303, "the session is gone");
     let _: Value = json!(null);
