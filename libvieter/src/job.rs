@@ -173,23 +173,28 @@ impl fmt::Display for JobState {
     }
 }
 
+impl JobState {
+    /// Every state, in the order of a job's life.
+    pub const ALL: [JobState; 9] = [
+        JobState::Waiting,
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Skipped,
+        JobState::Failed,
+        JobState::TimedOut,
+        JobState::Lost,
+        JobState::Cancelled,
+    ];
+}
+
 impl FromStr for JobState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            JobState::Waiting,
-            JobState::Queued,
-            JobState::Running,
-            JobState::Succeeded,
-            JobState::Skipped,
-            JobState::Failed,
-            JobState::TimedOut,
-            JobState::Lost,
-            JobState::Cancelled,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-        .ok_or_else(|| format!("unknown job state '{s}'"))
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown job state '{s}'"))
     }
 }
 

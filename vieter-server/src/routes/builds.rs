@@ -43,8 +43,8 @@ impl From<BuildsError> for ApiError {
     }
 }
 
-/// Runs build-service work on the blocking pool.
-async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+/// Runs build-service work on the blocking pool (also the web interface's).
+pub(crate) async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
     f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

@@ -31,6 +31,7 @@ use warp::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use warp::{Filter, Reply};
 
 use crate::error::ApiError;
+use crate::routes::builds::blocking;
 use crate::routes::Seg;
 use crate::App;
 use pages::Ctx;
@@ -158,15 +159,6 @@ fn redirect(to: &str) -> Page {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
-}
-
-async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
-    f: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal("a blocking task", e))?
-        .map_err(Into::into)
 }
 
 fn repo_err(context: &'static str) -> impl FnOnce(libvieter::repo::RepoError) -> ApiError {
@@ -491,11 +483,13 @@ async fn repo_page(repo: Seg, r: Reader, app: Arc<App>, q: HashMap<String, Strin
             _ => info.archs.iter().map(|i| i.arch.clone()).collect(),
         };
         let offset = (page - 1) * PACKAGE_PAGE;
-        // Every chosen arch-repo's first `offset + PACKAGE_PAGE` in the order asked, merged in that order.
+        // One arch-repo: the library's page. Several: each one's first `offset + PACKAGE_PAGE` (at most
+        // `MAX_PAGE`) in the order asked, merged in that order.
+        let single = chosen.len() == 1;
         let list = ListQuery {
             query: Some(query.clone()).filter(|q| !q.is_empty()),
-            offset: Some(0),
-            limit: Some(offset + PACKAGE_PAGE),
+            offset: Some(if single { offset } else { 0 }),
+            limit: Some(if single { PACKAGE_PAGE } else { offset + PACKAGE_PAGE }),
             sort: Some(sort),
             desc: Some(desc),
         };
@@ -511,7 +505,8 @@ async fn repo_page(repo: Seg, r: Reader, app: Arc<App>, q: HashMap<String, Strin
             let order = if desc { order.reverse() } else { order };
             order.then_with(|| a1.cmp(a2))
         });
-        let rows: Vec<_> = rows.into_iter().skip(offset).take(PACKAGE_PAGE).collect();
+        let rows: Vec<_> =
+            rows.into_iter().skip(if single { 0 } else { offset }).take(PACKAGE_PAGE).collect();
         let names: BTreeSet<PkgName> = rows.iter().map(|(_, p)| p.name.clone()).collect();
         let mut built_by = BTreeMap::new();
         for b in app.builds.service.package_builds(&name, &names)? {
@@ -800,7 +795,7 @@ async fn jobs_page(r: Reader, app: Arc<App>, q: HashMap<String, String>) -> Page
         return *page;
     }
     let text = |k: &str| q.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let state = pages::STATES.into_iter().find(|s| s.as_str() == text("state"));
+    let state = JobState::ALL.into_iter().find(|s| s.as_str() == text("state"));
     let target = text("target").parse().ok().map(TargetId);
     let (arch, agent) = (text("arch"), text("agent"));
     let page = page_number(&q);
@@ -908,6 +903,7 @@ struct Follow {
     /// The job as last sent (its state, lease and agent), to send a new head when it changes.
     last: Option<(JobState, Option<chrono::DateTime<chrono::Utc>>)>,
     done: bool,
+    buf: Vec<u8>,
 }
 
 impl Follow {
@@ -972,13 +968,13 @@ impl Follow {
             }
         }
         let Some(file) = self.file.as_mut() else { return Ok(None) };
-        let mut buf = vec![0; LOG_EVENT];
-        let n = file.read(&mut buf).await?;
+        self.buf.resize(LOG_EVENT, 0);
+        let n = file.read(&mut self.buf).await?;
         if n == 0 {
             return Ok(None);
         }
         self.offset += n as u64;
-        Ok(Some(self.ansi.push(&buf[..n])))
+        Ok(Some(self.ansi.push(&self.buf[..n])))
     }
 }
 
@@ -1003,6 +999,7 @@ async fn job_events(
         ansi: ansi::AnsiHtml::new(),
         last: None,
         done: false,
+        buf: Vec::new(),
     };
     // The follower runs as its own task; the response streams what it sends and, when the browser goes
     // away, the closed channel ends the task.

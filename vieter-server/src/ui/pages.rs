@@ -580,18 +580,6 @@ pub struct JobsView<'a> {
     pub more: bool,
 }
 
-pub const STATES: [JobState; 9] = [
-    JobState::Waiting,
-    JobState::Queued,
-    JobState::Running,
-    JobState::Succeeded,
-    JobState::Skipped,
-    JobState::Failed,
-    JobState::TimedOut,
-    JobState::Lost,
-    JobState::Cancelled,
-];
-
 pub fn jobs(ctx: &Ctx, v: &JobsView<'_>) -> Markup {
     let base = format!(
         "state={}&target={}&arch={}&agent={}&",
@@ -605,7 +593,7 @@ pub fn jobs(ctx: &Ctx, v: &JobsView<'_>) -> Markup {
         form.toolbar method="get" action="/ui/jobs" {
             label { "State" select name="state" {
                 option value="" selected[v.state.is_none()] { "any" }
-                @for s in STATES { option value=(s.as_str()) selected[v.state == Some(s)] { (s.as_str()) } }
+                @for s in JobState::ALL { option value=(s.as_str()) selected[v.state == Some(s)] { (s.as_str()) } }
             } }
             label { "Target" input type="number" min="1" name="target" value=[v.target.map(|t| t.0)]; }
             label { "Arch" input type="text" name="arch" value=(v.arch); }
