@@ -35,8 +35,9 @@
 //! start, so the signature needs no fsync). A package file's signature is synced before anything
 //! names the file.
 //!
-//! Package files enter the pool by rename after a sync; archives are replaced with
-//! [`super::write_atomically_at`]. The tag of each archive (a digest of its bytes) is computed while it
+//! Package files enter the pool by rename after a sync; archives are replaced atomically (temporary
+//! file, rename), synced only in a mirror: the server's archives are remade from the metadata store by
+//! recovery at every start, whatever a crash left of them. The tag of each archive (a digest of its bytes) is computed while it
 //! is written and kept, so a server can answer `ETag`s without reading archives again.
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,7 +45,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -59,6 +60,43 @@ struct ArchiveTag {
     len: u64,
     mtime: SystemTime,
     etag: String,
+    /// Its bytes, when it is small enough to serve from memory (see [`DirBlobs::archive_in_memory`]).
+    bytes: Option<Arc<[u8]>>,
+}
+
+/// The largest archive kept in memory, and how many bytes all those kept may take.
+const IN_MEMORY_MAX: usize = 8 << 20;
+const IN_MEMORY_BUDGET: usize = 64 << 20;
+
+/// An archive served from memory: its bytes as this process last wrote (or read) them.
+#[derive(Debug, Clone)]
+pub struct ArchiveBytes {
+    pub bytes: Arc<[u8]>,
+    /// Its modification time as the file system keeps it.
+    pub modified: SystemTime,
+    /// A digest of the bytes (as [`DirBlobs::archive_etag`]).
+    pub etag: String,
+}
+
+/// The archive tags of a [`DirBlobs`], by path.
+#[derive(Debug, Default)]
+struct Tags {
+    by_path: HashMap<PathBuf, ArchiveTag>,
+    /// Bumped by every removal: an archive read before a removal is not kept after it.
+    removals: u64,
+}
+
+impl Tags {
+    /// `bytes`, when they may be kept in memory beside what is kept for other paths.
+    fn keepable(&self, path: &Path, bytes: Vec<u8>) -> Option<Arc<[u8]>> {
+        let others: usize = self
+            .by_path
+            .iter()
+            .filter(|(p, _)| p.as_path() != path)
+            .filter_map(|(_, t)| t.bytes.as_ref().map(|b| b.len()))
+            .sum();
+        (bytes.len() <= IN_MEMORY_MAX && others + bytes.len() <= IN_MEMORY_BUDGET).then(|| bytes.into())
+    }
 }
 
 /// How a [`DirBlobs`] lays its directory out (see the module documentation).
@@ -77,7 +115,7 @@ pub struct DirBlobs {
     /// exclusively while an emptied repository directory is removed: removing one arch-repo never pulls
     /// the repository directory from under the creation of another.
     repo_dirs: RwLock<()>,
-    tags: Mutex<HashMap<PathBuf, ArchiveTag>>,
+    tags: Mutex<Tags>,
 }
 
 /// An upload in `ROOT/tmp/`, deleted when dropped unless kept.
@@ -154,17 +192,23 @@ fn not_found_is_ok(result: io::Result<()>) -> io::Result<()> {
     }
 }
 
-/// A writer that also keeps a copy of what goes through it, when asked to.
+/// A writer that also keeps a copy of what goes through it, when asked to (`Some`), while the copy
+/// holds at most `limit` bytes (past that, it becomes `None`).
 struct Tee<'a, W> {
     inner: W,
-    copy: Option<&'a mut Vec<u8>>,
+    copy: &'a mut Option<Vec<u8>>,
+    limit: usize,
 }
 
 impl<W: Write> Write for Tee<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(data)?;
         if let Some(copy) = self.copy.as_mut() {
-            copy.extend_from_slice(&data[..n]);
+            if copy.len() + n > self.limit {
+                *self.copy = None;
+            } else {
+                copy.extend_from_slice(&data[..n]);
+            }
         }
         Ok(n)
     }
@@ -294,11 +338,14 @@ impl DirBlobs {
     /// `len` and modification time `mtime`: as computed when it was written or, after a restart, from
     /// the file on first use.
     pub fn archive_etag(&self, path: &Path, file: &File, len: u64, mtime: SystemTime) -> io::Result<String> {
-        let cached = self.tags.lock().unwrap_or_else(|p| p.into_inner()).get(path).cloned();
+        let cached = self.tags().by_path.get(path).cloned();
         if let Some(tag) = cached.filter(|t| t.len == len && t.mtime == mtime) {
             return Ok(tag.etag);
         }
+        let removals = self.tags().removals;
         let mut hasher = Sha256::new();
+        let small = len <= IN_MEMORY_MAX as u64;
+        let mut copy = Vec::with_capacity(if small { len as usize } else { 0 });
         let mut buf = vec![0u8; 256 * 1024];
         let mut offset = 0u64;
         while offset < len {
@@ -307,12 +354,35 @@ impl DirBlobs {
                 break;
             }
             hasher.update(&buf[..n]);
+            if small {
+                copy.extend_from_slice(&buf[..n]);
+            }
             offset += n as u64;
         }
         let etag = hex::encode(&hasher.finalize()[..16]);
-        let tag = ArchiveTag { len, mtime, etag: etag.clone() };
-        self.tags.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_owned(), tag);
+        let mut tags = self.tags();
+        // Never over a newer write's tag (inserted after its rename), nor after a removal.
+        if tags.removals == removals && !tags.by_path.contains_key(path) {
+            let bytes = (small && offset == len).then(|| tags.keepable(path, copy)).flatten();
+            let tag = ArchiveTag { len, mtime, etag: etag.clone(), bytes };
+            tags.by_path.insert(path.to_owned(), tag);
+        }
         Ok(etag)
+    }
+
+    /// The `kind` archive of an arch-repo from memory, when this process wrote it (or served it once
+    /// from disk) and it is small enough (at most 8 MiB, 64 MiB in all): no file is opened. A server
+    /// serves it this way, else from [`DirBlobs::archive_path`].
+    pub fn archive_in_memory(&self, repo: &RepoName, arch: &Arch, kind: ArchiveKind) -> Option<ArchiveBytes> {
+        let path = self.archive_path(repo, arch, kind);
+        let tags = self.tags();
+        let tag = tags.by_path.get(&path)?;
+        let bytes = tag.bytes.clone()?;
+        Some(ArchiveBytes { bytes, modified: tag.mtime, etag: tag.etag.clone() })
+    }
+
+    fn tags(&self) -> std::sync::MutexGuard<'_, Tags> {
+        self.tags.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes every file of `listed` a hard link (a copy where links are refused) of its pool file in
@@ -417,7 +487,11 @@ impl DirBlobs {
         let dir = self.repo_dir(repo).join(arch);
         not_found_is_ok(fs::remove_dir_all(&dir))
             .map_err(|e| io::Error::new(e.kind(), format!("removing {}: {e}", dir.display())))?;
-        self.tags.lock().unwrap_or_else(|p| p.into_inner()).retain(|path, _| !path.starts_with(&dir));
+        {
+            let mut tags = self.tags();
+            tags.by_path.retain(|path, _| !path.starts_with(&dir));
+            tags.removals += 1;
+        }
         let _exclusive = self.repo_dirs.write().unwrap_or_else(|p| p.into_inner());
         let _ = fs::remove_dir(self.repo_dir(repo));
         Ok(())
@@ -502,6 +576,7 @@ impl BlobStore for DirBlobs {
         ));
         let mut signed = false;
         let mut listed = BTreeMap::new();
+        let mut copy: Option<Vec<u8>>;
         let (len, digest) = {
             let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
             if let Some(dir) = path.parent() {
@@ -509,9 +584,15 @@ impl BlobStore for DirBlobs {
             }
             let mut written = (0, Vec::new());
             let mirror_db = self.layout == Layout::Mirror && kind == ArchiveKind::Db;
-            super::write_atomically_at(&path, Some(mtime), |out| {
-                let mut copy = Vec::new();
-                let tee = Tee { inner: out, copy: mirror_db.then_some(&mut copy) };
+            // The server's archives are not synced: recovery, which runs before anything is served,
+            // compares each with the store and rewrites it (a publish syncs only the package file and
+            // the store's commit). A mirror is served by other programs, maybe before any recovery.
+            let durable = self.layout == Layout::Mirror;
+            // A copy: the whole db of a mirror (for its links), or to serve from memory.
+            let limit = if mirror_db { usize::MAX } else { IN_MEMORY_MAX };
+            copy = (mirror_db || self.layout == Layout::Server).then(Vec::new);
+            super::replace(&path, Some(mtime), durable, |out| {
+                let tee = Tee { inner: out, copy: &mut copy, limit };
                 let mut hashing = Hashing { inner: tee, hasher: Sha256::new(), len: 0 };
                 let signature = write(&mut hashing)?;
                 written = (hashing.len, hashing.hasher.finalize().to_vec());
@@ -524,7 +605,7 @@ impl BlobStore for DirBlobs {
                 }
                 if mirror_db {
                     // Before the new db is in place: every file it lists is there.
-                    listed = listed_files(&copy[..])?;
+                    listed = listed_files(copy.as_deref().unwrap_or_default())?;
                     self.link_listed(&path, &listed)?;
                 }
                 Ok(())
@@ -550,8 +631,14 @@ impl BlobStore for DirBlobs {
         };
         // The time as the file system keeps it (it may round).
         let mtime = fs::metadata(&path)?.modified()?;
-        let tag = ArchiveTag { len, mtime, etag: hex::encode(&digest[..16]) };
-        self.tags.lock().unwrap_or_else(|p| p.into_inner()).insert(path, tag);
+        let mut tags = self.tags();
+        let bytes = match copy {
+            Some(copy) if self.layout == Layout::Server && copy.len() as u64 == len => {
+                tags.keepable(&path, copy)
+            }
+            _ => None,
+        };
+        tags.by_path.insert(path, ArchiveTag { len, mtime, etag: hex::encode(&digest[..16]), bytes });
         Ok(())
     }
 

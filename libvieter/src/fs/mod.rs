@@ -78,6 +78,18 @@ pub fn write_atomically_at(
     mtime: Option<std::time::SystemTime>,
     write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
 ) -> io::Result<()> {
+    replace(path, mtime, true, write)
+}
+
+/// [`write_atomically_at`]; with `durable` false, nothing is synced: a reader sees the old file or the
+/// new one, but after a crash the file may be old, or new and incomplete. For files remade from durable
+/// state at every start (the archives of [`DirBlobs`], which recovery compares and rewrites).
+pub(crate) fn replace(
+    path: &Path,
+    mtime: Option<std::time::SystemTime>,
+    durable: bool,
+    write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
+) -> io::Result<()> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -96,9 +108,14 @@ pub fn write_atomically_at(
         if let Some(mtime) = mtime {
             file.set_modified(mtime)?;
         }
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

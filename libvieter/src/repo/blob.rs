@@ -19,8 +19,10 @@ pub struct ArchiveDir {
     pub arch: String,
 }
 
-/// Where the bytes live. Every operation is atomic and durable when it returns: an archive is replaced
-/// whole (a reader sees the old or the new one), a package file is complete before it has its name.
+/// Where the bytes live. Every operation is atomic when it returns: an archive is replaced whole (a
+/// reader sees the old or the new one), a package file is complete before it has its name. Package
+/// files and their signatures are durable when kept; archives need not be: [`super::Repository::recover`]
+/// (run before serving) rewrites every archive that is not what the store says.
 pub trait BlobStore: Send + Sync {
     type Error: std::error::Error + Send + Sync + From<io::Error> + 'static;
     /// A temporary upload, written by the caller, read back by [`super::Repository::publish`]. Dropped

@@ -77,6 +77,7 @@ pub fn package_bytes(name: &str, version: &str, arch: &str, files: &[&str]) -> V
 /// Checks every promise on pairs made by `make` (each check gets a fresh, empty pair).
 pub fn check<S: RepoStore, B: BlobStore>(mut make: impl FnMut() -> (S, B)) {
     publish_replace_remove(make());
+    concurrent_publishes(make());
     same_file_twice_writes_nothing(make());
     any_packages(make());
     invalid_uploads_change_nothing(make());
@@ -545,6 +546,53 @@ fn publish_replace_remove<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     consistent(&repo, "after removing the arch-repo");
 }
 
+/// Publishes from many threads at once (group commit): each is answered with where it went, every
+/// package is there afterwards, the last version of a name each thread replaces wins, the archives are
+/// the store's and the replaced files are gone, without a recovery.
+/// With archive writes slowed down, publishes that wait share them.
+fn concurrent_publishes<S: RepoStore, B: BlobStore>((store, blobs): (S, B)) {
+    let mut slow = Faulty::new(blobs, usize::MAX);
+    slow.slower = std::time::Duration::from_millis(10);
+    let repo = repository((store, slow));
+    const THREADS: usize = 6;
+    const EACH: usize = 5;
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let repo = &repo;
+            scope.spawn(move || {
+                for i in 0..EACH {
+                    let own = package_bytes(&format!("p{t}-{i}"), "1-1", "x86_64", &["usr/", "usr/own"]);
+                    let result = publish(repo, "extra", &own).expect("publishing a package of its own");
+                    assert_eq!(result.archs, [arch("x86_64")]);
+                    // One name per thread, replaced by each new version.
+                    let mine = package_bytes(&format!("mine{t}"), &format!("{i}-1"), "x86_64", &["usr/mine"]);
+                    publish(repo, "extra", &mine).expect("publishing a new version");
+                    let any = package_bytes(&format!("any{t}"), &format!("{i}-1"), "any", &["usr/any"]);
+                    let result = publish(repo, "extra", &any).expect("publishing an any package");
+                    assert_eq!(result.archs, [arch("x86_64")], "any goes to the one arch there is");
+                }
+            });
+        }
+    });
+    let (r, a) = (repo_name("extra"), arch("x86_64"));
+    let summaries = repo.store().summaries(&r, &a).expect("summaries");
+    assert_eq!(summaries.len(), THREADS * EACH + 2 * THREADS, "every package is recorded once");
+    for t in 0..THREADS {
+        for prefix in ["mine", "any"] {
+            let name = format!("{prefix}{t}");
+            let last = summaries.iter().find(|s| s.name.as_str() == name).expect("the replaced name");
+            assert_eq!(last.version.to_string(), format!("{}-1", EACH - 1), "{name}: the last version wins");
+        }
+    }
+    consistent(&repo, "after concurrent publishes");
+    let publishes = THREADS * EACH * 3;
+    let writes = repo.blobs().writes();
+    assert!(
+        writes < 2 * publishes,
+        "{publishes} concurrent publishes wrote {writes} archives (2 per publish alone): none was shared"
+    );
+}
+
 fn listings<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     use crate::api::{FilesQuery, ListQuery};
     let repo = repository(pair);
@@ -812,11 +860,14 @@ pub struct Faulty<B> {
     ops: AtomicUsize,
     fail_at: usize,
     archive_writes: AtomicUsize,
+    /// How long each archive write takes longer.
+    slower: std::time::Duration,
 }
 
 impl<B> Faulty<B> {
     fn new(inner: B, fail_at: usize) -> Self {
-        Faulty { inner, ops: AtomicUsize::new(0), fail_at, archive_writes: AtomicUsize::new(0) }
+        let slower = std::time::Duration::ZERO;
+        Faulty { inner, ops: AtomicUsize::new(0), fail_at, archive_writes: AtomicUsize::new(0), slower }
     }
 
     fn step(&self) -> io::Result<()> {
@@ -892,6 +943,7 @@ impl<B: BlobStore> BlobStore for Faulty<B> {
     ) -> Result<(), B::Error> {
         self.step()?;
         self.archive_writes.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.slower);
         self.inner.write_archive(repo, arch, kind, mtime, write)
     }
     fn open_archive(

@@ -9,7 +9,13 @@
 //! 4. only then are package files that nothing references any more deleted.
 //!
 //! A crash between any two steps leaves archives that only name existing files; [`Repository::recover`]
-//! rewrites every archive that differs from the store and deletes unreferenced files.
+//! rewrites every archive that differs from the store (a blob store need not sync archives) and deletes
+//! unreferenced files.
+//!
+//! Publishes into one repository that wait at the same time are committed together (group commit,
+//! `ingest.rs`): one transaction applies them in the order they came, each changed archive is rewritten
+//! once, and each publisher is answered when its batch is over (its package durable and in the
+//! archives). Publishing a batch is the same as publishing its packages one after the other.
 //!
 //! Steps 2 to 4 run under the lock of every arch-repo the change touches. Which arch-repos those are (all
 //! of a repository for an `any` package or a repository delete) is decided inside the write transaction,
@@ -30,11 +36,12 @@ use std::time::SystemTime;
 
 use crate::api::{PackageSummary, PublishResult};
 use crate::builds::Clock;
-use crate::db::{ArchiveKind, DbEntry, DbError, DbFormat};
+use crate::db::{ArchiveKind, DbEntry, DbError, DbFormat, StoredEntry};
 use crate::name::{Arch, PkgName, RepoName};
-use crate::package::{read_package, PackageError, ReadOptions};
+use crate::package::{read_package, Package, PackageError, ReadOptions};
 
 use super::blob::BlobStore;
+use super::ingest::Queue;
 use super::sign::{
     check_upload, sign_reader, SignError, Signer, SigningWriter, UploadPolicy, UploadSignature,
     UploadSignatureError, Uploader, VerifyError,
@@ -121,10 +128,34 @@ enum Locked<T> {
 #[derive(Debug, Default)]
 struct Unreferenced(BTreeSet<String>);
 
-struct Put {
-    archs: BTreeSet<Arch>,
-    changed: Vec<Arch>,
+/// A publish waiting for its transaction, owned: another publisher's thread may commit it.
+struct PendingPut {
+    summary: PackageSummary,
+    package: Package,
+    entry: StoredEntry,
+    /// The arch-repos it goes to as seen before locking (the transaction decides).
+    initial: BTreeSet<Arch>,
+}
+
+/// The arch-repos a publish went to, or why it failed.
+type PutOutcome = Result<BTreeSet<Arch>, RepoError>;
+
+/// What the transaction of a batch did.
+struct BatchPut {
+    /// The arch-repos of each publish, in batch order.
+    archs: Vec<BTreeSet<Arch>>,
+    changed: BTreeSet<Arch>,
     unreferenced: Unreferenced,
+}
+
+/// The same failure, for each publish of a batch that failed after its commit.
+fn shared(e: &RepoError) -> RepoError {
+    match e {
+        RepoError::Blob(b) => RepoError::Blob(b.to_string().into()),
+        RepoError::Sign(s) => RepoError::Sign(SignError::new(s.0.to_string())),
+        RepoError::Store(b) => RepoError::Store(b.to_string().into()),
+        other => RepoError::Store(other.to_string().into()),
+    }
 }
 
 struct Removed {
@@ -149,6 +180,8 @@ pub struct Repository<S, B> {
     /// Held shared from "the package file is kept" to "the transaction referencing it committed", and
     /// exclusively while deleting package files: a file is never deleted between those two steps.
     pool_guard: RwLock<()>,
+    /// Publishes waiting to be committed, by repository.
+    ingest: Queue<PendingPut, PutOutcome, Unreferenced>,
 }
 
 impl<S: RepoStore, B: BlobStore> Repository<S, B> {
@@ -172,6 +205,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             uploads: UploadPolicy::default(),
             locks: Mutex::default(),
             pool_guard: RwLock::new(()),
+            ingest: Queue::default(),
         }
     }
 
@@ -279,7 +313,6 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         let entry = DbEntry::new(&package, &filename, self.format, served)?
             .compress(now.timestamp().max(0) as u64)
             .map_err(RepoError::Upload)?;
-        let record = EntryRecord { summary: &summary, package: &package, entry: &entry };
         self.blobs.keep_package(upload, sha).map_err(blob_err)?;
         if let Some(signature) = new_signature {
             if let Err(e) = self.blobs.keep_package_signature(sha, &signature) {
@@ -288,88 +321,131 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 return Err(blob_err(e));
             }
         }
-        // 2. Record (under the locks of every arch-repo it goes to); 3. rewrite archives.
-        let mut pool_guard = Some(pool_guard);
-        let committed = self.with_locks(repo, initial, |locked| {
-            let put = self.put(repo, &record, locked);
-            if !matches!(put, Ok(Locked::NeedLocks(_))) {
-                // Committed (the file is referenced) or failed: deletions may go on.
-                pool_guard.take();
-            }
-            match put? {
-                Locked::Done(put) => {
-                    // From here on a failure leaves the store ahead of the archives, which the next
-                    // change or recovery rewrites; no file they name is deleted.
-                    for arch in &put.changed {
-                        self.write_archives(repo, arch)?;
-                    }
-                    Ok(Locked::Done(put))
-                }
-                Locked::NeedLocks(more) => Ok(Locked::NeedLocks(more)),
-            }
-        });
-        drop(pool_guard);
-        let put = match committed {
-            Ok(put) => put,
-            Err(e) => {
-                self.delete_if_unreferenced(sha);
-                return Err(e);
-            }
-        };
-        // 4. What the new version replaced.
-        self.delete_unreferenced(&put.unreferenced);
-        Ok(PublishResult {
+        // 2. Record (under the locks of every arch-repo it goes to); 3. rewrite archives. Both shared
+        // with the publishes into this repository that wait at the same time (group commit).
+        let sha = sha.to_owned();
+        let result = PublishResult {
             name: package.info.name.clone(),
             version: package.info.version.clone(),
-            archs: put.archs.into_iter().collect(),
-        })
+            archs: Vec::new(),
+        };
+        let job = PendingPut { summary, package, entry, initial };
+        let (outcome, led) = self.ingest.submit(
+            repo,
+            job,
+            |batch| self.commit_batch(repo, batch),
+            || Err(RepoError::Store("a concurrent publish failed unexpectedly".into())),
+        );
+        drop(pool_guard);
+        // 4. What the batches this publisher committed replaced.
+        for unreferenced in &led {
+            self.delete_unreferenced(unreferenced);
+        }
+        match outcome {
+            Ok(archs) => Ok(PublishResult { archs: archs.into_iter().collect(), ..result }),
+            Err(e) => {
+                self.delete_if_unreferenced(&sha);
+                Err(e)
+            }
+        }
     }
 
-    /// The transaction of a publish.
-    fn put(
+    /// Commits a batch of publishes into `repo`: one transaction, then each changed archive once. When
+    /// the transaction fails, each publish runs again alone (one bad record fails only itself); a
+    /// failure after the commit is every publish's.
+    fn commit_batch(
         &self,
         repo: &RepoName,
-        record: &EntryRecord<'_>,
-        locked: &BTreeSet<Arch>,
-    ) -> Result<Locked<Put>, RepoError> {
-        let mut txn = self.store.begin().map_err(store_err)?;
-        let summary = record.summary;
-        let archs = if summary.arch.is_any() {
-            super::arches_for(&summary.arch, &txn.arches_of(repo).map_err(store_err)?, &self.default_arch)
-        } else {
-            BTreeSet::from([summary.arch.clone()])
-        };
-        if !archs.is_subset(locked) {
-            return Ok(Locked::NeedLocks(archs));
+        batch: Vec<(u64, PendingPut)>,
+    ) -> (Vec<(u64, PutOutcome)>, Unreferenced) {
+        let initial: BTreeSet<Arch> = batch.iter().flat_map(|(_, job)| job.initial.iter().cloned()).collect();
+        let mut committed = false;
+        let put = self.with_locks(repo, initial, |locked| match self.put_all(repo, &batch, locked)? {
+            Locked::Done(put) => {
+                committed = true;
+                // From here on a failure leaves the store ahead of the archives, which the next
+                // change or recovery rewrites; no file they name is deleted.
+                for arch in &put.changed {
+                    self.write_archives(repo, arch)?;
+                }
+                Ok(Locked::Done(put))
+            }
+            Locked::NeedLocks(more) => Ok(Locked::NeedLocks(more)),
+        });
+        match put {
+            Ok(put) => {
+                let outcomes = batch.iter().map(|(id, _)| *id).zip(put.archs.into_iter().map(Ok)).collect();
+                (outcomes, put.unreferenced)
+            }
+            Err(_) if !committed && batch.len() > 1 => {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                let mut unreferenced = Unreferenced::default();
+                for one in batch {
+                    let (outcome, left) = self.commit_batch(repo, vec![one]);
+                    outcomes.extend(outcome);
+                    unreferenced.0.extend(left.0);
+                }
+                (outcomes, unreferenced)
+            }
+            Err(e) => {
+                let outcomes = batch.iter().map(|(id, _)| (*id, Err(shared(&e)))).collect();
+                (outcomes, Unreferenced::default())
+            }
         }
-        let (name, filename, sha) = (&summary.name, summary.filename.as_str(), summary.sha256.as_str());
+    }
+
+    /// The transaction of a batch of publishes, applied in order (as if one after the other). When a
+    /// publish goes to more arch-repos than are locked, nothing is written: the caller locks them too.
+    fn put_all(
+        &self,
+        repo: &RepoName,
+        batch: &[(u64, PendingPut)],
+        locked: &BTreeSet<Arch>,
+    ) -> Result<Locked<BatchPut>, RepoError> {
+        let mut txn = self.store.begin().map_err(store_err)?;
         let mut unreferenced = Unreferenced::default();
-        let mut changed = Vec::new();
-        let arch_record = ArchRecord { last_change: summary.published_at };
-        for arch in &archs {
-            let old = txn.entry_filename(repo, arch, name).map_err(store_err)?;
-            // The very same file again: nothing changes in this arch-repo.
-            if old.as_deref() == Some(filename)
-                && txn.file_hash(repo, arch, filename).map_err(store_err)?.as_deref() == Some(sha)
-            {
-                continue;
+        let mut changed = BTreeSet::new();
+        let mut archs_of = Vec::with_capacity(batch.len());
+        for (_, job) in batch {
+            let summary = &job.summary;
+            let archs = if summary.arch.is_any() {
+                let arches = txn.arches_of(repo).map_err(store_err)?;
+                super::arches_for(&summary.arch, &arches, &self.default_arch)
+            } else {
+                BTreeSet::from([summary.arch.clone()])
+            };
+            if !archs.is_subset(locked) {
+                return Ok(Locked::NeedLocks(locked.union(&archs).cloned().collect()));
             }
-            changed.push(arch.clone());
-            if let Some(old) = old {
-                unlink(&mut txn, repo, arch, &old, &mut unreferenced)?;
+            let record = EntryRecord { summary, package: &job.package, entry: &job.entry };
+            let (name, filename, sha) = (&summary.name, summary.filename.as_str(), summary.sha256.as_str());
+            let arch_record = ArchRecord { last_change: summary.published_at };
+            for arch in &archs {
+                let old = txn.entry_filename(repo, arch, name).map_err(store_err)?;
+                // The very same file again: nothing changes in this arch-repo.
+                if old.as_deref() == Some(filename)
+                    && txn.file_hash(repo, arch, filename).map_err(store_err)?.as_deref() == Some(sha)
+                {
+                    continue;
+                }
+                changed.insert(arch.clone());
+                if let Some(old) = old {
+                    unlink(&mut txn, repo, arch, &old, &mut unreferenced)?;
+                }
+                unlink(&mut txn, repo, arch, filename, &mut unreferenced)?;
+                txn.put_file(repo, arch, filename, sha).map_err(store_err)?;
+                let refs = txn.pool_refs(sha).map_err(store_err)?;
+                txn.set_pool_refs(sha, refs + 1).map_err(store_err)?;
+                unreferenced.0.remove(sha);
+                txn.put_entry(repo, arch, &record).map_err(store_err)?;
+                txn.put_arch_repo(repo, arch, &arch_record).map_err(store_err)?;
             }
-            unlink(&mut txn, repo, arch, filename, &mut unreferenced)?;
-            txn.put_file(repo, arch, filename, sha).map_err(store_err)?;
-            let refs = txn.pool_refs(sha).map_err(store_err)?;
-            txn.set_pool_refs(sha, refs + 1).map_err(store_err)?;
-            unreferenced.0.remove(sha);
-            txn.put_entry(repo, arch, record).map_err(store_err)?;
-            txn.put_arch_repo(repo, arch, &arch_record).map_err(store_err)?;
+            archs_of.push(archs);
         }
         if !changed.is_empty() {
             txn.commit().map_err(store_err)?;
         }
-        Ok(Locked::Done(Put { archs, changed, unreferenced }))
+        Ok(Locked::Done(BatchPut { archs: archs_of, changed, unreferenced }))
     }
 
     /// Removes a package, an arch-repo or a repository. Returns whether it existed.

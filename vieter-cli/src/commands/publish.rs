@@ -21,49 +21,70 @@ pub struct PublishArgs {
     /// leave it next to the file) with the upload; the server verifies it against its trusted_keys.
     #[arg(long)]
     sig: bool,
+    /// How many packages are uploaded at once (the server commits those that arrive together in one
+    /// transaction and one database rewrite).
+    #[arg(long, short = 'j', default_value_t = 4)]
+    jobs: usize,
 }
 
 pub async fn run(ctx: &Context, args: PublishArgs) -> Result<(), String> {
+    use futures_util::StreamExt;
     let client = ctx.client()?;
+    let jobs = args.jobs.max(1);
     let show_progress = std::io::stderr().is_terminal() && !ctx.out.quiet && !ctx.out.json;
+    let total: u64 = args.packages.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let bar = if show_progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let count = args.packages.len();
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let message = |done: usize| format!("{done}/{count} packages");
+    bar.set_message(message(0));
+    // Up to `jobs` uploads at once; the server commits those that wait together. Results keep the order
+    // of the command line.
+    let (repo, sign) = (args.repo.as_str(), args.sig);
+    let outcomes: Vec<Result<PublishResult, String>> = futures_util::stream::iter(&args.packages)
+        .map(|path| {
+            let (client, bar, finished, message) = (&client, bar.clone(), &finished, &message);
+            async move {
+                let sent_before = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let progress = {
+                    let (bar, sent_before) = (bar.clone(), sent_before.clone());
+                    move |sent: u64| {
+                        let before = sent_before.swap(sent, std::sync::atomic::Ordering::Relaxed);
+                        bar.inc(sent.saturating_sub(before));
+                    }
+                };
+                let published = if sign {
+                    let sig_path = format!("{}.sig", path.display());
+                    match std::fs::read(&sig_path) {
+                        Ok(signature) => client
+                            .publish_signed(repo, path, signature, progress)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("reading its signature {sig_path}: {e}")),
+                    }
+                } else {
+                    client.publish(repo, path, progress).await.map_err(|e| e.to_string())
+                };
+                let done = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                bar.set_message(message(done));
+                published.map_err(|e| format!("{}: {e}", path.display()))
+            }
+        })
+        .buffered(jobs)
+        .collect()
+        .await;
+    bar.finish_and_clear();
     let mut landed: Vec<PublishResult> = Vec::new();
     let mut failures = Vec::new();
-    for path in &args.packages {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let bar = if show_progress { ProgressBar::new(len) } else { ProgressBar::hidden() };
-        if let Ok(style) =
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        let progress = bar.clone();
-        let published = if args.sig {
-            let sig_path = format!("{}.sig", path.display());
-            match std::fs::read(&sig_path) {
-                Ok(signature) => {
-                    client
-                        .publish_signed(&args.repo, path, signature, move |sent| progress.set_position(sent))
-                        .await
-                }
-                Err(e) => {
-                    bar.abandon();
-                    failures.push(format!("{}: reading its signature {sig_path}: {e}", path.display()));
-                    continue;
-                }
-            }
-        } else {
-            client.publish(&args.repo, path, move |sent| progress.set_position(sent)).await
-        };
-        match published {
-            Ok(result) => {
-                bar.finish_and_clear();
-                landed.push(result);
-            }
-            Err(e) => {
-                bar.abandon();
-                failures.push(format!("{}: {e}", path.display()));
-            }
+    for outcome in outcomes {
+        match outcome {
+            Ok(result) => landed.push(result),
+            Err(e) => failures.push(e),
         }
     }
     ctx.out.print(&landed, || {

@@ -15,9 +15,16 @@ use warp::Reply;
 use crate::error::ApiError;
 use crate::App;
 
-/// What to send and how to describe it: an open file, its length, time and tag.
+/// What a response's body comes from.
+enum Content {
+    File(std::fs::File),
+    /// An archive held in memory (`DirBlobs::archive_in_memory`).
+    Memory(bytes::Bytes),
+}
+
+/// What to send and how to describe it: an open file (or bytes in memory), its length, time and tag.
 struct Servable {
-    file: std::fs::File,
+    content: Content,
     len: u64,
     modified: SystemTime,
     etag: String,
@@ -43,11 +50,15 @@ pub async fn serve(
     // (see `repo::last_modified`). A 304 needs no wait.
     let mut waited = 0;
     let s = loop {
-        let servable = {
-            let (app, repo, arch, file) = (app.clone(), repo_name.clone(), arch_name.clone(), file.clone());
-            tokio::task::spawn_blocking(move || locate(&app, &repo, &arch, &file))
-                .await
-                .map_err(|e| ApiError::internal("locating a file", e))??
+        let servable = match in_memory(&app, &repo_name, &arch_name, &file) {
+            Some(s) => Some(s),
+            None => {
+                let (app, repo, arch, file) =
+                    (app.clone(), repo_name.clone(), arch_name.clone(), file.clone());
+                tokio::task::spawn_blocking(move || locate(&app, &repo, &arch, &file))
+                    .await
+                    .map_err(|e| ApiError::internal("locating a file", e))??
+            }
         };
         let Some(s) = servable else { return Err(not_found()) };
         let now = SystemTime::now();
@@ -101,14 +112,19 @@ pub async fn serve(
         }
     };
     builder = builder.status(status).header(header::CONTENT_LENGTH, count);
-    let mut response = if head {
-        builder.body(Vec::new()).map(Reply::into_response)
-    } else {
-        let mut r = warp::reply::stream(read_range(s.file, start, count)).into_response();
-        *r.status_mut() = status;
-        let built = builder.body(()).map_err(|e| ApiError::internal("building a response", e))?;
-        r.headers_mut().extend(built.headers().clone());
-        Ok(r)
+    let mut response = match (head, s.content) {
+        (true, _) => builder.body(Vec::new()).map(Reply::into_response),
+        (false, Content::Memory(bytes)) => {
+            let (start, end) = (start as usize, (start + count) as usize);
+            builder.body(bytes.slice(start..end)).map(Reply::into_response)
+        }
+        (false, Content::File(file)) => {
+            let mut r = warp::reply::stream(read_range(file, start, count)).into_response();
+            *r.status_mut() = status;
+            let built = builder.body(()).map_err(|e| ApiError::internal("building a response", e))?;
+            r.headers_mut().extend(built.headers().clone());
+            Ok(r)
+        }
     }
     .map_err(|e| ApiError::internal("building a response", e))?;
     // HEAD keeps the length of what GET would send.
@@ -150,6 +166,20 @@ fn read_range(
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
+/// An archive this process holds in memory, found without blocking (no file is opened).
+fn in_memory(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Option<Servable> {
+    let Some(Download::Archive(kind)) = libvieter::repo::download(repo, file) else { return None };
+    let held = app.repos.blobs().archive_in_memory(repo, arch, kind)?;
+    Some(Servable {
+        len: held.bytes.len() as u64,
+        content: Content::Memory(bytes::Bytes::from_owner(held.bytes)),
+        modified: held.modified,
+        etag: held.etag,
+        content_type: "application/gzip",
+        rewritten: true,
+    })
+}
+
 /// Finds and opens the file behind a URL: an archive name, or a package file name recorded in redb.
 /// Archives are tagged by a digest of their content; package files by their SHA-256.
 fn locate(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Result<Option<Servable>, ApiError> {
@@ -166,7 +196,15 @@ fn locate(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Result<Option<
         let Some((file, len, modified)) = open(path)? else { return Ok(None) };
         let nanos = modified.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let etag = format!("sig-{len:x}-{nanos:x}");
-        Ok(Some(Servable { file, len, modified, etag, content_type: "application/pgp-signature", rewritten }))
+        let content = Content::File(file);
+        Ok(Some(Servable {
+            content,
+            len,
+            modified,
+            etag,
+            content_type: "application/pgp-signature",
+            rewritten,
+        }))
     };
     let archive = match libvieter::repo::download(repo, file) {
         None => return Ok(None),
@@ -195,7 +233,7 @@ fn locate(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Result<Option<
             .archive_etag(&path, &file, len, modified)
             .map_err(|e| ApiError::internal("reading an archive", e))?;
         return Ok(Some(Servable {
-            file,
+            content: Content::File(file),
             len,
             modified,
             etag,
@@ -211,7 +249,7 @@ fn locate(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Result<Option<
     let Some(sha) = sha else { return Ok(None) };
     let Some((file, len, modified)) = open(&app.repos.blobs().package_path(&sha))? else { return Ok(None) };
     Ok(Some(Servable {
-        file,
+        content: Content::File(file),
         len,
         modified,
         etag: sha,
