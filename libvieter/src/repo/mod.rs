@@ -20,6 +20,7 @@ use crate::name::Arch;
 mod blob;
 #[cfg(feature = "repository")]
 pub mod conformance;
+#[cfg(feature = "repository")]
 mod ingest;
 #[cfg(feature = "repository")]
 pub mod memory;
