@@ -37,8 +37,10 @@
 //!
 //! Package files enter the pool by rename after a sync; archives are replaced atomically (temporary
 //! file, rename), synced only in a mirror: the server's archives are remade from the metadata store by
-//! recovery at every start, whatever a crash left of them. The tag of each archive (a digest of its bytes) is computed while it
-//! is written and kept, so a server can answer `ETag`s without reading archives again.
+//! recovery at every start, whatever a crash left of them. The tag of each archive is its file's inode,
+//! length and modification time (as Apache's default `ETag`): every replacement is a new file (a new
+//! inode while the old one still exists) with the time of its write, so a tag never names two contents,
+//! and it is the same for the same file after a restart, without reading or hashing the archive.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -48,7 +50,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-use sha2::{Digest, Sha256};
+use std::os::unix::fs::MetadataExt;
 
 use crate::db::ArchiveKind;
 use crate::name::{Arch, RepoName};
@@ -74,7 +76,7 @@ pub struct ArchiveBytes {
     pub bytes: Arc<[u8]>,
     /// Its modification time as the file system keeps it.
     pub modified: SystemTime,
-    /// A digest of the bytes (as [`DirBlobs::archive_etag`]).
+    /// Its tag (as [`DirBlobs::archive_etag`]).
     pub etag: String,
 }
 
@@ -166,23 +168,27 @@ impl Seek for DirUpload {
     }
 }
 
-/// A writer that hashes and counts what goes through it.
-struct Hashing<W> {
+/// A writer that counts what goes through it.
+struct Counting<W> {
     inner: W,
-    hasher: Sha256,
     len: u64,
 }
 
-impl<W: Write> Write for Hashing<W> {
+impl<W: Write> Write for Counting<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(data)?;
-        self.hasher.update(&data[..n]);
         self.len += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// The tag of the archive file `meta` describes: inode, length and modification time.
+fn tag_of(meta: &fs::Metadata) -> io::Result<String> {
+    let nanos = meta.modified()?.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    Ok(format!("{:x}-{:x}-{nanos:x}", meta.ino(), meta.len()))
 }
 
 fn not_found_is_ok(result: io::Result<()>) -> io::Result<()> {
@@ -334,36 +340,37 @@ impl DirBlobs {
         self.repos_dir().join(repo.as_str()).join(arch.as_str()).join(name)
     }
 
-    /// The tag (a digest of the content) of the archive at `path` whose open handle is `file`, of length
-    /// `len` and modification time `mtime`: as computed when it was written or, after a restart, from
-    /// the file on first use.
+    /// The tag of the archive at `path` whose open handle is `file`, of length `len` and modification
+    /// time `mtime` (its inode, length and time): as kept when it was written or, after a restart, from
+    /// the file on first use, which also loads it into memory when it is small (see
+    /// [`DirBlobs::archive_in_memory`]).
     pub fn archive_etag(&self, path: &Path, file: &File, len: u64, mtime: SystemTime) -> io::Result<String> {
         let cached = self.tags().by_path.get(path).cloned();
         if let Some(tag) = cached.filter(|t| t.len == len && t.mtime == mtime) {
             return Ok(tag.etag);
         }
         let removals = self.tags().removals;
-        let mut hasher = Sha256::new();
-        let small = len <= IN_MEMORY_MAX as u64;
-        let mut copy = Vec::with_capacity(if small { len as usize } else { 0 });
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut offset = 0u64;
-        while offset < len {
-            let n = std::os::unix::fs::FileExt::read_at(file, &mut buf, offset)?;
-            if n == 0 {
-                break;
+        let meta = file.metadata()?;
+        let etag = tag_of(&meta)?;
+        let small = len <= IN_MEMORY_MAX as u64 && meta.len() == len;
+        let mut copy = Vec::new();
+        if small {
+            copy.reserve_exact(len as usize);
+            let mut offset = 0u64;
+            copy.resize(len as usize, 0);
+            while offset < len {
+                let n = std::os::unix::fs::FileExt::read_at(file, &mut copy[offset as usize..], offset)?;
+                if n == 0 {
+                    break;
+                }
+                offset += n as u64;
             }
-            hasher.update(&buf[..n]);
-            if small {
-                copy.extend_from_slice(&buf[..n]);
-            }
-            offset += n as u64;
+            copy.truncate(offset as usize);
         }
-        let etag = hex::encode(&hasher.finalize()[..16]);
         let mut tags = self.tags();
         // Never over a newer write's tag (inserted after its rename), nor after a removal.
         if tags.removals == removals && !tags.by_path.contains_key(path) {
-            let bytes = (small && offset == len).then(|| tags.keepable(path, copy)).flatten();
+            let bytes = (small && copy.len() as u64 == len).then(|| tags.keepable(path, copy)).flatten();
             let tag = ArchiveTag { len, mtime, etag: etag.clone(), bytes };
             tags.by_path.insert(path.to_owned(), tag);
         }
@@ -577,12 +584,12 @@ impl BlobStore for DirBlobs {
         let mut signed = false;
         let mut listed = BTreeMap::new();
         let mut copy: Option<Vec<u8>>;
-        let (len, digest) = {
+        let len = {
             let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir)?;
             }
-            let mut written = (0, Vec::new());
+            let mut written = 0;
             let mirror_db = self.layout == Layout::Mirror && kind == ArchiveKind::Db;
             // The server's archives are not synced: recovery, which runs before anything is served,
             // compares each with the store and rewrites it (a publish syncs only the package file and
@@ -590,12 +597,15 @@ impl BlobStore for DirBlobs {
             let durable = self.layout == Layout::Mirror;
             // A copy: the whole db of a mirror (for its links), or to serve from memory.
             let limit = if mirror_db { usize::MAX } else { IN_MEMORY_MAX };
-            copy = (mirror_db || self.layout == Layout::Server).then(Vec::new);
+            // Room for what the previous archive held, and some (no copying while it grows).
+            let previous = self.tags().by_path.get(&path).map_or(0, |t| t.len as usize);
+            let room = (previous + previous / 16 + 4096).min(limit);
+            copy = (mirror_db || self.layout == Layout::Server).then(|| Vec::with_capacity(room));
             super::replace(&path, Some(mtime), durable, |out| {
                 let tee = Tee { inner: out, copy: &mut copy, limit };
-                let mut hashing = Hashing { inner: tee, hasher: Sha256::new(), len: 0 };
-                let signature = write(&mut hashing)?;
-                written = (hashing.len, hashing.hasher.finalize().to_vec());
+                let mut counting = Counting { inner: tee, len: 0 };
+                let signature = write(&mut counting)?;
+                written = counting.len;
                 if let Some(signature) = signature {
                     // Written before the archive is renamed, renamed right after it. Not synced:
                     // recovery re-signs every archive at start, so a signature lost in a crash
@@ -630,7 +640,8 @@ impl BlobStore for DirBlobs {
             written
         };
         // The time as the file system keeps it (it may round).
-        let mtime = fs::metadata(&path)?.modified()?;
+        let meta = fs::metadata(&path)?;
+        let (mtime, etag) = (meta.modified()?, tag_of(&meta)?);
         let mut tags = self.tags();
         let bytes = match copy {
             Some(copy) if self.layout == Layout::Server && copy.len() as u64 == len => {
@@ -638,7 +649,7 @@ impl BlobStore for DirBlobs {
             }
             _ => None,
         };
-        tags.by_path.insert(path, ArchiveTag { len, mtime, etag: hex::encode(&digest[..16]), bytes });
+        tags.by_path.insert(path, ArchiveTag { len, mtime, etag, bytes });
         Ok(())
     }
 
@@ -984,24 +995,36 @@ mod tests {
     }
 
     #[test]
-    fn the_tag_of_an_archive_is_a_digest_of_its_bytes() {
+    fn the_tag_of_an_archive_names_one_content_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = DirBlobs::open(dir.path()).unwrap();
         let (repo, arch) = (RepoName::new("r").unwrap(), Arch::new("x86_64").unwrap());
-        blobs
-            .write_archive(&repo, &arch, ArchiveKind::Db, SystemTime::now(), &mut |w| {
-                w.write_all(b"one").map(|()| None)
-            })
-            .unwrap();
+        // The same time for every write: the tag still changes with each.
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let write = |b: &DirBlobs, content: &'static [u8]| {
+            b.write_archive(&repo, &arch, ArchiveKind::Db, at, &mut |w| w.write_all(content).map(|()| None))
+                .unwrap();
+        };
         let path = blobs.archive_path(&repo, &arch, ArchiveKind::Db);
         let tag = |b: &DirBlobs| {
             let file = File::open(&path).unwrap();
             let meta = file.metadata().unwrap();
             b.archive_etag(&path, &file, meta.len(), meta.modified().unwrap()).unwrap()
         };
-        let expected = hex::encode(&Sha256::digest(b"one")[..16]);
-        assert_eq!(tag(&blobs), expected, "as written");
+        write(&blobs, b"one");
+        let first = tag(&blobs);
+        assert_eq!(blobs.archive_in_memory(&repo, &arch, ArchiveKind::Db).unwrap().etag, first);
+        write(&blobs, b"two");
+        let second = tag(&blobs);
+        assert_ne!(first, second, "same length, same time, another content");
         let reopened = DirBlobs::open(dir.path()).unwrap();
-        assert_eq!(tag(&reopened), expected, "as computed after a restart");
+        assert!(reopened.archive_in_memory(&repo, &arch, ArchiveKind::Db).is_none(), "not read yet");
+        assert_eq!(tag(&reopened), second, "as computed after a restart");
+        let served = reopened.archive_in_memory(&repo, &arch, ArchiveKind::Db).unwrap();
+        assert_eq!(
+            (&*served.bytes, served.etag.as_str()),
+            (&b"two"[..], second.as_str()),
+            "loaded on first use"
+        );
     }
 }
