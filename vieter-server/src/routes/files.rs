@@ -181,7 +181,7 @@ fn in_memory(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Option<Serv
 }
 
 /// Finds and opens the file behind a URL: an archive name, or a package file name recorded in redb.
-/// Archives are tagged by a digest of their content; package files by their SHA-256.
+/// Archives are tagged by inode, length and time (`DirBlobs::archive_etag`); package files by their SHA-256.
 fn locate(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Result<Option<Servable>, ApiError> {
     let open = |path: &std::path::Path| -> Result<Option<(std::fs::File, u64, SystemTime)>, ApiError> {
         let file = match std::fs::File::open(path) {
