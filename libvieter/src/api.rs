@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::name::{Arch, PkgName};
+use crate::name::{Arch, PkgName, RepoName};
 use crate::package::Package;
 use crate::pkginfo::PackageInfo;
 use crate::version::Version;
@@ -52,6 +52,15 @@ pub struct PublishResult {
 pub struct RepoInfo {
     pub name: String,
     pub archs: Vec<ArchRepoInfo>,
+}
+
+/// The answer of `PUT /api/v1/repos/{repo}/{arch}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchRepoCreated {
+    pub repo: RepoName,
+    pub arch: Arch,
+    /// Whether it was created (`false`: it existed and was left alone).
+    pub created: bool,
 }
 
 /// One architecture of a repository.
@@ -425,15 +434,22 @@ pub struct AgentInfo {
 }
 
 /// Vieter's query-parameter form of POST/PATCH `/api/v1/targets` (`arch` comma-separated): what
-/// Vieter 0.5/0.6 clients send. Without any parameter the request is the JSON body.
+/// Vieter 0.5/0.6 clients send, plus `needs` (target ids, comma-separated; empty in an edit clears
+/// them). Without any parameter the request is the JSON body.
 ///
 /// ```
 /// use libvieter::api::TargetQuery;
-/// let q = TargetQuery { kind: Some("aur".into()), url: Some("yay".into()), arch: Some("x86_64, aarch64,".into()), ..TargetQuery::default() };
+/// use libvieter::target::TargetId;
+/// let q = TargetQuery { kind: Some("aur".into()), url: Some("yay".into()), arch: Some("x86_64, aarch64,".into()), needs: Some("3,1".into()), ..TargetQuery::default() };
 /// assert!(!q.is_empty());
-/// let new = q.clone().into_new();
+/// let new = q.clone().into_new().unwrap();
 /// assert_eq!(new.arch, Some(vec!["x86_64".to_owned(), "aarch64".to_owned()]));
-/// assert_eq!(q.into_patch().branch, None, "a parameter not given leaves the field alone");
+/// assert_eq!(new.needs, [TargetId(3), TargetId(1)]);
+/// assert_eq!(q.into_patch().unwrap().branch, None, "a parameter not given leaves the field alone");
+/// let clear = TargetQuery { needs: Some(String::new()), ..TargetQuery::default() };
+/// assert_eq!(clear.into_patch().unwrap().needs, Some(vec![]), "an empty needs clears them");
+/// let bad = TargetQuery { needs: Some("2,x".into()), ..TargetQuery::default() };
+/// assert!(bad.into_new().unwrap_err().to_string().contains("needs"));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetQuery {
@@ -447,6 +463,8 @@ pub struct TargetQuery {
     pub base_image: Option<String>,
     pub build_timeout_secs: Option<u64>,
     pub enabled: Option<bool>,
+    /// Target ids separated by commas.
+    pub needs: Option<String>,
 }
 
 impl TargetQuery {
@@ -462,6 +480,24 @@ impl TargetQuery {
             && self.base_image.is_none()
             && self.build_timeout_secs.is_none()
             && self.enabled.is_none()
+            && self.needs.is_none()
+    }
+
+    fn needs(&self) -> Result<Option<Vec<crate::target::TargetId>>, FormError> {
+        let Some(needs) = &self.needs else { return Ok(None) };
+        needs
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                n.parse().map(crate::target::TargetId).map_err(|_| FormError {
+                    field: "needs",
+                    value: n.to_owned(),
+                    expected: "a target id",
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     fn arches(&self) -> Option<Vec<String>> {
@@ -471,8 +507,9 @@ impl TargetQuery {
     }
 
     /// The parameters as a new target.
-    pub fn into_new(self) -> crate::target::NewTarget {
-        crate::target::NewTarget {
+    pub fn into_new(self) -> Result<crate::target::NewTarget, FormError> {
+        Ok(crate::target::NewTarget {
+            needs: self.needs()?.unwrap_or_default(),
             arch: self.arches(),
             kind: self.kind.unwrap_or_default(),
             url: self.url.unwrap_or_default(),
@@ -483,13 +520,13 @@ impl TargetQuery {
             base_image: self.base_image,
             build_timeout_secs: self.build_timeout_secs,
             enabled: self.enabled,
-            needs: Vec::new(),
-        }
+        })
     }
 
     /// The parameters as an edit: a parameter given replaces the field.
-    pub fn into_patch(self) -> crate::target::TargetPatch {
-        crate::target::TargetPatch {
+    pub fn into_patch(self) -> Result<crate::target::TargetPatch, FormError> {
+        Ok(crate::target::TargetPatch {
+            needs: self.needs()?,
             arch: self.arches(),
             kind: self.kind,
             url: self.url,
@@ -500,8 +537,7 @@ impl TargetQuery {
             base_image: self.base_image.map(Some),
             build_timeout_secs: self.build_timeout_secs.map(Some),
             enabled: self.enabled,
-            needs: None,
-        }
+        })
     }
 }
 
@@ -565,12 +601,14 @@ pub struct TargetForm {
     pub build_timeout_secs: String,
 }
 
-/// A form field that is not what it must be.
+/// A form field or query parameter that is not what it must be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {value:?} is not a number of seconds")]
+#[error("{field}: {value:?} is not {expected}")]
 pub struct FormError {
     pub field: &'static str,
     pub value: String,
+    /// What it must be.
+    pub expected: &'static str,
 }
 
 impl TargetForm {
@@ -590,6 +628,7 @@ impl TargetForm {
             Some(v) => v.parse().map(Some).map_err(|_| FormError {
                 field: "build_timeout_secs",
                 value: self.build_timeout_secs.clone(),
+                expected: "a number of seconds",
             }),
         }
     }

@@ -30,12 +30,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{Page, QueueRequest};
 use crate::db::Database;
-use crate::job::{FailureCause, Job, JobState};
+use crate::job::{FailureCause, Job, JobId, JobState};
 use crate::name::Arch;
 use crate::target::{NewTarget, Target, TargetId};
 
 /// Logs in a page of `GET /api/v1/logs` when `limit` is absent (Vieter's default).
 pub const DEFAULT_LOG_PAGE: usize = 25;
+
+/// The largest db `vieter migrate` reads from an old server (Arch's largest official db is ~10 MiB).
+pub const MAX_OLD_DB_SIZE: u64 = 256 * 1024 * 1024;
 
 /// The exit code of a failed build whose cause has none (an upload refused, the container runtime).
 pub const EXIT_FAILED: i32 = 1;
@@ -110,6 +113,13 @@ impl BuildLog {
             arch: job.arch().to_string(),
             exit_code: code,
         })
+    }
+
+    /// The build log of `job` if it has one: it ran and ended ([`BuildLog::from_job`]) and its log
+    /// is still kept (`has_log`: the log store has it; `DELETE /api/v1/logs/{id}` and the log
+    /// retention delete it, as Vieter deleted the log and its record).
+    pub fn of(job: &Job, has_log: impl Fn(JobId) -> bool) -> Option<BuildLog> {
+        BuildLog::from_job(job).filter(|_| has_log(job.id()))
     }
 }
 
@@ -208,13 +218,26 @@ impl LogFilter {
         Page::new(self.offset, self.limit, DEFAULT_LOG_PAGE)
     }
 
-    /// The page of the logs of `jobs` passing the filter, in id order (oldest first, as Vieter's
-    /// database answered). `jobs` may come in any order.
-    pub fn select<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Vec<BuildLog> {
-        let mut logs: Vec<BuildLog> =
-            jobs.into_iter().filter_map(BuildLog::from_job).filter(|l| self.matches(l)).collect();
+    /// The build log of `job` ([`BuildLog::of`]) if it passes the filter.
+    pub fn keep(&self, job: &Job, has_log: impl Fn(JobId) -> bool) -> Option<BuildLog> {
+        BuildLog::of(job, has_log).filter(|l| self.matches(l))
+    }
+
+    /// The page asked for of `logs` (each kept by [`LogFilter::keep`]), in id order (oldest first, as
+    /// Vieter's database answered).
+    pub fn page_of(&self, mut logs: Vec<BuildLog>) -> Vec<BuildLog> {
         logs.sort_by_key(|l| l.id);
         self.page().apply(logs).collect()
+    }
+
+    /// The page of the logs of `jobs` passing the filter ([`LogFilter::keep`], then
+    /// [`LogFilter::page_of`]). `jobs` may come in any order.
+    pub fn select<'a>(
+        &self,
+        jobs: impl IntoIterator<Item = &'a Job>,
+        has_log: impl Fn(JobId) -> bool,
+    ) -> Vec<BuildLog> {
+        self.page_of(jobs.into_iter().filter_map(|j| self.keep(j, &has_log)).collect())
     }
 }
 
@@ -518,11 +541,13 @@ mod tests {
         let ids = |q: &[(&str, &str)]| -> Vec<u64> {
             LogFilter::from_params(&params(q))
                 .unwrap()
-                .select(jobs.iter().rev())
+                .select(jobs.iter().rev(), |_| true)
                 .iter()
                 .map(|l| l.id)
                 .collect()
         };
+        let kept = LogFilter::default().select(jobs.iter(), |id| id != JobId(2));
+        assert_eq!(kept.iter().map(|l| l.id).collect::<Vec<_>>(), [1, 3], "a deleted log is no log");
         assert_eq!(ids(&[]), [1, 2, 3], "id order, unfinished jobs left out");
         assert_eq!(ids(&[("target", "1")]), [1, 3]);
         assert_eq!(ids(&[("target", "0")]), [1, 2, 3], "0 is every target");

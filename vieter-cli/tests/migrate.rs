@@ -110,12 +110,14 @@ fn package(dir: &Path, name: &str, arch: &str) -> PathBuf {
 }
 
 /// Vieter's layout: each arch-repo's directory holds its packages (`any` ones in every arch) and the
-/// db `repo-add` made.
+/// db `repo-add` made. `armv7h` holds only an `any` package.
 fn old_repo(root: &Path) {
-    for (arch, packages) in [
+    let arches: [(&str, &[(&str, &str)]); 3] = [
         ("x86_64", &[("alpha", "x86_64"), ("beta", "any")]),
         ("aarch64", &[("gamma", "aarch64"), ("beta", "any")]),
-    ] {
+        ("armv7h", &[("beta", "any")]),
+    ];
+    for (arch, packages) in arches {
         let dir = root.join("bur").join(arch);
         std::fs::create_dir_all(&dir).unwrap();
         let files: Vec<PathBuf> = packages.iter().map(|(n, a)| package(&dir, n, a)).collect();
@@ -156,6 +158,7 @@ fn migrate(s: &Server, from: &str, extra: &[&str]) -> Output {
         .env_remove("VIETER_API_KEY")
         .env("VIETER_CONFIG", "/nonexistent/vieter.toml")
         .args(["--server", &s.url, "--api-key", KEY, "migrate", "--from", from, "--from-api-key", OLD_KEY])
+        .args(["--arch", "armv7h"])
         .args(extra)
         .output()
         .unwrap()
@@ -224,24 +227,48 @@ async fn migrates_targets_and_repositories_from_vieter_06() {
     assert!(t.contains("bur/x86_64: 2 packages, 2 to copy, 0 already here"), "{t}");
     assert!(t.contains("other/x86_64: not on the old server"), "{t}");
     assert!(t.contains("would copy bur/aarch64/gamma-1.0-1-aarch64.pkg.tar.zst"), "{t}");
+    assert!(t.contains("bur/armv7h: 1 packages, 1 to copy, 0 already here"), "{t}");
+    assert!(t.contains("bur/armv7h: would create the arch-repo"), "{t}");
     let listed = get(&http, format!("{}/api/v1/targets", s.url)).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1, "the dry run created nothing");
     assert!(names(&http, &s, "x86_64").await.is_empty());
 
-    // A package whose file does not match its db entry is refused; the rest is copied.
+    // A package whose file does not match its db entry is refused, one larger than its entry says
+    // is not downloaded past that size; the rest is copied.
     let alpha = root.path().join("bur/x86_64/alpha-1.0-1-x86_64.pkg.tar.zst");
     let good = std::fs::read(&alpha).unwrap();
     let mut bad = good.clone();
     *bad.last_mut().unwrap() ^= 1;
     std::fs::write(&alpha, &bad).unwrap();
+    let gamma = root.path().join("bur/aarch64/gamma-1.0-1-aarch64.pkg.tar.zst");
+    let good_gamma = std::fs::read(&gamma).unwrap();
+    let mut huge = good_gamma.clone();
+    huge.resize(good_gamma.len() + 4 * 1024 * 1024, 0);
+    std::fs::write(&gamma, &huge).unwrap();
     let out = migrate(&s, &from, &[]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("alpha-1.0-1-x86_64.pkg.tar.zst") && t.contains("SHA-256"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "gamma-1.0-1-aarch64.pkg.tar.zst: the answer is larger than the {} bytes",
+            good_gamma.len()
+        )),
+        "{t}"
+    );
     assert!(t.contains("run again to resume"), "{t}");
-    assert!(t.contains("copied bur/aarch64/gamma-1.0-1-aarch64.pkg.tar.zst"), "{t}");
-    assert_eq!(names(&http, &s, "aarch64").await, ["beta", "gamma"]);
+    assert!(t.contains("bur/armv7h: created the arch-repo"), "{t}");
+    assert!(
+        t.lines().any(|l| l.starts_with("copied bur/") && l.ends_with("/beta-1.0-1-any.pkg.tar.zst")),
+        "{t}"
+    );
+    assert_eq!(names(&http, &s, "aarch64").await, ["beta"]);
     assert_eq!(names(&http, &s, "x86_64").await, ["beta"], "beta is an `any` package: every arch-repo");
+    assert_eq!(
+        names(&http, &s, "armv7h").await,
+        ["beta"],
+        "an arch-repo of only `any` packages is recreated"
+    );
 
     // The targets: Vieter's fields, empty strings absent, the url target's repo too.
     let listed = get(&http, format!("{}/api/v1/targets", s.url)).await;
@@ -255,16 +282,20 @@ async fn migrates_targets_and_repositories_from_vieter_06() {
     let url_t = all.iter().find(|t| t["kind"] == "url").unwrap();
     assert_eq!((url_t["repo"].as_str(), url_t["arch"].clone()), (Some("other"), json!(["x86_64"])));
 
-    // Resumed: what is here is skipped, the repaired file copied; the targets are left alone.
+    // Resumed: what is here is skipped, the repaired files copied; the targets are left alone.
     std::fs::write(&alpha, &good).unwrap();
+    std::fs::write(&gamma, &good_gamma).unwrap();
     let out = migrate(&s, &from, &[]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("target 1: exists here as target"), "{t}");
     assert!(t.contains("bur/x86_64: 2 packages, 1 to copy, 1 already here"), "{t}");
-    assert!(t.contains("bur/aarch64: 2 packages, 0 to copy, 2 already here"), "{t}");
-    assert!(t.contains("packages: 1 copied, 3 already here"), "{t}");
+    assert!(t.contains("bur/aarch64: 2 packages, 1 to copy, 1 already here"), "{t}");
+    assert!(t.contains("bur/armv7h: 1 packages, 0 to copy, 1 already here"), "{t}");
+    assert!(!t.contains("created the arch-repo"), "they exist: {t}");
+    assert!(t.contains("packages: 2 copied, 3 already here"), "{t}");
     assert_eq!(names(&http, &s, "x86_64").await, ["alpha", "beta"]);
+    assert_eq!(names(&http, &s, "aarch64").await, ["beta", "gamma"]);
     let listed = get(&http, format!("{}/api/v1/targets", s.url)).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 3);
     // The copies are the old server's bytes.

@@ -40,6 +40,8 @@ pub enum ClientError {
     Http { status: u16, message: String },
     #[error("unexpected answer from {url}: {detail}")]
     Decode { url: String, detail: String },
+    #[error("{url}: the answer is larger than the {limit} bytes expected")]
+    TooLarge { url: String, limit: u64 },
     #[error("{path}: {source}")]
     File {
         path: String,
@@ -198,6 +200,14 @@ impl Client {
         }
         self.send::<serde_json::Value>(self.request(Method::DELETE, &path)).await.map(|_| ())
     }
+
+    /// `PUT /api/v1/repos/{repo}/{arch}`: creates the empty arch-repo; returns whether it was created
+    /// (`false`: it existed, and was left alone).
+    pub async fn create_arch_repo(&self, repo: &str, arch: &str) -> Result<bool, ClientError> {
+        let path = format!("/api/v1/repos/{}/{}", encode(repo), encode(arch));
+        let created: libvieter::api::ArchRepoCreated = self.send(self.request(Method::PUT, &path)).await?;
+        Ok(created.created)
+    }
 }
 
 impl Client {
@@ -338,24 +348,39 @@ impl Client {
         }
     }
 
-    /// `GET {path}` as bytes (a repository file); 404 is [`ClientError::NotFound`].
-    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
-        let resp =
+    /// `GET {path}` as bytes (a repository file), at most `limit` of them (more is
+    /// [`ClientError::TooLarge`], read no further); 404 is [`ClientError::NotFound`].
+    pub async fn get_bytes(&self, path: &str, limit: u64) -> Result<Vec<u8>, ClientError> {
+        let mut resp =
             self.request(Method::GET, path).send().await.map_err(|source| self.connect_error(source))?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|source| self.connect_error(source))?;
         if !status.is_success() {
+            let body = resp.bytes().await.map_err(|source| self.connect_error(source))?;
             return Err(http_error(status, &body));
         }
-        Ok(body.to_vec())
+        let url = resp.url().to_string();
+        let too_large = || ClientError::TooLarge { url: url.clone(), limit };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|source| self.connect_error(source))? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
-    /// `GET {path}` streamed into the file `dest` (created or truncated); returns the bytes written.
-    /// `progress` is called with the bytes received so far.
+    /// `GET {path}` streamed into the file `dest` (created or truncated), at most `limit` bytes (more
+    /// is [`ClientError::TooLarge`]: the download stops there); returns the bytes written. `progress`
+    /// is called with the bytes received so far.
     pub async fn download(
         &self,
         path: &str,
         dest: &Path,
+        limit: u64,
         progress: impl Fn(u64),
     ) -> Result<u64, ClientError> {
         use tokio::io::AsyncWriteExt;
@@ -366,12 +391,20 @@ impl Client {
             let body = resp.bytes().await.map_err(|source| self.connect_error(source))?;
             return Err(http_error(status, &body));
         }
+        let url = resp.url().to_string();
+        let too_large = || ClientError::TooLarge { url: url.clone(), limit };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
         let file_error = |source| ClientError::File { path: dest.display().to_string(), source };
         let mut file = tokio::fs::File::create(dest).await.map_err(file_error)?;
         let mut written = 0u64;
         while let Some(chunk) = resp.chunk().await.map_err(|source| self.connect_error(source))? {
-            file.write_all(&chunk).await.map_err(file_error)?;
             written += chunk.len() as u64;
+            if written > limit {
+                return Err(too_large());
+            }
+            file.write_all(&chunk).await.map_err(file_error)?;
             progress(written);
         }
         file.flush().await.map_err(file_error)?;

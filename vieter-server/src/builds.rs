@@ -96,6 +96,16 @@ impl Builds {
         self.appended.subscribe()
     }
 
+    /// The build logs (their store and rules).
+    pub fn logs(&self) -> &BuildLogs<LogDir> {
+        &self.logs
+    }
+
+    /// Deletes an ended job's log ([`BuildLogs::remove`]); returns whether there was one.
+    pub fn remove_log(&self, id: JobId) -> Result<bool, BuildsError> {
+        Ok(self.logs.remove(&self.service, id)?)
+    }
+
     /// The log file of a job (it may not exist yet).
     pub fn log_file(&self, id: JobId) -> PathBuf {
         self.logs.store().path(id)

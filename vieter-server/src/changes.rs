@@ -16,6 +16,9 @@ use libvieter::version::Version;
 
 /// How long one `git ls-remote` may take before the run is built instead.
 const LS_REMOTE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the `git ls-remote`s of one change check may take together: the refs not answered by
+/// then are built (a tick must not wait on hundreds of slow remotes; the next one asks again).
+const LS_REMOTE_BUDGET: Duration = Duration::from_secs(90);
 /// How many `git ls-remote` run at once.
 const LS_REMOTE_PARALLEL: usize = 8;
 /// The most of an `ls-remote` answer read (refs of the asked name only: a few lines).
@@ -46,10 +49,23 @@ impl SourceLookups for Lookups {
     }
 
     fn remote_commits(&mut self, refs: &[RemoteRef]) -> BTreeMap<RemoteRef, Result<String, String>> {
+        let deadline = tokio::time::Instant::now() + LS_REMOTE_BUDGET;
         let answers = self.handle.block_on(
             futures_util::stream::iter(refs.iter().cloned())
                 .map(|r| async move {
-                    let answer = ls_remote(&r).await;
+                    let out_of_time = || {
+                        format!(
+                            "the change check's {} s for git ls-remote ran out",
+                            LS_REMOTE_BUDGET.as_secs()
+                        )
+                    };
+                    let answer = if tokio::time::Instant::now() >= deadline {
+                        Err(out_of_time())
+                    } else {
+                        tokio::time::timeout_at(deadline, ls_remote(&r))
+                            .await
+                            .unwrap_or_else(|_| Err(out_of_time()))
+                    };
                     if let Err(e) = &answer {
                         tracing::warn!("change check: git ls-remote {} {}: {e}", r.url, r.refname);
                     }

@@ -62,6 +62,35 @@ async fn targets_are_validated_and_bad_input_stores_nothing() {
         .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"]["arch"], json!(["x86_64", "aarch64"]), "{v}");
+    let yay = v["data"]["id"].as_u64().unwrap();
+    // `needs` in the query form: target ids, comma-separated; empty in an edit clears them.
+    let query = format!("kind=git&url=https://example.org/n.git&repo=r&needs={yay},{id}");
+    let (status, v) =
+        call(&http, reqwest::Method::POST, format!("{}/api/v1/targets?{query}", s.url), KEY, None).await;
+    assert_eq!(status, 200, "{v}");
+    let mut needs = vec![yay, id];
+    needs.sort();
+    assert_eq!(v["data"]["needs"], json!(needs), "{v}");
+    let needing = v["data"]["id"].as_u64().unwrap();
+    let (status, v) =
+        call(&http, reqwest::Method::PATCH, format!("{}/api/v1/targets/{needing}?needs=", s.url), KEY, None)
+            .await;
+    assert_eq!((status, v["data"]["needs"].clone()), (200, json!([])), "{v}");
+    for bad in ["needs=1,x", "needs=999"] {
+        let (status, v) = call(
+            &http,
+            reqwest::Method::PATCH,
+            format!("{}/api/v1/targets/{needing}?{bad}", s.url),
+            KEY,
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("needs"), "{bad}: {v}");
+    }
+    let (status, _) =
+        call(&http, reqwest::Method::DELETE, format!("{}/api/v1/targets/{needing}", s.url), KEY, None).await;
+    assert_eq!(status, 200);
 
     let (status, v) = call(
         &http,

@@ -118,9 +118,10 @@ async fn vieter_06_queue_and_log_routes() {
         assert_eq!(st, 200, "{v}");
     }
     // A third, still queued: no log.
-    let (st, _) =
+    let (st, v) =
         call(&http, M::POST, format!("{url}/api/v1/jobs/queue?target={target}&arch=x86_64"), KEY, None).await;
     assert_eq!(st, 200);
+    let third = data(&v)[0]["id"].as_u64().unwrap();
 
     let list = |q: &'static str| {
         let http = http.clone();
@@ -168,4 +169,25 @@ async fn vieter_06_queue_and_log_routes() {
     assert_eq!(r.text().await.unwrap(), "building on x86_64\n");
     let r = http.get(format!("{url}/api/v1/logs/999/content")).header("X-Api-Key", KEY).send().await.unwrap();
     assert_eq!(r.status(), 404);
+
+    // `DELETE /api/v1/logs/{id}` (`v1_delete_log`): the log goes, the job's record stays.
+    let (st, _) = call(&http, M::DELETE, format!("{url}/api/v1/logs/{first}"), "wrong", None).await;
+    assert_eq!(st, 401);
+    let (st, v) = call(&http, M::DELETE, format!("{url}/api/v1/logs/{third}"), KEY, None).await;
+    assert_eq!(st, 409, "a queued job's log is not deleted: {v}");
+    assert!(v["message"].as_str().unwrap().contains("has not ended"), "{v}");
+    let (st, v) = call(&http, M::DELETE, format!("{url}/api/v1/logs/{first}"), KEY, None).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, _) = call(&http, M::GET, format!("{url}/api/v1/logs/{first}"), KEY, None).await;
+    assert_eq!(st, 404, "a deleted log is gone");
+    let r =
+        http.get(format!("{url}/api/v1/logs/{first}/content")).header("X-Api-Key", KEY).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(list("").await, [second], "and no longer listed");
+    let (st, v) = call(&http, M::DELETE, format!("{url}/api/v1/logs/{first}"), KEY, None).await;
+    assert_eq!(st, 404, "deleted once: {v}");
+    let (st, v) = call(&http, M::DELETE, format!("{url}/api/v1/logs/999"), KEY, None).await;
+    assert_eq!(st, 404, "{v}");
+    let (st, job) = call(&http, M::GET, format!("{url}/api/v1/jobs/{first}"), KEY, None).await;
+    assert_eq!((st, job["data"]["state"].as_str()), (200, Some("failed")), "the job stays: {job}");
 }

@@ -112,6 +112,7 @@ async fn every_documented_operation_behaves_as_documented() {
         ("get", "/api/v1/logs"),
         ("get", "/api/v1/logs/{id}"),
         ("get", "/api/v1/logs/{id}/content"),
+        ("delete", "/api/v1/logs/{id}"),
         ("post", "/api/v1/jobs/{id}/retry"),
         ("post", "/api/v1/jobs/{id}/cancel"),
         ("post", "/api/v1/jobs/queue"),
@@ -167,6 +168,7 @@ async fn every_documented_operation_behaves_as_documented() {
             }
             "post" => http.post(&url),
             "patch" => http.patch(&url),
+            "put" => http.put(&url),
             "delete" => http.delete(&url),
             other => panic!("undocumented method {other}"),
         };

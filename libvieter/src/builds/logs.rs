@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{BuildError, BuildService, BuildStore, Clock, Credentials};
-use crate::job::{log_truncation_marker, AgentId, JobId};
+use crate::job::{log_truncation_marker, AgentId, JobError, JobId};
 
 /// Where build logs are kept: one append-only log per job.
 pub trait LogStore: Send + Sync {
@@ -28,6 +28,10 @@ pub trait LogStore: Send + Sync {
     fn written(&self) -> io::Result<Vec<(JobId, DateTime<Utc>)>>;
     /// Deletes job `id`'s log (absent is fine).
     fn remove(&self, id: JobId) -> io::Result<()>;
+    /// Whether job `id` has a log (by default, looked up in [`LogStore::written`]).
+    fn exists(&self, id: JobId) -> io::Result<bool> {
+        Ok(self.written()?.iter().any(|(job, _)| *job == id))
+    }
 }
 
 /// Why a log operation failed.
@@ -101,6 +105,34 @@ impl<L: LogStore> BuildLogs<L> {
             service.log_truncated(id)?;
         }
         Ok(truncated)
+    }
+
+    /// Deletes the log of job `id`, which must have ended (a running job's log is still being
+    /// written: [`JobError::NotEnded`]). Returns whether there was one. The job's record stays.
+    pub fn remove<S: BuildStore>(&self, service: &BuildService<S>, id: JobId) -> Result<bool, LogError> {
+        let state = service.job(id)?.state();
+        if !state.is_final() {
+            return Err(
+                BuildError::Conflict { job: id, reason: JobError::NotEnded { job: id, state } }.into()
+            );
+        }
+        let io = |source| LogError::Io { job: id, source };
+        let _guard = self.lock(id);
+        let existed = self.store.exists(id).map_err(io)?;
+        if existed {
+            self.store.remove(id).map_err(io)?;
+        }
+        Ok(existed)
+    }
+
+    /// Whether job `id` has a log.
+    pub fn exists(&self, id: JobId) -> Result<bool, LogError> {
+        self.store.exists(id).map_err(|source| LogError::Io { job: id, source })
+    }
+
+    /// The jobs that have a log.
+    pub fn with_logs(&self) -> io::Result<std::collections::BTreeSet<JobId>> {
+        Ok(self.store.written()?.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Deletes the logs older than the retention; returns the jobs whose logs were deleted. A log that
@@ -285,5 +317,26 @@ mod tests {
         logs.store().set_written(id, clock.now() - Duration::days(31));
         assert_eq!(logs.remove_old(&service).unwrap(), [id]);
         assert_eq!(logs.store().get(id), None);
+    }
+
+    #[test]
+    fn a_log_is_removed_only_once_its_job_has_ended() {
+        let (service, _, id) = running();
+        let logs = BuildLogs::new(MemoryLogs::default());
+        let a1 = AgentId::new("a1").unwrap();
+        logs.append(&service, id, &a1, &Key, b"building\n").unwrap();
+        assert!(matches!(
+            logs.remove(&service, id),
+            Err(LogError::Build(BuildError::Conflict { reason: JobError::NotEnded { .. }, .. }))
+        ));
+        assert!(logs.exists(id).unwrap(), "a running job's log stays");
+        assert!(matches!(logs.remove(&service, JobId(999)), Err(LogError::Build(BuildError::NotFound(_)))));
+        service.finish(id, &a1, Outcome::Succeeded { versions: vec![], revision: None }, &Key).unwrap();
+        assert_eq!(logs.with_logs().unwrap(), [id].into());
+        assert!(logs.remove(&service, id).unwrap(), "it had one");
+        assert!(!logs.exists(id).unwrap() && logs.store().get(id).is_none());
+        assert!(logs.with_logs().unwrap().is_empty());
+        assert!(!logs.remove(&service, id).unwrap(), "it has none any more");
+        assert_eq!(service.job(id).unwrap().state(), crate::job::JobState::Succeeded, "the job stays");
     }
 }

@@ -68,6 +68,10 @@ impl LogStore for LogDir {
             _ => Ok(()),
         }
     }
+
+    fn exists(&self, id: JobId) -> io::Result<bool> {
+        self.path(id).try_exists()
+    }
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ pub fn check<S: RepoStore, B: BlobStore>(mut make: impl FnMut() -> (S, B)) {
     concurrent_publishes(make());
     same_file_twice_writes_nothing(make());
     any_packages(make());
+    created_arch_repos(make());
     invalid_uploads_change_nothing(make());
     recovery_cleans_up(make());
     listings(make());
@@ -721,6 +722,35 @@ fn any_packages<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     consistent(&repo, "after removing the repository");
 }
 
+fn created_arch_repos<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    let repo = repository(pair);
+    let (r, riscv) = (repo_name("extra"), arch("riscv64"));
+    assert!(repo.create_arch_repo(&r, &riscv).expect("creating extra/riscv64"));
+    assert_eq!(served(repo.blobs(), "extra", "riscv64", ArchiveKind::Db), Some(vec![]), "an empty db");
+    assert_eq!(served(repo.blobs(), "extra", "riscv64", ArchiveKind::Files), Some(vec![]), "empty files");
+    assert_eq!(repo.store().arches_of(&r).expect("arches"), BTreeSet::from([riscv.clone()]));
+    consistent(&repo, "after creating an arch-repo");
+
+    // It exists: nothing is written.
+    let before = repo.store().arch_repos().expect("arch-repos");
+    assert!(!repo.create_arch_repo(&r, &riscv).expect("creating it again"));
+    assert_eq!(repo.store().arch_repos().expect("arch-repos"), before, "its time is unchanged");
+
+    // An `any` package goes to it (and to the default arch).
+    let docs = package_bytes("docs", "1-1", "any", &["usr/share/doc/docs"]);
+    let result = publish(&repo, "extra", &docs).expect("publishing an any package");
+    assert_eq!(result.archs, [arch("riscv64"), arch("x86_64")]);
+    assert_eq!(names(repo.blobs(), "extra", "riscv64"), ["docs"]);
+    // Creating an arch-repo that has packages changes nothing.
+    assert!(!repo.create_arch_repo(&r, &riscv).expect("creating it once more"));
+    assert_eq!(names(repo.blobs(), "extra", "riscv64"), ["docs"]);
+
+    let err = repo.create_arch_repo(&r, &arch("any")).expect_err("`any` is no arch-repo");
+    assert!(err.is_invalid_input() && matches!(err, super::RepoError::AnyArchRepo), "{err}");
+    assert_eq!(served(repo.blobs(), "extra", "any", ArchiveKind::Db), None);
+    consistent(&repo, "after creating arch-repos");
+}
+
 fn invalid_uploads_change_nothing<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     let repo = repository(pair);
     let good = package_bytes("good", "1-1", "x86_64", &["usr/bin/good"]);
@@ -773,11 +803,18 @@ enum Scenario {
     RemovePackage,
     /// A whole repository removed.
     RemoveRepo,
+    /// An empty arch-repo created.
+    CreateArchRepo,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] =
-        [Scenario::Replace, Scenario::Any, Scenario::RemovePackage, Scenario::RemoveRepo];
+    const ALL: [Scenario; 5] = [
+        Scenario::Replace,
+        Scenario::Any,
+        Scenario::RemovePackage,
+        Scenario::RemoveRepo,
+        Scenario::CreateArchRepo,
+    ];
 
     fn prepare<S: RepoStore, B: BlobStore>(self, repo: &Repository<S, B>) {
         publish(repo, "extra", &package_bytes("app", "1-1", "x86_64", &["usr/bin/app"])).expect("app 1");
@@ -798,6 +835,7 @@ impl Scenario {
                 repo.remove(&r, Removal::Package(&arch("x86_64"), &pkg_name("app"))).map(drop)
             }
             Scenario::RemoveRepo => repo.remove(&r, Removal::Repo).map(drop),
+            Scenario::CreateArchRepo => repo.create_arch_repo(&r, &arch("riscv64")).map(drop),
         }
     }
 }

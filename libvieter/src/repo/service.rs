@@ -76,12 +76,18 @@ pub enum RepoError {
     /// client's mistake).
     #[error("{0}")]
     Signature(#[from] UploadSignatureError),
+    /// `any` names no arch-repo: its packages go to the repository's arch-repos (a client's mistake).
+    #[error("`any` is not an arch-repo: packages of arch any go to every arch-repo of their repository")]
+    AnyArchRepo,
 }
 
 impl RepoError {
     /// Whether the client sent something wrong (rather than the storage failing).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, RepoError::Package(_) | RepoError::Db(_) | RepoError::Signature(_))
+        matches!(
+            self,
+            RepoError::Package(_) | RepoError::Db(_) | RepoError::Signature(_) | RepoError::AnyArchRepo
+        )
     }
 }
 
@@ -446,6 +452,26 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             txn.commit().map_err(store_err)?;
         }
         Ok(Locked::Done(BatchPut { archs: archs_of, changed, unreferenced }))
+    }
+
+    /// Creates the empty arch-repo `repo/arch` (its empty db and files archives are served, and later
+    /// `any` packages of the repository go to it). Returns whether it was created: one that exists is
+    /// left alone (nothing is written). `any` is refused ([`RepoError::AnyArchRepo`]).
+    pub fn create_arch_repo(&self, repo: &RepoName, arch: &Arch) -> Result<bool, RepoError> {
+        if arch.is_any() {
+            return Err(RepoError::AnyArchRepo);
+        }
+        self.with_locks(repo, BTreeSet::from([arch.clone()]), |_| {
+            let mut txn = self.store.begin().map_err(store_err)?;
+            if txn.has_arch_repo(repo, arch).map_err(store_err)? {
+                return Ok(Locked::Done(false));
+            }
+            txn.put_arch_repo(repo, arch, &ArchRecord { last_change: self.clock.now() })
+                .map_err(store_err)?;
+            txn.commit().map_err(store_err)?;
+            self.write_archives(repo, arch)?;
+            Ok(Locked::Done(true))
+        })
     }
 
     /// Removes a package, an arch-repo or a repository. Returns whether it existed.

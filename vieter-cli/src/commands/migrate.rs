@@ -3,7 +3,9 @@
 //!
 //! Vieter 0.6 has no route that lists its repositories: the arch-repos copied are the targets' repos
 //! times the targets' arches, plus the `--repo` and `--arch` given. An arch-repo the old server does not
-//! have (its db is 404) is reported and skipped. The rules (target shapes, what counts as the same
+//! have (its db is 404) is reported and skipped; each one it has is created here first (so one that
+//! holds only `any` packages exists here too). Downloads are capped: a db at `MAX_OLD_DB_SIZE`, a
+//! package at the size its db entry gives. The rules (target shapes, what counts as the same
 //! target, what the db says about each file) are `libvieter::compat`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,7 +15,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use libvieter::api::{ListQuery, TargetFilter, MAX_PAGE};
-use libvieter::compat::{listed_packages, plan_targets, target_repos, ListedPackage, TargetPlan};
+use libvieter::compat::{
+    listed_packages, plan_targets, target_repos, ListedPackage, TargetPlan, MAX_OLD_DB_SIZE,
+};
 use libvieter::db::Database;
 use vieter_client::{Client, ClientError};
 
@@ -106,7 +110,7 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<(), String> {
     for repo in &repos {
         for arch in &arches {
             let db_path = Client::repo_file_path(repo, arch, &format!("{repo}.db"));
-            let bytes = match old.get_bytes(&db_path).await {
+            let bytes = match old.get_bytes(&db_path, MAX_OLD_DB_SIZE).await {
                 Ok(b) => b,
                 Err(ClientError::NotFound { .. }) => {
                     ctx.out.say(format!("{repo}/{arch}: not on the old server"));
@@ -129,6 +133,22 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> Result<(), String> {
             };
             let present =
                 published_here(&here, repo, arch).await.map_err(|e| format!("{repo}/{arch} here: {e}"))?;
+            // The arch-repo itself, before any package: one holding only `any` packages exists here
+            // only if created (an `any` package goes to the arch-repos the repository has).
+            if args.dry_run {
+                if present.is_empty() {
+                    ctx.out.say(format!("{dry}{repo}/{arch}: would create the arch-repo"));
+                }
+            } else {
+                match here.create_arch_repo(repo, arch).await {
+                    Ok(true) => ctx.out.say(format!("{repo}/{arch}: created the arch-repo")),
+                    Ok(false) => {}
+                    Err(e) => {
+                        failures.push(format!("{repo}/{arch}: creating the arch-repo: {e}"));
+                        continue;
+                    }
+                }
+            }
             let total = listed.len();
             let todo: Vec<ToCopy> = listed
                 .into_iter()
@@ -200,7 +220,8 @@ async fn copy_one(old: &Client, here: &Client, tmp: &Path, c: &ToCopy) -> Result
     let file = tmp.join(&c.package.filename);
     let path = Client::repo_file_path(&c.repo, &c.arch, &c.package.filename);
     let result = async {
-        old.download(&path, &file, |_| {}).await.map_err(|e| format!("download: {e}"))?;
+        // No more than the db says the file has.
+        old.download(&path, &file, c.package.csize, |_| {}).await.map_err(|e| format!("download: {e}"))?;
         let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         let digests =
             libvieter::digest::digest_stream(f, false).map_err(|e| format!("{}: {e}", file.display()))?;

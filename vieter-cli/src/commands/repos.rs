@@ -1,4 +1,4 @@
-//! `vieter repos list|packages|info|remove`
+//! `vieter repos list|packages|info|create|remove`
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -28,6 +28,9 @@ pub enum ReposCommand {
     },
     /// Show everything about one package: metadata, dependencies, files.
     Info { repo: String, arch: String, name: String },
+    /// Create an empty architecture of a repository (pacman can sync it at once; later `any`
+    /// packages of the repository go to it too). One that exists is left alone.
+    Create { repo: String, arch: String },
     /// Remove a repository, one architecture of it, or one package.
     Remove {
         repo: String,
@@ -125,6 +128,16 @@ pub async fn run(ctx: &Context, cmd: ReposCommand) -> Result<(), String> {
                 for (k, v) in rows {
                     t.add_row(vec![k.to_owned(), v]);
                 }
+                t
+            })
+        }
+        ReposCommand::Create { repo, arch } => {
+            let created = client.create_arch_repo(&repo, &arch).await.map_err(err)?;
+            let data = serde_json::json!({ "repo": repo, "arch": arch, "created": created });
+            ctx.out.print(&data, || {
+                let mut t = table(["REPO", "ARCH", "RESULT"]);
+                let result = if created { "created" } else { "exists already, left alone" };
+                t.add_row(vec![repo.clone(), arch.clone(), result.to_owned()]);
                 t
             })
         }

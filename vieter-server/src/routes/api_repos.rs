@@ -1,11 +1,15 @@
 //! The repository contents as a REST API: `GET /api/v1/repos`, `GET /api/v1/repos/{repo}/{arch}/packages`
-//! and `GET /api/v1/repos/{repo}/{arch}/packages/{name}`. Read-only and public, like the databases.
+//! and `GET /api/v1/repos/{repo}/{arch}/packages/{name}`: read-only and public, like the databases;
+//! `PUT /api/v1/repos/{repo}/{arch}` (admin key) creates an empty arch-repo.
 
 use std::sync::Arc;
 
-use libvieter::api::{FilesQuery, ListQuery};
+use libvieter::api::{ArchRepoCreated, FilesQuery, ListQuery};
 use libvieter::name::{Arch, PkgName, RepoName};
 use libvieter::repo::RepoError;
+
+use warp::http::StatusCode;
+use warp::Reply;
 
 use crate::error::{ok, ApiError};
 use crate::App;
@@ -50,6 +54,33 @@ pub async fn package(
     let detail =
         blocking(move || app.repos.package(&repo, &arch, &name, &query).map_err(failed("reading a package")));
     Ok(ok(&detail.await?.ok_or(not_found)?))
+}
+
+/// `PUT /api/v1/repos/{repo}/{arch}`: creates the empty arch-repo (201), or leaves the one that
+/// exists alone (200).
+pub async fn create_arch_repo(
+    app: Arc<App>,
+    repo: String,
+    arch: String,
+) -> Result<warp::reply::Response, ApiError> {
+    let bad = |e: libvieter::name::NameError| ApiError::bad_request(e.to_string());
+    let (repo, arch) = (RepoName::new(repo).map_err(bad)?, Arch::new(arch).map_err(bad)?);
+    let (r, a) = (repo.clone(), arch.clone());
+    let created = blocking(move || {
+        app.repos.create_arch_repo(&r, &a).map_err(|e| {
+            if e.is_invalid_input() {
+                ApiError::bad_request(e.to_string())
+            } else {
+                ApiError::internal("creating an arch-repo", e)
+            }
+        })
+    })
+    .await?;
+    if created {
+        tracing::info!("created the arch-repo {repo}/{arch}");
+    }
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(warp::reply::with_status(ok(&ArchRepoCreated { repo, arch, created }), status).into_response())
 }
 
 pub async fn metrics(app: Arc<App>) -> Result<warp::reply::Response, ApiError> {

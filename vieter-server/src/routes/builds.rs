@@ -65,7 +65,11 @@ pub async fn create_target(
     query: TargetQuery,
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
-    let input: NewTarget = if query.is_empty() { parse_body(&body)? } else { query.into_new() };
+    let input: NewTarget = if query.is_empty() {
+        parse_body(&body)?
+    } else {
+        query.into_new().map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
     Ok(ok(&add_target(app, input).await?))
 }
 
@@ -102,7 +106,11 @@ pub async fn patch_target(
     query: TargetQuery,
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
-    let patch: TargetPatch = if query.is_empty() { parse_body(&body)? } else { query.into_patch() };
+    let patch: TargetPatch = if query.is_empty() {
+        parse_body(&body)?
+    } else {
+        query.into_patch().map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
     Ok(ok(&blocking(move || app.builds.service.patch_target(TargetId(id), &patch)).await?))
 }
 

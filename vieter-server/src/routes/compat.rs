@@ -1,6 +1,6 @@
 //! Vieter 0.6's routes, kept for scripts written against it (the rules and shapes are
 //! `libvieter::compat`'s): `POST /api/v1/jobs/queue`, `GET /api/v1/logs`, `/api/v1/logs/{id}` and
-//! `/api/v1/logs/{id}/content`. Admin key, like every route of Vieter's API.
+//! `/api/v1/logs/{id}/content`, `DELETE /api/v1/logs/{id}`. Admin key, like every route of Vieter's API.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -14,6 +14,7 @@ use warp::{Filter, Reply};
 
 use super::builds::{read_log, LogQuery};
 use crate::auth::{self, Role};
+use crate::builds::BuildsError;
 use crate::error::{ok, respond, ApiError};
 use crate::App;
 
@@ -47,6 +48,12 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             .and(app_f.clone())
             .then(|id, _, app| async move { respond(log(app, id).await.map(|l| ok(&l))) }))
         .unify()
+        .or(warp::path!("api" / "v1" / "logs" / u64)
+            .and(warp::delete())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .then(|id, _, app| async move { respond(delete(app, id).await) }))
+        .unify()
         .or(warp::path!("api" / "v1" / "logs" / u64 / "content")
             .and(warp::get())
             .and(admin)
@@ -72,30 +79,44 @@ async fn queue(app: Arc<App>, params: HashMap<String, String>) -> Result<warp::r
 async fn logs(app: Arc<App>, params: HashMap<String, String>) -> Result<warp::reply::Response, ApiError> {
     let filter = LogFilter::from_params(&params)?;
     let logs = blocking(move || {
+        let with_logs = app.builds.logs().with_logs().map_err(|e| ApiError::internal("the build logs", e))?;
         let mut matching = Vec::new();
         app.builds
             .service
             .store()
             .scan_jobs(&mut |job| {
-                if let Some(log) = BuildLog::from_job(&job).filter(|l| filter.matches(l)) {
-                    matching.push(log);
-                }
+                matching.extend(filter.keep(&job, |id| with_logs.contains(&id)));
                 ControlFlow::Continue(())
             })
             .map_err(|e| ApiError::internal("build database", e))?;
-        matching.sort_by_key(|l| l.id);
-        Ok(filter.page().apply(matching).collect::<Vec<_>>())
+        Ok(filter.page_of(matching))
     })
     .await?;
     Ok(ok(&logs))
 }
 
-/// The build log of job `id`: 404 unless it ran and ended.
+/// The build log of job `id`: 404 unless it ran, ended and its log is kept.
 async fn log(app: Arc<App>, id: u64) -> Result<BuildLog, ApiError> {
-    let job = blocking(move || app.builds.service.find_job(JobId(id)).map_err(ApiError::from)).await?;
-    job.as_ref()
-        .and_then(BuildLog::from_job)
-        .ok_or_else(|| ApiError::not_found(format!("no build log {id}: no job {id} that ran and ended")))
+    let found = blocking(move || {
+        let Some(job) = app.builds.service.find_job(JobId(id))? else { return Ok(None) };
+        let has_log = app.builds.logs().exists(JobId(id)).map_err(BuildsError::from)?;
+        Ok::<_, ApiError>(BuildLog::of(&job, |_| has_log))
+    })
+    .await?;
+    found.ok_or_else(|| {
+        ApiError::not_found(format!("no build log {id}: no job {id} that ran and ended with a log"))
+    })
+}
+
+/// `DELETE /api/v1/logs/{id}`: deletes the log of an ended job (its record stays, with its outcome);
+/// 404 when there is none, 409 while the job runs.
+async fn delete(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
+    let removed = blocking(move || app.builds.remove_log(JobId(id)).map_err(ApiError::from)).await?;
+    if !removed {
+        return Err(ApiError::not_found(format!("no build log {id}: job {id} has no log")));
+    }
+    tracing::info!(job = id, "build log deleted");
+    Ok(ok(&serde_json::Value::Null))
 }
 
 /// `GET /api/v1/logs/{id}/content`: the log text.

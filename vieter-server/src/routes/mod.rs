@@ -88,6 +88,14 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             .then(|repo: Seg, arch: Seg, name: Seg, q, app| async move {
                 respond(api_repos::package(app, repo.0, arch.0, name.0, q).await)
             }))
+        .unify()
+        .or(warp::path!("api" / "v1" / "repos" / Seg / Seg)
+            .and(warp::put())
+            .and(auth::require(keys.clone(), Role::Admin))
+            .and(with_app(app.clone()))
+            .then(|repo: Seg, arch: Seg, _caller, app| async move {
+                respond(api_repos::create_arch_repo(app, repo.0, arch.0).await)
+            }))
         .unify();
 
     let publish_multipart = warp::path!(Seg / "publish")
