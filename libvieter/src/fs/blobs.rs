@@ -544,6 +544,17 @@ impl BlobStore for DirBlobs {
         Ok(out)
     }
 
+    fn signature_hashes(&self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.pool_dir())? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some(sha) = name.strip_suffix(".sig") {
+                out.push(sha.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
     fn open_package(&self, sha256: &str) -> io::Result<Option<File>> {
         match File::open(self.package_path(sha256)) {
             Ok(f) => Ok(Some(f)),

@@ -41,6 +41,9 @@ pub trait BlobStore: Send + Sync {
     fn remove_package(&self, sha256: &str) -> Result<(), Self::Error>;
     /// Every package file held (not their signatures).
     fn package_hashes(&self) -> Result<Vec<String>, Self::Error>;
+    /// Every package signature held, by the hash of its package file (which may be gone: a
+    /// signature kept before an interrupted publish kept its file; recovery deletes those).
+    fn signature_hashes(&self) -> Result<Vec<String>, Self::Error>;
     /// The package file of `sha256`, if held.
     fn open_package(&self, sha256: &str) -> Result<Option<Self::Archive>, Self::Error>;
     /// Makes `signature` the detached signature of the package file of `sha256` (served as

@@ -488,6 +488,13 @@ fn consistent<S: RepoStore, B: BlobStore>(repo: &Repository<S, B>, when: &str) {
         repo.blobs().package_hashes().expect("listing packages").into_iter().collect();
     let referenced = store.pool_hashes().expect("pool hashes");
     assert_eq!(held, referenced, "{when}: package files kept vs referenced");
+    let signed: BTreeSet<String> =
+        repo.blobs().signature_hashes().expect("listing signatures").into_iter().collect();
+    assert!(
+        signed.is_subset(&held),
+        "{when}: signatures without their package file: {:?}",
+        signed.difference(&held)
+    );
 }
 
 fn publish_replace_remove<S: RepoStore, B: BlobStore>(pair: (S, B)) {
@@ -790,6 +797,13 @@ fn recovery_cleans_up<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     let report = repo.recover().expect("recovering");
     assert_eq!((report.orphans_removed, report.stale_archives_removed), (1, 1), "{report:?}");
     consistent(&repo, "after recovery");
+    // A signature kept by a publish that was interrupted before its package file was.
+    let stray = sha256(b"never kept");
+    repo.blobs().keep_package_signature(&stray, b"a signature").expect("keeping a signature");
+    let report = repo.recover().expect("recovering");
+    assert_eq!(report.orphans_removed, 1, "{report:?}");
+    assert_eq!(repo.blobs().package_signature(&stray).expect("reading"), None, "the stray signature is gone");
+    consistent(&repo, "after removing a stray signature");
 }
 
 /// A change whose every blob operation is made to fail in turn.
@@ -942,6 +956,9 @@ impl<B: BlobStore> BlobStore for Faulty<B> {
     }
     fn package_hashes(&self) -> Result<Vec<String>, B::Error> {
         self.inner.package_hashes()
+    }
+    fn signature_hashes(&self) -> Result<Vec<String>, B::Error> {
+        self.inner.signature_hashes()
     }
     fn open_package(&self, sha256: &str) -> Result<Option<B::Archive>, B::Error> {
         self.inner.open_package(sha256)

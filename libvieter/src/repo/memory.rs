@@ -376,6 +376,10 @@ impl BlobStore for MemoryBlobs {
         Ok(self.lock().packages.keys().cloned().collect())
     }
 
+    fn signature_hashes(&self) -> io::Result<Vec<String>> {
+        Ok(self.lock().package_signatures.keys().cloned().collect())
+    }
+
     fn open_package(&self, sha256: &str) -> io::Result<Option<Cursor<Vec<u8>>>> {
         Ok(self.package(sha256).map(|bytes| Cursor::new(bytes.to_vec())))
     }

@@ -117,6 +117,7 @@ pub struct RecoveryReport {
     pub archives_unchanged: usize,
     pub archives_rewritten: usize,
     pub stale_archives_removed: usize,
+    /// Package files nothing references, and signatures whose package file was never kept.
     pub orphans_removed: usize,
     /// Signatures made (of current archives, and of package files that had none) or removed (of
     /// archives, when no signer is configured).
@@ -706,7 +707,14 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             }
         }
         let referenced = self.store.pool_hashes().map_err(store_err)?;
-        for sha in self.blobs.package_hashes().map_err(blob_err)? {
+        let held: BTreeSet<String> = self.blobs.package_hashes().map_err(blob_err)?.into_iter().collect();
+        // A signature whose package file was never kept (a publish interrupted between the two).
+        for sha in self.blobs.signature_hashes().map_err(blob_err)? {
+            if !held.contains(&sha) && !referenced.contains(&sha) && self.blobs.remove_package(&sha).is_ok() {
+                report.orphans_removed += 1;
+            }
+        }
+        for sha in held {
             if !referenced.contains(&sha) {
                 if self.blobs.remove_package(&sha).is_ok() {
                     report.orphans_removed += 1;
