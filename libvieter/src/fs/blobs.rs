@@ -63,7 +63,7 @@ struct ArchiveTag {
     mtime: SystemTime,
     etag: String,
     /// Its bytes, when it is small enough to serve from memory (see [`DirBlobs::archive_in_memory`]).
-    bytes: Option<Arc<[u8]>>,
+    bytes: Option<Arc<Vec<u8>>>,
 }
 
 /// The largest archive kept in memory, and how many bytes all those kept may take.
@@ -73,7 +73,8 @@ const IN_MEMORY_BUDGET: usize = 64 << 20;
 /// An archive served from memory: its bytes as this process last wrote (or read) them.
 #[derive(Debug, Clone)]
 pub struct ArchiveBytes {
-    pub bytes: Arc<[u8]>,
+    /// Shared, not copied: the buffer the archive was written from.
+    pub bytes: Arc<Vec<u8>>,
     /// Its modification time as the file system keeps it.
     pub modified: SystemTime,
     /// Its tag (as [`DirBlobs::archive_etag`]).
@@ -90,14 +91,14 @@ struct Tags {
 
 impl Tags {
     /// `bytes`, when they may be kept in memory beside what is kept for other paths.
-    fn keepable(&self, path: &Path, bytes: Vec<u8>) -> Option<Arc<[u8]>> {
+    fn keepable(&self, path: &Path, bytes: Vec<u8>) -> Option<Arc<Vec<u8>>> {
         let others: usize = self
             .by_path
             .iter()
             .filter(|(p, _)| p.as_path() != path)
             .filter_map(|(_, t)| t.bytes.as_ref().map(|b| b.len()))
             .sum();
-        (bytes.len() <= IN_MEMORY_MAX && others + bytes.len() <= IN_MEMORY_BUDGET).then(|| bytes.into())
+        (bytes.len() <= IN_MEMORY_MAX && others + bytes.len() <= IN_MEMORY_BUDGET).then(|| Arc::new(bytes))
     }
 }
 
@@ -1033,7 +1034,7 @@ mod tests {
         assert_eq!(tag(&reopened), second, "as computed after a restart");
         let served = reopened.archive_in_memory(&repo, &arch, ArchiveKind::Db).unwrap();
         assert_eq!(
-            (&*served.bytes, served.etag.as_str()),
+            (served.bytes.as_slice(), served.etag.as_str()),
             (&b"two"[..], second.as_str()),
             "loaded on first use"
         );

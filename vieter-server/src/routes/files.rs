@@ -166,13 +166,22 @@ fn read_range(
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
+/// An archive's bytes shared with the blob store (a response body without a copy).
+struct Shared(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// An archive this process holds in memory, found without blocking (no file is opened).
 fn in_memory(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Option<Servable> {
     let Some(Download::Archive(kind)) = libvieter::repo::download(repo, file) else { return None };
     let held = app.repos.blobs().archive_in_memory(repo, arch, kind)?;
     Some(Servable {
         len: held.bytes.len() as u64,
-        content: Content::Memory(bytes::Bytes::from_owner(held.bytes)),
+        content: Content::Memory(bytes::Bytes::from_owner(Shared(held.bytes))),
         modified: held.modified,
         etag: held.etag,
         content_type: "application/gzip",
