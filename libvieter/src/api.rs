@@ -572,6 +572,49 @@ pub struct SigningKey {
     pub fingerprint: String,
     /// The armored public key (what `pacman-key --add` takes).
     pub public_key: String,
+    /// Whether it signs what is published from now on (the first key); a retired key is listed until an
+    /// admin removes it, so pacman keeps accepting what it signed while the re-sign runs.
+    #[serde(default = "current_default")]
+    pub current: bool,
+}
+
+fn current_default() -> bool {
+    true
+}
+
+/// How far the re-sign of existing package files after a key rotation is
+/// (`GET /api/v1/keys/resign`; made by [`crate::repo::Repository::resign`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResignProgress {
+    /// Package files to look at: every one an arch-repo serves.
+    pub packages: u64,
+    /// Package files looked at so far.
+    pub checked: u64,
+    /// Signatures made again (of files signed by a retired key, or not signed).
+    pub resigned: u64,
+}
+
+/// The state of the server's re-sign (`GET /api/v1/keys/resign`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResignStatus {
+    /// `idle` (never ran: unsigned), `running`, `done` or `failed`.
+    pub state: ResignState,
+    #[serde(flatten)]
+    pub progress: ResignProgress,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it failed (`state` = `failed`); it runs again at the next start.
+    pub error: Option<String>,
+}
+
+/// See [`ResignStatus::state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResignState {
+    Idle,
+    Running,
+    Done,
+    Failed,
 }
 
 /// A target as an HTML form sends it (the web interface): every field a string, an empty one absent.

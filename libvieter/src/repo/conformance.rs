@@ -91,6 +91,7 @@ pub fn check<S: RepoStore, B: BlobStore>(mut make: impl FnMut() -> (S, B)) {
     packager_signatures(make(), make());
     signing_turned_on_and_off(make());
     stale_signatures_are_replaced(make());
+    key_rotation(&mut make);
     for scenario in Scenario::ALL {
         crash_at_every_step(&mut make, scenario, true);
         signer_fails_at_every_signature(&mut make, scenario);
@@ -899,6 +900,90 @@ fn crash_at_every_step<S: RepoStore, B: BlobStore>(
         if sign {
             signatures_hold(&repo, &format!("{when}, after recovery"));
         }
+        if !failed {
+            break;
+        }
+    }
+}
+
+/// A repository signed by the unnamed test key, with `a` (x86_64) and `b` (any, in x86_64 and aarch64),
+/// in the format that embeds signatures, then reopened with key `k2` that retires it.
+fn rotated<S: RepoStore, B: BlobStore>(pair: (S, B), fail_at: Option<usize>) -> Repository<S, Faulty<B>> {
+    let (store, blobs) = pair;
+    let old =
+        Repository::new(store, blobs, arch("x86_64"), DbFormat::WithMd5, at).with_signer(TestSigner::new());
+    old.create_arch_repo(&repo_name("extra"), &arch("aarch64")).expect("an arch-repo");
+    for (name, a) in [("a", "x86_64"), ("b", "any")] {
+        publish(&old, "extra", &package_bytes(name, "1-1", a, &[])).expect("publishing");
+    }
+    let (store, blobs) = old.into_parts();
+    let faulty = Faulty::new(blobs, fail_at.unwrap_or(usize::MAX));
+    Repository::new(store, faulty, arch("x86_64"), DbFormat::WithMd5, at)
+        .with_signer(TestSigner::keyed("k2", &[None]))
+}
+
+/// Every package file, every `%PGPSIG%` of `extra/x86_64` and every archive signed by `k2`.
+fn signed_by_k2<S: RepoStore, B: BlobStore>(repo: &Repository<S, B>, when: &str) {
+    let blobs = repo.blobs();
+    for (name, a) in [("a", "x86_64"), ("b", "any")] {
+        let bytes = package_bytes(name, "1-1", a, &[]);
+        let k2 = TestSigner::keyed_signature_of(Some("k2"), &bytes);
+        assert_eq!(
+            blobs.package_signature(&sha256(&bytes)).expect("sig"),
+            Some(k2.clone()),
+            "{when}: {name}.sig"
+        );
+        assert_eq!(pgpsig(blobs, name), Some(k2), "{when}: %PGPSIG% of {name}");
+    }
+    for a in ["x86_64", "aarch64"] {
+        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
+            let archive = blobs.open_archive(&repo_name("extra"), &arch(a), kind).expect("opening");
+            let bytes = bytes_of(archive.expect("the archive"));
+            assert_eq!(
+                blobs.archive_signature(&repo_name("extra"), &arch(a), kind).expect("sig"),
+                Some(TestSigner::keyed_signature_of(Some("k2"), &bytes)),
+                "{when}: the {kind:?} archive of extra/{a}"
+            );
+        }
+    }
+}
+
+/// A rotation: recovery re-signs the archives, [`Repository::resign`] every package file and every
+/// embedded `%PGPSIG%`, reporting its progress; a second run changes nothing; interrupted at any blob
+/// operation, the next run (after recovery) converges.
+fn key_rotation<S: RepoStore, B: BlobStore>(make: &mut impl FnMut() -> (S, B)) {
+    let repo = rotated(make(), None);
+    repo.recover().expect("recovery");
+    let mut seen = Vec::new();
+    let done = repo.resign(&mut |p| seen.push(p.clone())).expect("re-signing");
+    assert_eq!((done.packages, done.checked, done.resigned), (2, 2, 2), "{done:?}");
+    assert_eq!(seen.first().map(|p| (p.packages, p.checked)), Some((2, 0)), "progress starts at 0: {seen:?}");
+    assert_eq!(seen.last(), Some(&done), "the last progress is the result");
+    signed_by_k2(&repo, "after the re-sign");
+    consistent(&repo, "after the re-sign");
+    let again = repo.resign(&mut |_| {}).expect("re-signing again");
+    assert_eq!((again.checked, again.resigned), (2, 0), "nothing left to re-sign: {again:?}");
+    let (store, blobs) = make();
+    let unsigned = Repository::new(store, blobs, arch("x86_64"), DbFormat::Current, at);
+    assert_eq!(unsigned.resign(&mut |_| {}).expect("unsigned").packages, 0, "no signer, nothing done");
+
+    for k in 0.. {
+        assert!(k < 64, "rotation: still failing after 64 operations");
+        let repo = rotated(make(), Some(k));
+        let when = format!("rotation (blob operation {k} failing)");
+        let result = repo.recover().and_then(|_| repo.resign(&mut |_| {}));
+        served_files_exist(&repo, &when);
+        let failed = repo.blobs().failed();
+        if !failed {
+            result.unwrap_or_else(|e| panic!("{when}: failed without a fault: {e}"));
+        }
+        let (store, faulty) = repo.into_parts();
+        let repo = Repository::new(store, faulty.inner, arch("x86_64"), DbFormat::WithMd5, at)
+            .with_signer(TestSigner::keyed("k2", &[None]));
+        repo.recover().unwrap_or_else(|e| panic!("{when}: recovery failed: {e}"));
+        repo.resign(&mut |_| {}).unwrap_or_else(|e| panic!("{when}: the next re-sign failed: {e}"));
+        consistent(&repo, &format!("{when}, after the next run"));
+        signed_by_k2(&repo, &format!("{when}, after the next run"));
         if !failed {
             break;
         }

@@ -48,6 +48,8 @@ use super::sign::{
 };
 use super::store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
 
+mod resign;
+
 /// The lock of each arch-repo.
 type ArchLocks = BTreeMap<(RepoName, Arch), Arc<Mutex<()>>>;
 

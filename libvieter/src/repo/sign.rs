@@ -25,6 +25,14 @@ pub trait Signer: Send + Sync {
     /// Starts a signature made at `created` (libvieter never reads the clock: the repository passes
     /// its own time). Everything written to the returned [`Signing`] is what is signed.
     fn start(&self, created: SystemTime) -> Result<Box<dyn Signing + '_>, SignError>;
+
+    /// Whether a package file's signature must be made again by this signer: it was made by a key
+    /// this signer replaces (a retired key of the same server, after a rotation). A signature by this
+    /// signer's own key, or by a packager, is kept. [`super::Repository::resign`] asks it.
+    fn supersedes(&self, signature: &[u8]) -> bool {
+        let _ = signature;
+        false
+    }
 }
 
 /// A signature being made: write the signed bytes, then [`Signing::finish`].
@@ -193,11 +201,16 @@ impl Write for SigningWriter<'_, '_> {
 
 /// A [`Signer`] for tests: the "signature" of bytes is `TEST-SIG ` and their SHA-256 in hex, so a test
 /// can tell which bytes a signature belongs to without OpenPGP. It fails its `fail_at`-th start (from
-/// 0), when given.
+/// 0), when given. A keyed one ([`TestSigner::keyed`]) writes `TEST-SIG:{key} ` instead and
+/// supersedes the keys it retires.
 #[derive(Debug, Default)]
 pub struct TestSigner {
     starts: std::sync::atomic::AtomicUsize,
     fail_at: Option<usize>,
+    /// Its key's name (`None`: the unnamed key of [`TestSigner::new`]).
+    key: Option<String>,
+    /// The keys it replaces (`None` in it: the unnamed key).
+    retires: Vec<Option<String>>,
 }
 
 impl TestSigner {
@@ -209,6 +222,21 @@ impl TestSigner {
     /// A signer whose `n`-th signature (from 0) fails.
     pub fn failing_at(n: usize) -> Self {
         TestSigner { fail_at: Some(n), ..TestSigner::default() }
+    }
+
+    /// A signer with the key `key`, replacing the keys `retires` (`None`: the unnamed key).
+    pub fn keyed(key: &str, retires: &[Option<&str>]) -> Self {
+        TestSigner {
+            key: Some(key.to_owned()),
+            retires: retires.iter().map(|k| k.map(str::to_owned)).collect(),
+            ..TestSigner::default()
+        }
+    }
+
+    /// The signature the signer of `key` makes of `data` (`None`: as [`TestSigner::signature_of`]).
+    pub fn keyed_signature_of(key: Option<&str>, data: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        test_signature(key, &sha2::Sha256::digest(data))
     }
 
     /// How many signatures were started.
@@ -223,7 +251,24 @@ impl TestSigner {
     }
 }
 
-struct TestSigning(sha2::Sha256);
+fn test_signature(key: Option<&str>, digest: &[u8]) -> Vec<u8> {
+    match key {
+        None => format!("TEST-SIG {}", hex::encode(digest)).into_bytes(),
+        Some(key) => format!("TEST-SIG:{key} {}", hex::encode(digest)).into_bytes(),
+    }
+}
+
+/// The key a test signature names (`Some(None)`: the unnamed key; `None`: not a test signature).
+fn test_signature_key(signature: &[u8]) -> Option<Option<String>> {
+    let text = std::str::from_utf8(signature).ok()?;
+    if text.starts_with("TEST-SIG ") {
+        return Some(None);
+    }
+    let (key, _) = text.strip_prefix("TEST-SIG:")?.split_once(' ')?;
+    Some(Some(key.to_owned()))
+}
+
+struct TestSigning(sha2::Sha256, Option<String>);
 
 impl Write for TestSigning {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
@@ -237,7 +282,7 @@ impl Write for TestSigning {
 
 impl Signing for TestSigning {
     fn finish(self: Box<Self>) -> Result<Vec<u8>, SignError> {
-        Ok(format!("TEST-SIG {}", hex::encode(sha2::Digest::finalize(self.0))).into_bytes())
+        Ok(test_signature(self.1.as_deref(), &sha2::Digest::finalize(self.0)))
     }
 }
 
@@ -247,13 +292,21 @@ impl Signer for TestSigner {
         if self.fail_at == Some(n) {
             return Err(SignError::new("injected signing failure"));
         }
-        Ok(Box::new(TestSigning(sha2::Sha256::default())))
+        Ok(Box::new(TestSigning(sha2::Sha256::default(), self.key.clone())))
+    }
+
+    fn supersedes(&self, signature: &[u8]) -> bool {
+        test_signature_key(signature).is_some_and(|key| self.retires.contains(&key))
     }
 }
 
 impl<T: Signer + ?Sized> Signer for std::sync::Arc<T> {
     fn start(&self, created: SystemTime) -> Result<Box<dyn Signing + '_>, SignError> {
         (**self).start(created)
+    }
+
+    fn supersedes(&self, signature: &[u8]) -> bool {
+        (**self).supersedes(signature)
     }
 }
 
@@ -290,7 +343,7 @@ impl Verifier for TestVerifier {
         if !self.trusted.iter().any(|k| k == key) {
             return Err(VerifyError::UnknownKey { issuer: key.to_owned() });
         }
-        let mut hasher = TestSigning(sha2::Sha256::default());
+        let mut hasher = TestSigning(sha2::Sha256::default(), None);
         io::copy(data, &mut hasher)?;
         if hex::encode(sha2::Digest::finalize(hasher.0)) != digest {
             return Err(VerifyError::Mismatch { key: key.to_owned() });
