@@ -300,6 +300,17 @@ impl Client {
         self.send(self.request(Method::GET, "/api/v1/keys")).await
     }
 
+    /// `GET /api/v1/keys/resign`: how far the re-sign after a key rotation is.
+    pub async fn resign_status(&self) -> Result<libvieter::api::ResignStatus, ClientError> {
+        self.send(self.request(Method::GET, "/api/v1/keys/resign")).await
+    }
+
+    /// Admin: `DELETE /api/v1/keys/{fingerprint}`: a retired key stops being listed.
+    pub async fn remove_key(&self, fingerprint: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/keys/{}", encode(fingerprint));
+        self.send::<serde_json::Value>(self.request(Method::DELETE, &path)).await.map(|_| ())
+    }
+
     /// Agent: `POST /api/v1/jobs/poll`.
     pub async fn poll(&self, request: &PollRequest) -> Result<Vec<LeasedJob>, ClientError> {
         self.send(self.request(Method::POST, "/api/v1/jobs/poll").json(request)).await

@@ -36,6 +36,8 @@ pub struct App {
     pub aur: Arc<aur::Aur>,
     /// The key that signs packages and databases (`signing_key`), if any.
     pub signer: Option<Arc<signing::OpenPgpSigner>>,
+    /// The signing keys, current and retired, and the re-sign after a rotation (with a signer).
+    pub keyring: Option<Arc<signing::KeyRing>>,
     /// The web interface's sessions.
     pub ui: ui::Ui,
 }
@@ -103,9 +105,17 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
     std::fs::create_dir_all(data_dir)
         .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
     let admin = admin_key(&config)?;
-    let signer = match config.signing_key.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-        Some(value) => Some(Arc::new(signing::OpenPgpSigner::from_config(value, data_dir)?)),
-        None => None,
+    let (signer, keyring) = match config.signing_key.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        Some(value) => {
+            let signer = signing::OpenPgpSigner::from_config(value, data_dir)?;
+            let ring = signing::KeyRing::open(data_dir, &signer)?;
+            let retired: Vec<String> = ring.list().into_iter().skip(1).map(|k| k.fingerprint).collect();
+            if !retired.is_empty() {
+                tracing::info!(?retired, "retired signing keys: what they signed is signed again");
+            }
+            (Some(Arc::new(signer.retiring(&ring))), Some(Arc::new(ring)))
+        }
+        None => (None, None),
     };
     let mut repos = repo::open(data_dir, config.default_arch.clone(), config.db_format)?;
     if let Some(signer) = &signer {
@@ -164,6 +174,7 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
         metrics: metrics::Metrics::new()?,
         aur: Arc::new(aur),
         signer,
+        keyring,
         ui: ui::Ui::default(),
     }))
 }
@@ -190,6 +201,12 @@ pub async fn serve(
         },
     };
     tracing::debug!(?limits, "connection limits");
+    if let Some(ring) = app.keyring.clone() {
+        // After a rotation, what the retired keys signed is signed again (and, at every start, what
+        // an unsigned run left); progress in GET /api/v1/keys/resign.
+        let resign_app = app.clone();
+        tokio::task::spawn_blocking(move || ring.run_resign(&resign_app.repos));
+    }
     let check_app = app.clone();
     let handle = tokio::runtime::Handle::current();
     let ticks = tokio::spawn(builds::run_ticks(app.builds.clone(), move || {

@@ -100,7 +100,7 @@ pub fn route_of(method: &str, path: &str) -> &'static str {
         (_, ["health"]) => "/health",
         (_, ["api", "v1", "metrics"]) => "/api/v1/metrics",
         (_, ["api", "v1", "openapi.json"]) => "/api/v1/openapi.json",
-        (_, ["api", "v1", "keys"]) => "/api/v1/keys",
+        (_, ["api", "v1", "keys", ..]) => "/api/v1/keys",
         (_, ["api", "v1", "repos"]) => "/api/v1/repos",
         (_, ["api", "v1", "repos", _, _, "packages"]) => "/api/v1/repos/{repo}/{arch}/packages",
         (_, ["api", "v1", "repos", _, _, "packages", _]) => "/api/v1/repos/{repo}/{arch}/packages/{name}",

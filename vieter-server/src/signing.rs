@@ -10,9 +10,11 @@
 //! name the setting, never its value.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use libvieter::api::{ResignState, ResignStatus, SigningKey as SigningKeyInfo};
 use libvieter::repo::{SignError, Signer, Signing, Verified, Verifier, VerifyError};
 use pgp::composed::{
     ArmorOptions, Deserializable, DetachedSignature, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
@@ -45,6 +47,8 @@ pub enum KeyError {
 /// Signs with one OpenPGP secret key.
 pub struct OpenPgpSigner {
     key: SignedSecretKey,
+    /// The server's earlier keys: what they signed is signed again ([`Signer::supersedes`]).
+    retired: TrustedKeys,
     /// The secret subkey that signs (one whose binding allows signing), else the primary key.
     subkey: Option<usize>,
     public_armored: String,
@@ -134,13 +138,20 @@ impl OpenPgpSigner {
             .to_armored_string(ArmorOptions::default())
             .map_err(|e| KeyError::Parse(e.to_string()))?;
         let fingerprint = hex::encode_upper(key.fingerprint().as_bytes());
-        let signer = OpenPgpSigner { key, subkey, public_armored, fingerprint };
+        let retired = TrustedKeys { keys: Vec::new() };
+        let signer = OpenPgpSigner { key, retired, subkey, public_armored, fingerprint };
         // A key that cannot sign (protected by a passphrase, or of no signing algorithm) is refused
         // at start, not at the first publish.
         let mut probe = signer.start(UNIX_EPOCH).map_err(|e| KeyError::CannotSign(e.to_string()))?;
         probe.write_all(b"vieter").map_err(|e| KeyError::CannotSign(e.to_string()))?;
         probe.finish().map_err(|e| KeyError::CannotSign(e.to_string()))?;
         Ok(signer)
+    }
+
+    /// This signer, replacing what the keys of `ring` other than its own signed.
+    pub fn retiring(mut self, ring: &KeyRing) -> Self {
+        self.retired = TrustedKeys { keys: ring.retired_keys() };
+        self
     }
 
     /// The public key, armored (what `pacman-key --add` takes).
@@ -202,6 +213,173 @@ impl Signer for OpenPgpSigner {
             vec![Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).map_err(sign_err)?];
         let hasher = config.into_hasher().map_err(sign_err)?;
         Ok(Box::new(PgpSigning { hasher, key }))
+    }
+
+    /// A signature whose issuer is one of the server's retired keys.
+    fn supersedes(&self, signature: &[u8]) -> bool {
+        parse_signature(signature).is_ok_and(|parsed| self.retired.issuer(&parsed.signature).is_some())
+    }
+}
+
+/// The directory of the public keys that signed here, in the data directory.
+pub const KEY_RING_DIR: &str = "signing_keys";
+
+/// The server's signing keys, current and retired: the public key of every key that signed here and
+/// was not removed, one `{FINGERPRINT}.asc` in `{data_dir}/signing_keys/`. The current key is added
+/// at start; the others are retired: listed (pacman keeps trusting what they signed) until an admin
+/// removes them once the re-sign is done. It also holds the re-sign's state.
+pub struct KeyRing {
+    dir: PathBuf,
+    current: SigningKeyInfo,
+    /// With the file each was read from.
+    retired: RwLock<Vec<(SigningKeyInfo, SignedPublicKey, PathBuf)>>,
+    resign: Mutex<ResignStatus>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").field("dir", &self.dir).field("current", &self.current.fingerprint).finish()
+    }
+}
+
+/// Why a key cannot be removed from the ring.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveKeyError {
+    #[error("no signing key {0} is listed")]
+    Unknown(String),
+    #[error("{0} is the current signing key: configure another signing_key first")]
+    Current(String),
+    #[error("the re-sign of the packages is not done yet ({0}): what {1} signed is still served")]
+    ResignNotDone(String, String),
+    #[error("removing the key file: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl KeyRing {
+    /// Opens `{data_dir}/signing_keys` and adds `signer`'s public key to it when it is new (a key
+    /// rotation: every other key there is retired from now on).
+    pub fn open(data_dir: &Path, signer: &OpenPgpSigner) -> Result<KeyRing, KeyError> {
+        let dir = data_dir.join(KEY_RING_DIR);
+        let file_err = |path: &Path, source| KeyError::File { path: path.display().to_string(), source };
+        std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+        let own = dir.join(format!("{}.asc", signer.fingerprint()));
+        if !own.exists() {
+            let tmp = dir.join(format!(".{}.asc.tmp", signer.fingerprint()));
+            std::fs::write(&tmp, signer.public_key_armored())
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &own))
+                .and_then(|()| std::fs::File::open(&dir)?.sync_all())
+                .map_err(|e| file_err(&own, e))?;
+        }
+        let mut retired = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| file_err(&dir, e))? {
+            let path = entry.map_err(|e| file_err(&dir, e))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(fingerprint) = name.strip_suffix(".asc").filter(|f| !f.starts_with('.')) else {
+                continue;
+            };
+            if fingerprint == signer.fingerprint() {
+                continue;
+            }
+            let armored = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+            let keys = parse_public_keys(armored.as_bytes())
+                .map_err(|e| KeyError::Parse(format!("{}: {e}", path.display())))?;
+            for key in keys {
+                let info = SigningKeyInfo {
+                    fingerprint: hex_fingerprint(&key),
+                    public_key: armored.clone(),
+                    current: false,
+                };
+                retired.push((info, key, path.clone()));
+            }
+        }
+        retired.sort_by(|a, b| a.0.fingerprint.cmp(&b.0.fingerprint));
+        let current = SigningKeyInfo {
+            fingerprint: signer.fingerprint().to_owned(),
+            public_key: signer.public_key_armored().to_owned(),
+            current: true,
+        };
+        let resign = ResignStatus {
+            state: ResignState::Idle,
+            progress: Default::default(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+        };
+        Ok(KeyRing { dir, current, retired: RwLock::new(retired), resign: Mutex::new(resign) })
+    }
+
+    fn retired_keys(&self) -> Vec<SignedPublicKey> {
+        self.retired.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, k, _)| k.clone()).collect()
+    }
+
+    /// The current key first, then the retired ones (by fingerprint).
+    pub fn list(&self) -> Vec<SigningKeyInfo> {
+        let retired = self.retired.read().unwrap_or_else(|p| p.into_inner());
+        std::iter::once(self.current.clone()).chain(retired.iter().map(|(info, ..)| info.clone())).collect()
+    }
+
+    /// Removes a retired key: it is no longer listed, and no longer replaced by a re-sign (so only once
+    /// the re-sign is done).
+    pub fn remove(&self, fingerprint: &str) -> Result<(), RemoveKeyError> {
+        let fingerprint = fingerprint.to_ascii_uppercase();
+        if fingerprint == self.current.fingerprint {
+            return Err(RemoveKeyError::Current(fingerprint));
+        }
+        let mut retired = self.retired.write().unwrap_or_else(|p| p.into_inner());
+        let Some(path) =
+            retired.iter().find(|(info, ..)| info.fingerprint == fingerprint).map(|(.., p)| p.clone())
+        else {
+            return Err(RemoveKeyError::Unknown(fingerprint));
+        };
+        let state = self.resign_status().state;
+        if state != ResignState::Done {
+            let state = serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned));
+            return Err(RemoveKeyError::ResignNotDone(state.unwrap_or_default(), fingerprint));
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        // Every key of that file goes with it.
+        retired.retain(|(.., p)| *p != path);
+        tracing::info!(fingerprint, "retired signing key removed");
+        Ok(())
+    }
+
+    /// The re-sign's state.
+    pub fn resign_status(&self) -> ResignStatus {
+        self.resign.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs the re-sign of `repos` (blocking), keeping its state for the API.
+    pub fn run_resign(&self, repos: &crate::repo::Repos) {
+        let update = |change: &dyn Fn(&mut ResignStatus)| {
+            change(&mut self.resign.lock().unwrap_or_else(|p| p.into_inner()));
+        };
+        update(&|s| {
+            s.state = ResignState::Running;
+            s.started_at = Some(chrono::Utc::now());
+            s.finished_at = None;
+            s.error = None;
+        });
+        let result = repos.resign(&mut |p| update(&|s| s.progress = p.clone()));
+        update(&|s| {
+            s.finished_at = Some(chrono::Utc::now());
+            match &result {
+                Ok(_) => s.state = ResignState::Done,
+                Err(e) => {
+                    s.state = ResignState::Failed;
+                    s.error = Some(e.to_string());
+                }
+            }
+        });
+        match result {
+            Ok(done) => tracing::info!(?done, "re-sign of the package files done"),
+            Err(e) => tracing::error!("re-signing the package files: {e}"),
+        }
     }
 }
 

@@ -72,9 +72,28 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<
 #[tokio::test]
 async fn every_documented_operation_behaves_as_documented() {
     let aur = common::aur::LocalAur::start(vec![common::aur::record("doc-aur", "1.0-1")], None).await;
-    // Signing on, so that `GET /api/v1/keys` lists a key.
-    let server = Server::start(&[("VIETER_AUR_RPC_URL", &aur.rpc()), ("VIETER_SIGNING_KEY", "generate")]);
+    // Signing on, so that `GET /api/v1/keys` lists a key; rotated once, so that a retired key can be
+    // removed.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("VIETER_AUR_RPC_URL", aur.rpc()), ("VIETER_SIGNING_KEY", "generate".to_owned())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = Server::start_on(&data, &env);
+    first.kill();
+    std::fs::remove_file(data.join("signing_key.asc")).unwrap();
+    let server = Server::start_on(&data, &env);
     let http = reqwest::Client::new();
+    let keys: Value =
+        http.get(format!("{}/api/v1/keys", server.url)).send().await.unwrap().json().await.unwrap();
+    let retired = keys["data"][1]["fingerprint"].as_str().expect("the retired key").to_owned();
+    for _ in 0..100 {
+        let url = format!("{}/api/v1/keys/resign", server.url);
+        let resign: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        if resign["data"]["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let served: Value =
         http.get(format!("{}/api/v1/openapi.json", server.url)).send().await.unwrap().json().await.unwrap();
     let file: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
@@ -140,6 +159,7 @@ async fn every_documented_operation_behaves_as_documented() {
                 .replace("{pkgname}", "doc-pkg")
                 .replace("{name}", "doc-pkg")
                 .replace("{id}", id)
+                .replace("{fingerprint}", &retired)
         );
         let agent = serde_json::json!({"agent_id": "doc-agent"});
         let json_body = match (method.as_str(), path.as_str()) {

@@ -408,3 +408,87 @@ async fn the_secret_key_never_appears_in_the_servers_log() {
         assert!(!log.contains(line), "a line of the secret key is in the log: {line}");
     }
 }
+
+/// The re-sign's state once it has ended (it runs in the background after the start).
+async fn resign_ended(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    for _ in 0..600 {
+        let (status, v) = json(http.get(format!("{url}/api/v1/keys/resign")).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{v}");
+        if matches!(v["data"]["state"].as_str(), Some("done" | "failed")) {
+            return v["data"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the re-sign did not end within a minute");
+}
+
+#[tokio::test]
+async fn after_a_key_rotation_pacman_trusting_only_the_new_key_installs_everything() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let http = reqwest::Client::new();
+    // with_md5: the entries embed %PGPSIG%, which pacman 6.0 verifies instead of FILE.sig.
+    let env = [("VIETER_SIGNING_KEY", "generate"), ("VIETER_DB_FORMAT", "with_md5")];
+    let mut server = Server::start_on(&data, &env);
+    let tool = package("tool", "1-1", "x86_64", &[("usr/share/tool/version", b"one\n")]);
+    let shared = package("shared", "1-1", "any", &[("usr/share/shared/data", b"data\n")]);
+    assert_eq!(publish(&http, &server.url, "mine", tool).await.status(), 200);
+    assert_eq!(publish(&http, &server.url, "mine", shared).await.status(), 200);
+    let (old_fpr, old_public) = served_key(&http, &server.url).await;
+    server.kill();
+
+    // The rotation: another key (here: a new generated one) signs from the next start on.
+    std::fs::remove_file(data.join("signing_key.asc")).unwrap();
+    let server = Server::start_on(&data, &env);
+    let (status, keys) = json(http.get(format!("{}/api/v1/keys", server.url)).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{keys}");
+    let listed: Vec<(&str, bool)> = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["fingerprint"].as_str().unwrap(), k["current"].as_bool().unwrap()))
+        .collect();
+    let (new_fpr, new_public) = served_key(&http, &server.url).await;
+    assert_ne!(new_fpr, old_fpr, "a new key");
+    assert_eq!(
+        listed,
+        [(new_fpr.as_str(), true), (old_fpr.as_str(), false)],
+        "current first, the old one retired"
+    );
+    let resign = resign_ended(&http, &server.url).await;
+    assert_eq!(resign["state"], "done", "{resign}");
+    assert_eq!((resign["packages"].as_u64(), resign["resigned"].as_u64()), (Some(2), Some(2)), "{resign}");
+
+    // pacman trusting only the new key: every db, entry and package signature is the new key's.
+    let keyring = Keyring::new();
+    keyring.trust(&new_public, &new_fpr);
+    let pacman = Pacman::signed(&server.url, &["mine"], &keyring);
+    let (ok, out) = pacman.run(&["-Sy", "tool", "shared"]);
+    assert!(ok, "pacman trusting the new key only: {out}");
+    assert!(pacman.root().join("usr/share/shared/data").exists());
+    // And trusting only the old key: refused (nothing is left signed by it).
+    let old_ring = Keyring::new();
+    old_ring.trust(&old_public, &old_fpr);
+    let (ok, out) = Pacman::signed(&server.url, &["mine"], &old_ring).run(&["-Sy", "tool"]);
+    assert!(!ok, "the retired key signs nothing any more: {out}");
+
+    // Removing keys: the current one is refused, the retired one goes, then is unknown.
+    let admin = |r: reqwest::RequestBuilder| r.header("X-Api-Key", KEY);
+    let delete = |fpr: &str| admin(http.delete(format!("{}/api/v1/keys/{fpr}", server.url))).send();
+    let (status, v) = json(delete(&new_fpr).await.unwrap()).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("current signing key"), "{v}");
+    let (status, v) =
+        json(http.delete(format!("{}/api/v1/keys/{old_fpr}", server.url)).send().await.unwrap()).await;
+    assert_eq!(status, 401, "removing needs the admin key: {v}");
+    let (status, v) = json(delete(&old_fpr.to_lowercase()).await.unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = json(delete(&old_fpr).await.unwrap()).await;
+    assert_eq!(status, 404, "{v}");
+    let (_, keys) = json(http.get(format!("{}/api/v1/keys", server.url)).send().await.unwrap()).await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), 1, "only the current key: {keys}");
+    assert!(!data.join("signing_keys").join(format!("{old_fpr}.asc")).exists());
+}

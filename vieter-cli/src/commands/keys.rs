@@ -10,6 +10,32 @@ pub struct KeysArgs {
     /// Print only the armored public keys (for `pacman-key --add FILE`).
     #[arg(long)]
     pub export: bool,
+    /// Remove a retired key (admin): it is no longer listed. Refused for the current key and while
+    /// the re-sign of the packages after a rotation is not done.
+    #[arg(long, value_name = "FINGERPRINT", conflicts_with = "export")]
+    pub remove: Option<String>,
+}
+
+/// The re-sign's state in words.
+pub fn resign_line(status: &libvieter::api::ResignStatus) -> String {
+    use libvieter::api::ResignState;
+    let p = &status.progress;
+    match status.state {
+        ResignState::Idle => "Re-sign: not run.".into(),
+        ResignState::Running => {
+            format!("Re-sign after the rotation: running, {} of {} package files checked, {} signed again.", p.checked, p.packages, p.resigned)
+        }
+        ResignState::Done => format!(
+            "Re-sign after the rotation: done, {} package files checked, {} signed again.",
+            p.checked, p.resigned
+        ),
+        ResignState::Failed => format!(
+            "Re-sign after the rotation: FAILED after {} of {} package files ({}); it runs again at the next start.",
+            p.checked,
+            p.packages,
+            status.error.as_deref().unwrap_or("no reason given")
+        ),
+    }
 }
 
 /// What a user runs (as root) to trust the keys, and the pacman.conf line that then requires them.
@@ -27,6 +53,11 @@ pub fn instructions(address: &str, fingerprints: &[&str]) -> String {
 
 pub async fn run(ctx: &Context, args: KeysArgs) -> Result<(), String> {
     let client = ctx.client()?;
+    if let Some(fingerprint) = &args.remove {
+        client.remove_key(fingerprint).await.map_err(|e| format!("removing key {fingerprint}: {e}"))?;
+        ctx.out.say(format!("Removed the retired key {fingerprint}."));
+        return Ok(());
+    }
     let keys = client.keys().await.map_err(|e| e.to_string())?;
     if args.export {
         for key in &keys {
@@ -44,13 +75,17 @@ pub async fn run(ctx: &Context, args: KeysArgs) -> Result<(), String> {
         ctx.out.say("The server does not sign its repositories (no signing_key is configured).");
         return Ok(());
     }
-    for (i, key) in keys.iter().enumerate() {
-        let which = if i == 0 { "current" } else { "still accepted" };
+    for key in &keys {
+        let which = if key.current { "current" } else { "retired, still accepted" };
         ctx.out.say(format!("{} ({which})\n{}", key.fingerprint, key.public_key.trim_end()));
         ctx.out.say("");
     }
     let fingerprints: Vec<&str> = keys.iter().map(|k| k.fingerprint.as_str()).collect();
     ctx.out.say(instructions(client.address(), &fingerprints));
+    if keys.len() > 1 {
+        let status = client.resign_status().await.map_err(|e| e.to_string())?;
+        ctx.out.say(resign_line(&status));
+    }
     Ok(())
 }
 
@@ -68,5 +103,24 @@ mod tests {
             text.contains("pacman-key --lsign-key AAAA\n") && text.contains("pacman-key --lsign-key BBBB\n")
         );
         assert!(text.ends_with("SigLevel = Required DatabaseRequired"), "{text}");
+    }
+
+    #[test]
+    fn the_resign_line_says_how_far_it_is() {
+        use libvieter::api::{ResignProgress, ResignState, ResignStatus};
+        let mut status = ResignStatus {
+            state: ResignState::Running,
+            progress: ResignProgress { packages: 10, checked: 4, resigned: 3 },
+            started_at: None,
+            finished_at: None,
+            error: None,
+        };
+        assert!(
+            super::resign_line(&status).contains("running, 4 of 10 package files checked, 3 signed again")
+        );
+        status.state = ResignState::Failed;
+        status.error = Some("disk full".into());
+        let line = super::resign_line(&status);
+        assert!(line.contains("FAILED after 4 of 10") && line.contains("disk full"), "{line}");
     }
 }

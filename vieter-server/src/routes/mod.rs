@@ -55,7 +55,18 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let keys_route = warp::path!("api" / "v1" / "keys")
         .and(warp::get())
         .and(with_app(app.clone()))
-        .map(|app: Arc<App>| keys::list(&app));
+        .map(|app: Arc<App>| keys::list(&app))
+        .or(warp::path!("api" / "v1" / "keys" / "resign")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .map(|app: Arc<App>| keys::resign(&app)))
+        .unify()
+        .or(warp::path!("api" / "v1" / "keys" / String)
+            .and(warp::delete())
+            .and(auth::require(keys.clone(), Role::Admin))
+            .and(with_app(app.clone()))
+            .map(|fingerprint: String, _role, app: Arc<App>| respond(keys::remove(&app, &fingerprint))))
+        .unify();
 
     let metrics_auth = app.config.metrics_auth;
     let metrics = warp::path!("api" / "v1" / "metrics")
