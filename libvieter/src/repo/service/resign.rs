@@ -27,6 +27,9 @@ const CHUNK: usize = 64;
 /// Where a pool file is served: its entries, by repository.
 type Users = BTreeMap<RepoName, Vec<(Arch, PkgName)>>;
 
+/// Entries to re-render: arch, name, the pool file they must name and its new signature.
+type Rerender<'a> = [(&'a Arch, &'a PkgName, &'a str, &'a [u8])];
+
 impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     /// Signs again, with the current signer, every package file an arch-repo serves whose signature
     /// the signer [supersedes](super::super::sign::Signer::supersedes) or that has none; `progress` is
@@ -66,11 +69,11 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 fresh.push((sha, users, signature));
             }
             if self.format.embeds_signature() {
-                let mut by_repo: BTreeMap<&RepoName, Vec<(&Arch, &PkgName, &str, &[u8])>> = BTreeMap::new();
+                let mut by_repo: BTreeMap<&RepoName, Vec<_>> = BTreeMap::new();
                 for (sha, users, signature) in &fresh {
                     for (repo, entries) in *users {
                         for (arch, name) in entries {
-                            by_repo.entry(repo).or_default().push((arch, name, sha, signature));
+                            by_repo.entry(repo).or_default().push((arch, name, *sha, signature.as_slice()));
                         }
                     }
                 }
@@ -91,7 +94,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     /// Re-renders the entries of `repo` that name these files with their new signatures (one
     /// transaction) and rewrites the archives that changed. An entry that names another file by now
     /// (replaced meanwhile) is left alone.
-    fn rerender(&self, repo: &RepoName, entries: &[(&Arch, &PkgName, &str, &[u8])]) -> Result<(), RepoError> {
+    fn rerender(&self, repo: &RepoName, entries: &Rerender<'_>) -> Result<(), RepoError> {
         let archs: BTreeSet<Arch> = entries.iter().map(|(arch, ..)| (*arch).clone()).collect();
         let now = self.clock.now();
         self.with_locks(repo, archs, |_| {
