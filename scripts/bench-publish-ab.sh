@@ -15,6 +15,7 @@ rounds=${3:-4}
 N=${4:-10000}
 for tool in curl bc; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
 cargo build --release -q -p vieter-benches --bins
+target_dir=${CARGO_TARGET_DIR:-target}
 dir=$(mktemp -d /var/tmp/vieter-ab.XXXXXX)
 cleanup() { kill "${server_pid:-}" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
@@ -33,7 +34,7 @@ stop() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "==> making $N packages, filling both data directories"
-target/release/make-packages "$dir/pkgs" "$N" 5
+"$target_dir"/release/make-packages "$dir/pkgs" "$N" 5
 for side in a b; do
   spec=$a; [ $side = b ] && spec=$b
   start "$spec" $side
@@ -45,7 +46,7 @@ declare -a med_a med_b
 for round in $(seq "$rounds"); do
   for side in a b; do
     spec=$a; [ $side = b ] && spec=$b
-    target/release/make-packages "$dir/new-$round-$side" 20 5 "r${round}${side}x" >/dev/null
+    "$target_dir"/release/make-packages "$dir/new-$round-$side" 20 5 "r${round}${side}x" >/dev/null
     start "$spec" $side
     lat=()
     for f in "$dir/new-$round-$side"/*.pkg.tar.zst; do

@@ -673,7 +673,8 @@ async fn target_page(id: u64, r: Reader, app: Arc<App>, q: HashMap<String, Strin
         })?;
         let next = app.builds.service.next_runs(std::slice::from_ref(&target))?;
         let next = next.get(&target.id).copied().flatten();
-        Ok::<_, ApiError>(pages::target(&r2.ctx(), &target, &jobs, next, notice.as_deref()))
+        let tree = app.builds.service.dependency_tree(target.id)?;
+        Ok::<_, ApiError>(pages::target(&r2.ctx(), &target, &tree, &jobs, next, notice.as_deref()))
     });
     match result.await {
         Ok(markup) => html_response(markup),

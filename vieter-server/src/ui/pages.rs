@@ -8,7 +8,7 @@ use libvieter::access::Role;
 use libvieter::api::{
     AgentInfo, ArchRepoInfo, PackageDetail, PackageSort, PackageSummary, RepoInfo, TargetForm,
 };
-use libvieter::builds::PackageBuild;
+use libvieter::builds::{DependencyTree, PackageBuild};
 use libvieter::job::{Job, JobId, JobState};
 use libvieter::target::{Source, Target, TargetId};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
@@ -478,9 +478,21 @@ pub fn urlencode(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// The targets a target needs, each with the ones it needs in turn (a cycle is cut where it closes).
+fn dependency_list(needs: &[DependencyTree]) -> Markup {
+    html! {
+        ul.tree { @for d in needs { li {
+            a href={ "/ui/targets/" (d.target.id.0) } { (target_name(&d.target)) }
+            @if d.target.automatic { " " span.muted { "(AUR dependency)" } }
+            @if !d.needs.is_empty() { (dependency_list(&d.needs)) }
+        } } }
+    }
+}
+
 pub fn target(
     ctx: &Ctx,
     t: &Target,
+    tree: &DependencyTree,
     jobs: &[Job],
     next: Option<DateTime<Utc>>,
     notice: Option<&str>,
@@ -514,7 +526,18 @@ pub fn target(
                 @if let Some(i) = &t.base_image { dt { "Image" } dd.mono { (i) } }
                 @if let Some(s) = t.build_timeout_secs { dt { "Timeout" } dd { (s) " s" } }
                 dt { "Enabled" } dd { (if t.enabled { "yes" } else { "no" }) }
-                @if !t.needs.is_empty() { dt { "Builds after" } dd { @for n in &t.needs { a href={ "/ui/targets/" (n.0) } { (n.0) } " " } } }
+            }
+        }
+        @if !tree.needs.is_empty() || !tree.needed_by.is_empty() {
+            section.card aria-labelledby="deps" {
+                h2 #deps { "Dependencies" }
+                @if !tree.needs.is_empty() {
+                    p { "Builds after (each of these must succeed first):" }
+                    (dependency_list(&tree.needs))
+                }
+                @if !tree.needed_by.is_empty() {
+                    p { "Needed by: " @for n in &tree.needed_by { a href={ "/ui/targets/" (n.0) } { "#" (n.0) } " " } }
+                }
             }
         }
         h2 { "Jobs" }
@@ -730,4 +753,69 @@ pub fn error(ctx: &Ctx, status: u16, message: &str) -> Markup {
         p { a href="/ui/" { "Back to the overview" } }
     };
     layout(ctx, &format!("Error {status}"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(admin: bool) -> Ctx {
+        Ctx {
+            role: Some(if admin { Role::Admin } else { Role::Agent }),
+            csrf: admin.then(|| "token".to_owned()),
+            builds: true,
+            admin,
+            path: "/ui/targets/1".into(),
+        }
+    }
+
+    fn target(id: u64, url: &str, needs: &[u64], automatic: bool) -> Target {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "kind": "aur", "url": url, "branch": null, "path": null, "repo": "extra",
+            "schedule": null, "arch": ["x86_64"], "base_image": null, "build_timeout_secs": null,
+            "enabled": true, "needs": needs, "automatic": automatic,
+        }))
+        .expect("a target")
+    }
+
+    fn leaf(t: Target) -> DependencyTree {
+        DependencyTree { target: t, needs: Vec::new(), needed_by: Vec::new() }
+    }
+
+    #[test]
+    fn a_target_page_shows_its_dependency_tree_and_who_needs_it() {
+        let root = target(1, "app", &[2], false);
+        let lib = target(2, "libfoo", &[3], true);
+        let tree = DependencyTree {
+            target: root.clone(),
+            needs: vec![DependencyTree {
+                target: lib,
+                needs: vec![leaf(target(3, "libbar", &[], true))],
+                needed_by: vec![TargetId(1)],
+            }],
+            needed_by: vec![TargetId(7)],
+        };
+        let html = super::target(&ctx(false), &root, &tree, &[], None, None).into_string();
+        let deps = &html[html.find("id=\"deps\"").expect("a dependencies section")..];
+        let (foo, bar) =
+            (deps.find("/ui/targets/2").expect("libfoo"), deps.find("/ui/targets/3").expect("libbar"));
+        assert!(foo < bar, "libbar is under libfoo: {deps}");
+        assert_eq!(deps.matches("<ul class=\"tree\">").count(), 2, "nested: {deps}");
+        assert!(deps.contains("(AUR dependency)"), "{deps}");
+        assert!(deps.contains("href=\"/ui/targets/7\">#7</a>"), "needed by 7: {deps}");
+        assert!(!html.contains("/ui/targets/1/build"), "no admin buttons without the admin key");
+        let admin = super::target(&ctx(true), &root, &tree, &[], None, None).into_string();
+        assert!(
+            admin.contains("/ui/targets/1/build") && admin.contains("token"),
+            "build now, with the CSRF token"
+        );
+    }
+
+    #[test]
+    fn a_target_without_dependencies_has_no_dependency_section() {
+        let t = target(4, "alone", &[], false);
+        let html = super::target(&ctx(false), &t, &leaf(t.clone()), &[], None, None).into_string();
+        assert!(!html.contains("id=\"deps\""), "{html}");
+        assert!(html.contains("No job yet."), "{html}");
+    }
 }
