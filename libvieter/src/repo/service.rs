@@ -584,36 +584,53 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     }
 
     /// Rewrites both archives of an arch-repo from the store, each atomically, with the time of now;
-    /// signed while written, the signature replaced in the same step.
+    /// signed while written, the signature replaced in the same step. The two are independent files:
+    /// the files archive is written on another thread while this one writes the db (each reads the
+    /// store, goes through the signer and is written on its own core).
     fn write_archives(&self, repo: &RepoName, arch: &Arch) -> Result<(), RepoError> {
         let mtime = SystemTime::from(self.clock.now());
-        for kind in [ArchiveKind::Db, ArchiveKind::Files] {
-            let mut sign_failure = None;
-            let written = self.blobs.write_archive(repo, arch, kind, mtime, &mut |out| {
-                let Some(signer) = &self.signer else {
-                    self.archive_to(repo, arch, kind, out)?;
-                    return Ok(None);
-                };
-                let signed = signer.start(mtime).and_then(|mut signing| {
-                    let mut tee = SigningWriter { inner: &mut *out, signing: &mut *signing };
-                    self.archive_to(repo, arch, kind, &mut tee).map_err(SignError::new)?;
-                    signing.finish()
-                });
-                match signed {
-                    Ok(signature) => Ok(Some(signature)),
-                    Err(e) => {
-                        let message = e.to_string();
-                        sign_failure = Some(e);
-                        Err(io::Error::other(message))
-                    }
-                }
+        std::thread::scope(|scope| {
+            let files = scope.spawn(|| self.write_archive(repo, arch, ArchiveKind::Files, mtime));
+            let db = self.write_archive(repo, arch, ArchiveKind::Db, mtime);
+            let files = files
+                .join()
+                .unwrap_or_else(|_| Err(RepoError::Blob("writing the files archive panicked".into())));
+            db.and(files)
+        })
+    }
+
+    /// Rewrites one archive of an arch-repo from the store (see [`Repository::write_archives`]).
+    fn write_archive(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        mtime: SystemTime,
+    ) -> Result<(), RepoError> {
+        let mut sign_failure = None;
+        let written = self.blobs.write_archive(repo, arch, kind, mtime, &mut |out| {
+            let Some(signer) = &self.signer else {
+                self.archive_to(repo, arch, kind, out)?;
+                return Ok(None);
+            };
+            let signed = signer.start(mtime).and_then(|mut signing| {
+                let mut tee = SigningWriter { inner: &mut *out, signing: &mut *signing };
+                self.archive_to(repo, arch, kind, &mut tee).map_err(SignError::new)?;
+                signing.finish()
             });
-            if let Some(e) = sign_failure {
-                return Err(RepoError::Sign(e));
+            match signed {
+                Ok(signature) => Ok(Some(signature)),
+                Err(e) => {
+                    let message = e.to_string();
+                    sign_failure = Some(e);
+                    Err(io::Error::other(message))
+                }
             }
-            written.map_err(blob_err)?;
+        });
+        if let Some(e) = sign_failure {
+            return Err(RepoError::Sign(e));
         }
-        Ok(())
+        written.map_err(blob_err)
     }
 
     /// Makes the signatures of an arch-repo's current archives the signer's (or, unsigned, removes
