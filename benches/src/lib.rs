@@ -1,5 +1,7 @@
 //! Synthetic packages for benchmarks and measurement scripts (figures in BENCHMARKS.md).
 
+pub mod probe;
+
 use std::io::{self, Read, Write};
 
 /// The `.PKGINFO` of a synthetic package.

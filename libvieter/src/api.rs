@@ -126,6 +126,30 @@ pub struct PackageDetail {
     /// How many names the whole file list has.
     #[serde(default)]
     pub files_total: u64,
+    /// What happened to this name in this arch-repo, newest first: the versions published over time
+    /// and the removals (at most [`crate::repo::HISTORY_KEPT`]).
+    #[serde(default)]
+    pub history: Vec<PackageEvent>,
+}
+
+/// What happened to a package name in an arch-repo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageChange {
+    /// This version was published (a new name, or replacing the version before).
+    Published,
+    /// The package (at this version) was removed.
+    Removed,
+}
+
+/// One entry of a package's history ([`PackageDetail::history`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageEvent {
+    pub at: DateTime<Utc>,
+    pub change: PackageChange,
+    pub version: Version,
+    /// The package file published or removed.
+    pub filename: String,
 }
 
 /// Query parameters of a package's detail: which page of its file list to include.
@@ -605,6 +629,19 @@ pub struct ResignStatus {
     pub finished_at: Option<DateTime<Utc>>,
     /// Why it failed (`state` = `failed`); it runs again at the next start.
     pub error: Option<String>,
+}
+
+impl ResignStatus {
+    /// No re-sign ran (an unsigned server's answer).
+    pub fn idle() -> ResignStatus {
+        ResignStatus {
+            state: ResignState::Idle,
+            progress: ResignProgress::default(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+        }
+    }
 }
 
 /// See [`ResignStatus::state`].

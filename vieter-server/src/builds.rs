@@ -96,6 +96,11 @@ impl Builds {
         self.appended.subscribe()
     }
 
+    /// Changes after every change of a job's state: what a live list of jobs waits on.
+    pub fn job_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.wake.changed.subscribe()
+    }
+
     /// The build logs (their store and rules).
     pub fn logs(&self) -> &BuildLogs<LogDir> {
         &self.logs

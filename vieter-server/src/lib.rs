@@ -201,11 +201,14 @@ pub async fn serve(
         },
     };
     tracing::debug!(?limits, "connection limits");
-    if let Some(ring) = app.keyring.clone() {
+    if app.keyring.is_some() {
         // After a rotation, what the retired keys signed is signed again (and, at every start, what
         // an unsigned run left); progress in GET /api/v1/keys/resign.
         let resign_app = app.clone();
-        tokio::task::spawn_blocking(move || ring.run_resign(&resign_app.repos));
+        tokio::task::spawn_blocking(move || match resign_app.repos.resign(&mut |_| {}) {
+            Ok(done) => tracing::info!(?done, "re-sign of the package files done"),
+            Err(e) => tracing::error!("re-signing the package files: {e}"),
+        });
     }
     let check_app = app.clone();
     let handle = tokio::runtime::Handle::current();

@@ -11,11 +11,13 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use libvieter::api::{ResignState, ResignStatus, SigningKey as SigningKeyInfo};
-use libvieter::repo::{SignError, Signer, Signing, Verified, Verifier, VerifyError};
+use libvieter::api::{ResignState, SigningKey as SigningKeyInfo};
+use libvieter::repo::{
+    check_key_removal, KeyRemovalError, SignError, Signer, Signing, Verified, Verifier, VerifyError,
+};
 use pgp::composed::{
     ArmorOptions, Deserializable, DetachedSignature, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
     SignedSecretKey,
@@ -227,13 +229,12 @@ pub const KEY_RING_DIR: &str = "signing_keys";
 /// The server's signing keys, current and retired: the public key of every key that signed here and
 /// was not removed, one `{FINGERPRINT}.asc` in `{data_dir}/signing_keys/`. The current key is added
 /// at start; the others are retired: listed (pacman keeps trusting what they signed) until an admin
-/// removes them once the re-sign is done. It also holds the re-sign's state.
+/// removes them once the re-sign is done (libvieter's [`check_key_removal`]).
 pub struct KeyRing {
     dir: PathBuf,
     current: SigningKeyInfo,
     /// With the file each was read from.
     retired: RwLock<Vec<(SigningKeyInfo, SignedPublicKey, PathBuf)>>,
-    resign: Mutex<ResignStatus>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -242,15 +243,11 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-/// Why a key cannot be removed from the ring.
+/// Why a key cannot be removed from the ring: libvieter's rule refused it, or the file could not go.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveKeyError {
-    #[error("no signing key {0} is listed")]
-    Unknown(String),
-    #[error("{0} is the current signing key: configure another signing_key first")]
-    Current(String),
-    #[error("the re-sign of the packages is not done yet ({0}): what {1} signed is still served")]
-    ResignNotDone(String, String),
+    #[error(transparent)]
+    Refused(#[from] KeyRemovalError),
     #[error("removing the key file: {0}")]
     Io(#[from] io::Error),
 }
@@ -299,14 +296,7 @@ impl KeyRing {
             public_key: signer.public_key_armored().to_owned(),
             current: true,
         };
-        let resign = ResignStatus {
-            state: ResignState::Idle,
-            progress: Default::default(),
-            started_at: None,
-            finished_at: None,
-            error: None,
-        };
-        Ok(KeyRing { dir, current, retired: RwLock::new(retired), resign: Mutex::new(resign) })
+        Ok(KeyRing { dir, current, retired: RwLock::new(retired) })
     }
 
     fn retired_keys(&self) -> Vec<SignedPublicKey> {
@@ -319,24 +309,17 @@ impl KeyRing {
         std::iter::once(self.current.clone()).chain(retired.iter().map(|(info, ..)| info.clone())).collect()
     }
 
-    /// Removes a retired key: it is no longer listed, and no longer replaced by a re-sign (so only once
-    /// the re-sign is done).
-    pub fn remove(&self, fingerprint: &str) -> Result<(), RemoveKeyError> {
-        let fingerprint = fingerprint.to_ascii_uppercase();
-        if fingerprint == self.current.fingerprint {
-            return Err(RemoveKeyError::Current(fingerprint));
-        }
+    /// Removes a retired key once `resign` (the re-sign's state) is done: it is no longer listed,
+    /// and no longer replaced by a re-sign.
+    pub fn remove(&self, fingerprint: &str, resign: ResignState) -> Result<(), RemoveKeyError> {
         let mut retired = self.retired.write().unwrap_or_else(|p| p.into_inner());
+        let listed: Vec<String> = retired.iter().map(|(info, ..)| info.fingerprint.clone()).collect();
+        let fingerprint = check_key_removal(fingerprint, &self.current.fingerprint, &listed, resign)?;
         let Some(path) =
             retired.iter().find(|(info, ..)| info.fingerprint == fingerprint).map(|(.., p)| p.clone())
         else {
-            return Err(RemoveKeyError::Unknown(fingerprint));
+            return Err(KeyRemovalError::Unknown(fingerprint).into());
         };
-        let state = self.resign_status().state;
-        if state != ResignState::Done {
-            let state = serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned));
-            return Err(RemoveKeyError::ResignNotDone(state.unwrap_or_default(), fingerprint));
-        }
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -347,39 +330,6 @@ impl KeyRing {
         retired.retain(|(.., p)| *p != path);
         tracing::info!(fingerprint, "retired signing key removed");
         Ok(())
-    }
-
-    /// The re-sign's state.
-    pub fn resign_status(&self) -> ResignStatus {
-        self.resign.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Runs the re-sign of `repos` (blocking), keeping its state for the API.
-    pub fn run_resign(&self, repos: &crate::repo::Repos) {
-        let update = |change: &dyn Fn(&mut ResignStatus)| {
-            change(&mut self.resign.lock().unwrap_or_else(|p| p.into_inner()));
-        };
-        update(&|s| {
-            s.state = ResignState::Running;
-            s.started_at = Some(chrono::Utc::now());
-            s.finished_at = None;
-            s.error = None;
-        });
-        let result = repos.resign(&mut |p| update(&|s| s.progress = p.clone()));
-        update(&|s| {
-            s.finished_at = Some(chrono::Utc::now());
-            match &result {
-                Ok(_) => s.state = ResignState::Done,
-                Err(e) => {
-                    s.state = ResignState::Failed;
-                    s.error = Some(e.to_string());
-                }
-            }
-        });
-        match result {
-            Ok(done) => tracing::info!(?done, "re-sign of the package files done"),
-            Err(e) => tracing::error!("re-signing the package files: {e}"),
-        }
     }
 }
 

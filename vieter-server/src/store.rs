@@ -12,6 +12,7 @@
 //! | `files` | `repo/arch/filename` | SHA-256 of the package file in the pool |
 //! | `pool` | SHA-256 | number of `files` rows pointing at it |
 //! | `arch_repos` | `repo/arch` | postcard [`ArchRecord`] |
+//! | `history` | `repo/arch/pkgname/{seq:016x}` | postcard [`PackageEvent`]: the name's history, oldest first (a higher `seq` is newer) |
 //!
 //! Every change is one write transaction; redb commits are durable when `commit` returns. What the
 //! rows mean and which change when is `libvieter::repo::Repository`'s: this is its `RepoStore`.
@@ -19,7 +20,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use libvieter::api::PackageSummary;
+use libvieter::api::{PackageEvent, PackageSummary};
 use libvieter::db::ArchiveKind;
 use libvieter::name::{Arch, PkgName, RepoName};
 use libvieter::package::Package;
@@ -33,6 +34,7 @@ const FILES: TableDefinition<&str, &str> = TableDefinition::new("files");
 const POOL: TableDefinition<&str, u64> = TableDefinition::new("pool");
 const ARCH_REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("arch_repos");
 const FILE_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("file_lists");
+const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 
 /// Most names in one `file_lists` row: a page of a package's file list reads a few small rows, never the
 /// whole list.
@@ -136,6 +138,7 @@ impl Store {
         txn.open_table(POOL)?;
         txn.open_table(ARCH_REPOS)?;
         txn.open_table(FILE_LISTS)?;
+        txn.open_table(HISTORY)?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -273,6 +276,17 @@ impl RepoStore for Store {
         Ok(table.get(pkg_key(repo, arch, filename).as_str())?.map(|v| v.value().to_owned()))
     }
 
+    fn history(&self, repo: &RepoName, arch: &Arch, name: &PkgName) -> Result<Vec<PackageEvent>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(HISTORY)?;
+        let (lo, hi) = prefix_range(&pkg_key(repo, arch, name.as_str()));
+        let mut out = Vec::new();
+        for row in table.range(lo.as_str()..hi.as_str())?.rev() {
+            out.push(postcard::from_bytes(row?.1.value())?);
+        }
+        Ok(out)
+    }
+
     fn is_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(POOL)?;
@@ -338,6 +352,8 @@ impl RepoTxn for StoreTxn {
 
     fn remove_arch_repo(&mut self, repo: &RepoName, arch: &Arch) -> Result<(), StoreError> {
         self.txn.open_table(ARCH_REPOS)?.remove(arch_key(repo, arch).as_str())?;
+        let (lo, hi) = prefix_range(&arch_key(repo, arch));
+        self.txn.open_table(HISTORY)?.retain_in(lo.as_str()..hi.as_str(), |_, _| false)?;
         Ok(())
     }
 
@@ -411,16 +427,50 @@ impl RepoTxn for StoreTxn {
         repo: &RepoName,
         arch: &Arch,
         name: &PkgName,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<PackageSummary>, StoreError> {
         let k = pkg_key(repo, arch, name.as_str());
-        let filename = match self.txn.open_table(SUMMARIES)?.remove(k.as_str())? {
-            Some(old) => postcard::from_bytes::<PackageSummary>(old.value())?.filename,
+        let summary = match self.txn.open_table(SUMMARIES)?.remove(k.as_str())? {
+            Some(old) => postcard::from_bytes::<PackageSummary>(old.value())?,
             None => return Ok(None),
         };
         self.txn.open_table(MEMBERS)?.remove(k.as_str())?;
         self.txn.open_table(DETAILS)?.remove(k.as_str())?;
         remove_file_list(&mut self.txn.open_table(FILE_LISTS)?, &k)?;
-        Ok(Some(filename))
+        Ok(Some(summary))
+    }
+
+    fn push_history(
+        &mut self,
+        repo: &RepoName,
+        arch: &Arch,
+        name: &PkgName,
+        event: &PackageEvent,
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let k = pkg_key(repo, arch, name.as_str());
+        let (lo, hi) = prefix_range(&k);
+        let mut table = self.txn.open_table(HISTORY)?;
+        let (next, count) = {
+            let mut rows = table.range(lo.as_str()..hi.as_str())?;
+            let last = rows.next_back().transpose()?.map(|(key, _)| key.value().to_owned());
+            let seq = last
+                .as_deref()
+                .and_then(|l| l.rsplit('/').next())
+                .and_then(|s| u64::from_str_radix(s, 16).ok());
+            (seq.map_or(0, |s| s.saturating_add(1)), usize::from(last.is_some()) + rows.count())
+        };
+        table.insert(format!("{k}/{next:016x}").as_str(), postcard::to_stdvec(event)?.as_slice())?;
+        // The oldest go first, past `keep`.
+        let mut extra = (count + 1).saturating_sub(keep);
+        if extra == 0 {
+            return Ok(());
+        }
+        table.retain_in(lo.as_str()..hi.as_str(), |_, _| {
+            let drop = extra > 0;
+            extra = extra.saturating_sub(1);
+            !drop
+        })?;
+        Ok(())
     }
 
     fn file_hash(&self, repo: &RepoName, arch: &Arch, filename: &str) -> Result<Option<String>, StoreError> {

@@ -254,6 +254,8 @@ async fn the_web_interface_in_a_real_browser() {
     let page = text(&client, "main").await;
     assert!(page.contains("[extra]") && page.contains("Server = http://"), "{page}");
     assert!(page.contains("3.2.1-2"), "the version: {page}");
+    let history = text(&client, "#history").await;
+    assert!(history.contains("published") && history.contains("3.2.1-2"), "the history: {history}");
 
     // Signing in: a wrong key is refused, the admin key makes a session (an HttpOnly cookie).
     client.goto(&format!("{url}/ui/login?next=/ui/targets")).await.unwrap();
@@ -368,6 +370,84 @@ async fn the_web_interface_in_a_real_browser() {
     visit(&client, &http, &format!("{url}/ui/agents"), "agents", Some(&cookie_header)).await;
     assert!(text(&client, "main").await.contains("ui-agent"));
     visit(&client, &http, &format!("{url}{target_path}/edit"), "target-edit", Some(&cookie_header)).await;
+
+    // The dependency tree: a target that needs the first one links to it; the first names who needs it.
+    let first_id: u64 = target_path.rsplit('/').next().unwrap().parse().expect("a target id");
+    let needing = json!({ "kind": "git", "url": "https://example.invalid/ui-app.git", "repo": "extra",
+                          "arch": ["x86_64"], "needs": [first_id] });
+    let (status, created) =
+        call(&http, reqwest::Method::POST, format!("{url}/api/v1/targets"), KEY, Some(needing)).await;
+    assert_eq!(status, 200, "{created}");
+    let app_id = created["data"]["id"].as_u64().expect("the new target's id");
+    visit(&client, &http, &format!("{url}/ui/targets/{app_id}"), "target-tree", Some(&cookie_header)).await;
+    let tree = client.find(Locator::Css("ul.tree a")).await.expect("the dependency tree");
+    assert_eq!(tree.attr("href").await.unwrap(), Some(format!("/ui/targets/{first_id}")));
+    click_to_next_page(&client, Locator::Css("ul.tree a")).await;
+    assert_eq!(client.current_url().await.unwrap().path(), target_path, "the tree links to the target");
+    let needed_by = client.find(Locator::Css(&format!("section a[href='/ui/targets/{app_id}']"))).await;
+    assert!(needed_by.is_ok(), "the needed target names who needs it");
+
+    // Job lists are live: a job queued, leased and failed while the list is open changes its row
+    // without a reload (the page fetches itself again when the server says jobs changed).
+    let (status, lone) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{url}/api/v1/targets"),
+        KEY,
+        Some(json!({ "kind": "git", "url": "https://example.invalid/ui-live.git", "repo": "extra", "arch": ["x86_64"] })),
+    )
+    .await;
+    assert_eq!(status, 200, "{lone}");
+    let lone_id = lone["data"]["id"].as_u64().unwrap();
+    client.goto(&format!("{url}/ui/jobs?target={lone_id}")).await.unwrap();
+    wait_ready(&client).await;
+    assert!(text(&client, "#live-jobs").await.contains("No job matches"));
+    client.execute("window.__still_here = true", vec![]).await.unwrap();
+    let (status, queued) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{url}/api/v1/jobs"),
+        KEY,
+        Some(json!({ "target": lone_id })),
+    )
+    .await;
+    assert_eq!(status, 200, "{queued}");
+    let lone_job = queued["data"][0]["id"].as_u64().expect("the queued job");
+    until("the new job in the list", || async { text(&client, "#live-jobs").await.contains("queued") }).await;
+    let poll = json!({ "agent_id": "ui-agent-2", "arch": "x86_64", "capacity": 1 });
+    let (status, leased) =
+        call(&http, reqwest::Method::POST, format!("{url}/api/v1/jobs/poll"), AGENT_KEY, Some(poll)).await;
+    assert_eq!(status, 200, "{leased}");
+    assert_eq!(leased["data"][0]["job"]["id"], json!(lone_job), "{leased}");
+    until("the job running in the list", || async {
+        let t = text(&client, "#live-jobs").await;
+        t.contains("running") && t.contains("ui-agent-2")
+    })
+    .await;
+    let failed = json!({ "agent_id": "ui-agent-2", "outcome": { "state": "failed", "cause":
+        { "step": "makepkg", "exit_code": 4, "http_status": null, "message": "build() failed" } } });
+    let (status, done) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{url}/api/v1/jobs/{lone_job}/finish"),
+        AGENT_KEY,
+        Some(failed),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    until("the job failed in the list", || async {
+        let t = text(&client, "#live-jobs").await;
+        t.contains("failed") && t.contains("makepkg")
+    })
+    .await;
+    assert_eq!(
+        client.execute("return window.__still_here === true", vec![]).await.unwrap(),
+        json!(true),
+        "no reload"
+    );
+    std::fs::write(screenshots().join("jobs-live.png"), client.screenshot().await.unwrap()).unwrap();
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "console errors while the list was live: {errors:?}");
 
     // Signing out ends the session server-side: the old cookie no longer reads builds.
     client.goto(&format!("{url}/ui/")).await.unwrap();

@@ -365,7 +365,7 @@ impl<S: BuildStore> BuildService<S> {
                 }
             }
             // Handed to the store under the queue's lock, as every change is (records in id order).
-            self.store.save_jobs(&skipped)?
+            self.save_jobs(&skipped)?
         };
         saved.wait()?;
         Ok((queue, skipped))

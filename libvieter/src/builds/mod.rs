@@ -167,6 +167,9 @@ pub trait Wakeups: Send + Sync {
     fn tick_by(&self, at: DateTime<Utc>) {
         let _ = at;
     }
+    /// Jobs changed state (queued, leased, ended, cancelled, retried, released from waiting; not a
+    /// heartbeat): what shows job lists live should look again.
+    fn jobs_changed(&self) {}
 }
 
 /// [`Wakeups`] that nobody listens to.
@@ -181,6 +184,9 @@ impl<W: Wakeups + ?Sized> Wakeups for std::sync::Arc<W> {
     }
     fn tick_by(&self, at: DateTime<Utc>) {
         (**self).tick_by(at);
+    }
+    fn jobs_changed(&self) {
+        (**self).jobs_changed();
     }
 }
 
@@ -291,6 +297,16 @@ impl<S: BuildStore> BuildService<S> {
     pub fn with_wakeups(mut self, wakeups: impl Wakeups + 'static) -> Self {
         self.wakeups = Box::new(wakeups);
         self
+    }
+
+    /// Hands job records to the store (under the queue's lock, as every change is) and tells the
+    /// embedder that jobs changed.
+    fn save_jobs(&self, jobs: &[Job]) -> Result<S::Saved, StoreError> {
+        let saved = self.store.save_jobs(jobs)?;
+        if !jobs.is_empty() {
+            self.wakeups.jobs_changed();
+        }
+        Ok(saved)
     }
 
     /// The settings.
@@ -419,7 +435,7 @@ impl<S: BuildStore> BuildService<S> {
             let ids: Vec<JobId> = q.jobs().filter(|j| gone.contains(&j.target())).map(|j| j.id()).collect();
             let ended: Vec<Ended> = ids.into_iter().filter_map(|jid| q.cancel(jid, now).ok()).collect();
             let cancelled = ended_jobs(&ended);
-            let saved = self.store.save_jobs(&cancelled)?;
+            let saved = self.save_jobs(&cancelled)?;
             (cancelled, saved)
         };
         saved.wait()?;
@@ -500,7 +516,7 @@ impl<S: BuildStore> BuildService<S> {
                     }
                 }
             }
-            let saved = self.store.save_jobs(&new)?;
+            let saved = self.save_jobs(&new)?;
             (jobs, new, saved)
         };
         saved.wait()?;
@@ -574,9 +590,7 @@ impl<S: BuildStore> BuildService<S> {
         let cancelled = {
             let mut q = self.queue();
             match q.cancel(id, now) {
-                Ok(ended) => {
-                    Ok((self.store.save_jobs(&ended_jobs(std::slice::from_ref(&ended)))?, ended.job))
-                }
+                Ok(ended) => Ok((self.save_jobs(&ended_jobs(std::slice::from_ref(&ended)))?, ended.job)),
                 Err(e) => Err(e),
             }
         };
@@ -653,7 +667,7 @@ impl<S: BuildStore> BuildService<S> {
             let room =
                 lease_capacity(req.capacity, q.held_by(&req.agent_id), self.settings.max_agent_capacity);
             let leased = if room == 0 { Vec::new() } else { q.lease(&req.arch, room, &req.agent_id, now) };
-            let saved = self.store.save_jobs(&leased)?;
+            let saved = self.save_jobs(&leased)?;
             (leased, saved)
         };
         saved.wait()?;
@@ -670,7 +684,7 @@ impl<S: BuildStore> BuildService<S> {
             let saved = {
                 let mut q = self.queue();
                 let ended: Vec<Ended> = orphans.iter().filter_map(|&id| q.cancel(id, now).ok()).collect();
-                self.store.save_jobs(&ended_jobs(&ended))?
+                self.save_jobs(&ended_jobs(&ended))?
             };
             saved.wait()?;
         }
@@ -706,6 +720,7 @@ impl<S: BuildStore> BuildService<S> {
             let mut q = self.queue();
             match q.heartbeat(id, agent, now) {
                 Ok(expiry) => {
+                    // A heartbeat changes no state: no `jobs_changed`.
                     Ok((expiry, self.store.save_jobs(&q.get(id).cloned().into_iter().collect::<Vec<_>>())?))
                 }
                 Err(e) => Err(e),
@@ -731,7 +746,7 @@ impl<S: BuildStore> BuildService<S> {
             let mut q = self.queue();
             match q.finish(id, agent, outcome, now) {
                 Ok(ended) => {
-                    let saved = self.store.save_jobs(&ended_jobs(std::slice::from_ref(&ended)))?;
+                    let saved = self.save_jobs(&ended_jobs(std::slice::from_ref(&ended)))?;
                     Ok((ended, saved))
                 }
                 Err(e) => Err(e),
@@ -784,7 +799,7 @@ impl<S: BuildStore> BuildService<S> {
         let saved = {
             let mut q = self.queue();
             let marked = q.mark_log_truncated(id);
-            self.store.save_jobs(&marked.cloned().into_iter().collect::<Vec<_>>())?
+            self.save_jobs(&marked.cloned().into_iter().collect::<Vec<_>>())?
         };
         Ok(saved.wait()?)
     }
@@ -933,7 +948,7 @@ impl<S: BuildStore> BuildService<S> {
         let (ended, saved) = {
             let mut q = self.queue();
             let ended = q.expire(now);
-            let saved = self.store.save_jobs(&ended_jobs(&ended))?;
+            let saved = self.save_jobs(&ended_jobs(&ended))?;
             (ended, saved)
         };
         saved.wait()?;

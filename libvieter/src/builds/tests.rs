@@ -46,6 +46,7 @@ fn key(n: u8) -> Key {
 struct Recorded {
     queued: Mutex<usize>,
     tick_by: Mutex<Vec<DateTime<Utc>>>,
+    changed: Mutex<usize>,
 }
 
 impl Wakeups for Recorded {
@@ -54,6 +55,9 @@ impl Wakeups for Recorded {
     }
     fn tick_by(&self, at: DateTime<Utc>) {
         self.tick_by.lock().unwrap().push(at);
+    }
+    fn jobs_changed(&self) {
+        *self.changed.lock().unwrap() += 1;
     }
 }
 
@@ -145,6 +149,29 @@ impl World {
 }
 
 // ---- the scheduled path ----
+
+#[test]
+fn every_change_of_a_job_state_is_told_and_a_heartbeat_is_not() {
+    let w = World::new(chrono_tz::UTC, utc(2025, 1, 1, 10, 30, 0));
+    let changed = || *w.wakeups.changed.lock().unwrap();
+    let t = w.target(None, &["x86_64"]);
+    assert_eq!(changed(), 0, "a new target has no job");
+    let job = w.manual(t.id);
+    assert_eq!(changed(), 1, "queued");
+    assert_eq!(w.poll("a1", 1).len(), 1);
+    assert_eq!(changed(), 2, "leased");
+    w.at(utc(2025, 1, 1, 10, 30, 10));
+    w.builds.heartbeat(job.id(), &agent("a1"), &key(1)).unwrap();
+    assert_eq!(changed(), 2, "a heartbeat changes no state");
+    w.succeed(job.id(), "a1");
+    assert_eq!(changed(), 3, "ended");
+    let again = w.builds.retry(job.id()).unwrap();
+    assert_eq!(changed(), 4, "retried");
+    w.builds.cancel(again.id()).unwrap();
+    assert_eq!(changed(), 5, "cancelled");
+    assert!(w.poll("a1", 1).is_empty());
+    assert_eq!(changed(), 5, "an empty poll changes nothing");
+}
 
 #[test]
 fn the_tick_queues_due_runs_with_trigger_schedule() {

@@ -9,7 +9,9 @@
 //! Single process: [`DirStore::open`] holds an exclusive lock on `<path>.lock` for the store's lifetime,
 //! so a second open (in another process or this one) fails with [`DirStoreError::Locked`].
 //!
-//! The file: the line `vieter-dirstore 1`, then the postcard encoding of [`State`].
+//! The file: the line `vieter-dirstore 2`, then the postcard encoding of [`State`]. A file of version 1
+//! (before package histories) is read as a state with empty histories and written as version 2 at the
+//! next commit.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -17,17 +19,19 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::api::PackageSummary;
+use crate::api::{PackageEvent, PackageSummary};
 use crate::db::ArchiveKind;
 use crate::name::{Arch, PkgName, RepoName};
 use crate::package::Package;
-use crate::repo::memory::{MemoryError, MemoryStore, MemoryTxn, Persist, State};
+use crate::repo::memory::{MemoryError, MemoryStore, MemoryTxn, Persist, State, StateV1};
 use crate::repo::{ArchRecord, RepoStore};
 
 use super::write_atomically;
 
 /// The first line of a store file; the number is the format's version.
-const MAGIC: &[u8] = b"vieter-dirstore 1\n";
+const MAGIC: &[u8] = b"vieter-dirstore 2\n";
+/// The first line of a version 1 file (read, never written).
+const MAGIC_V1: &[u8] = b"vieter-dirstore 1\n";
 
 /// Why a [`DirStore`] could not be opened; each variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +112,15 @@ fn lock_path(path: &Path) -> PathBuf {
 
 fn decode(path: &Path, bytes: &[u8]) -> Result<State, DirStoreError> {
     let shown = || path.display().to_string();
+    let decode_err = |reason| DirStoreError::Decode { path: shown(), reason };
+    if let Some(encoded) = bytes.strip_prefix(MAGIC_V1) {
+        let (state, rest) = postcard::take_from_bytes::<StateV1>(encoded)
+            .map_err(|e| decode_err(format!("{e} (truncated or corrupt)")))?;
+        if !rest.is_empty() {
+            return Err(decode_err(format!("{} bytes follow the state", rest.len())));
+        }
+        return Ok(state.into());
+    }
     let Some(encoded) = bytes.strip_prefix(MAGIC) else {
         let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
         let first = String::from_utf8_lossy(&first[..first.len().min(40)]).into_owned();
@@ -117,7 +130,6 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<State, DirStoreError> {
             reason: format!("its first line is {first:?}, not {expected:?}"),
         });
     };
-    let decode_err = |reason| DirStoreError::Decode { path: shown(), reason };
     let (state, rest) = postcard::take_from_bytes::<State>(encoded)
         .map_err(|e| decode_err(format!("{e} (truncated or corrupt)")))?;
     if !rest.is_empty() {
@@ -189,6 +201,15 @@ impl RepoStore for DirStore {
 
     fn file_hash(&self, repo: &RepoName, arch: &Arch, filename: &str) -> Result<Option<String>, MemoryError> {
         self.inner.file_hash(repo, arch, filename)
+    }
+
+    fn history(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        name: &PkgName,
+    ) -> Result<Vec<PackageEvent>, MemoryError> {
+        self.inner.history(repo, arch, name)
     }
 
     fn is_referenced(&self, sha256: &str) -> Result<bool, MemoryError> {
@@ -304,7 +325,33 @@ mod tests {
         let (store, _) = repo.into_parts();
         drop(store);
 
-        assert!(fs::read(&path).unwrap().starts_with(MAGIC));
+        let file = fs::read(&path).unwrap();
+        assert!(file.starts_with(MAGIC));
+        let reopened = DirStore::open(&path).unwrap();
+        let hello = PkgName::new("hello").unwrap();
+        let history = reopened.history(&repo_name("core"), &arch("x86_64"), &hello).unwrap();
+        assert_eq!(history.len(), 2, "the histories are kept: {history:?}");
+
+        // A file of version 1 (before histories) is read, with empty histories, and written as
+        // version 2 at the next commit.
+        let state: State = postcard::from_bytes(&file[MAGIC.len()..]).unwrap();
+        let old = dir.path().join("old");
+        fs::write(&old, [MAGIC_V1, &crate::repo::memory::encode_v1(&state)].concat()).unwrap();
+        let upgraded = DirStore::open(&old).unwrap();
+        assert_eq!(contents(&upgraded), before, "a version 1 file has the same contents");
+        assert!(upgraded.history(&repo_name("core"), &arch("x86_64"), &hello).unwrap().is_empty());
+        let mut txn = upgraded.begin().unwrap();
+        txn.put_arch_repo(
+            &repo_name("new"),
+            &arch("x86_64"),
+            &ArchRecord { last_change: chrono::Utc::now() },
+        )
+        .unwrap();
+        txn.commit().unwrap();
+        assert!(fs::read(&old).unwrap().starts_with(MAGIC), "written as version 2");
+        drop(upgraded);
+        assert_eq!(DirStore::open(&old).unwrap().arch_repos().unwrap().len(), 3);
+        drop(reopened);
         let reopened = DirStore::open(&path).unwrap();
         assert_eq!(contents(&reopened), before);
         assert_eq!(reopened.pool_hashes().unwrap(), pool);
@@ -374,9 +421,9 @@ mod tests {
 
         let garbage = open(b"\x7fELF\x02\x01\x01 certainly not a store\n\xff\xfe");
         assert!(matches!(garbage, DirStoreError::Format { .. }), "{garbage:?}");
-        let wrong_version = open(&[b"vieter-dirstore 2\n", state].concat());
+        let wrong_version = open(&[b"vieter-dirstore 3\n", state].concat());
         assert!(matches!(wrong_version, DirStoreError::Format { .. }), "{wrong_version:?}");
-        assert!(wrong_version.to_string().contains("vieter-dirstore 2"), "{wrong_version}");
+        assert!(wrong_version.to_string().contains("vieter-dirstore 3"), "{wrong_version}");
         let corrupt = open(&[MAGIC, &[0xff; 64][..]].concat());
         assert!(matches!(corrupt, DirStoreError::Decode { .. }), "{corrupt:?}");
         let trailing = open(&[&valid[..], b"x"].concat());

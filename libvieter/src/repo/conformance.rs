@@ -84,6 +84,7 @@ pub fn check<S: RepoStore, B: BlobStore>(mut make: impl FnMut() -> (S, B)) {
     invalid_uploads_change_nothing(make());
     recovery_cleans_up(make());
     listings(make());
+    package_histories(make());
     for scenario in Scenario::ALL {
         crash_at_every_step(&mut make, scenario, false);
     }
@@ -689,6 +690,59 @@ fn same_file_twice_writes_nothing<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     assert_eq!(repo.blobs().writes(), 0, "removing what is not there writes nothing");
 }
 
+/// Each name's history in an arch-repo: the versions published (the same file again adds nothing), a
+/// removal, an `any` package's in each arch-repo it went to, the newest kept; removing an arch-repo
+/// forgets its histories.
+fn package_histories<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    use super::store::RepoTxn;
+    use crate::api::PackageChange::{self, Published, Removed};
+    let repo = repository(pair);
+    let (core, x86, hello) = (repo_name("core"), arch("x86_64"), pkg_name("hello"));
+    let changes = |a: &Arch, n: &PkgName| -> Vec<(PackageChange, String)> {
+        let history = repo.history(&core, a, n).expect("a history");
+        history.into_iter().map(|e| (e.change, e.version.to_string())).collect()
+    };
+    publish(&repo, "core", &package_bytes("hello", "1.0-1", "x86_64", &[])).expect("publishing 1.0");
+    let newer = package_bytes("hello", "1.1-1", "x86_64", &[]);
+    publish(&repo, "core", &newer).expect("publishing 1.1");
+    publish(&repo, "core", &newer).expect("publishing 1.1 again");
+    assert_eq!(changes(&x86, &hello), [(Published, "1.1-1".into()), (Published, "1.0-1".into())]);
+    let detail = repo.package(&core, &x86, &hello, &Default::default()).expect("reading").expect("hello");
+    assert_eq!(detail.history.len(), 2, "the package's detail has its history");
+    assert_eq!(detail.history[0].filename, detail.summary.filename);
+    assert_eq!(detail.history[0].at, detail.summary.published_at);
+    assert!(repo.remove(&core, Removal::Package(&x86, &hello)).expect("removing"));
+    assert_eq!(
+        changes(&x86, &hello),
+        [(Removed, "1.1-1".into()), (Published, "1.1-1".into()), (Published, "1.0-1".into())],
+        "a removed name keeps its history"
+    );
+    publish(&repo, "core", &package_bytes("any-hist", "2-1", "aarch64", &[])).expect("an aarch64 package");
+    publish(&repo, "core", &package_bytes("docs", "3-1", "any", &[])).expect("an any package");
+    for a in [arch("x86_64"), arch("aarch64")] {
+        assert_eq!(changes(&a, &pkg_name("docs")), [(Published, "3-1".into())], "{a}");
+    }
+    assert!(repo.remove(&core, Removal::ArchRepo(&x86)).expect("removing core/x86_64"));
+    assert!(changes(&x86, &hello).is_empty() && changes(&x86, &pkg_name("docs")).is_empty());
+    assert_eq!(changes(&arch("aarch64"), &pkg_name("docs")).len(), 1, "another arch-repo keeps its own");
+
+    // The store keeps the newest `keep` events of a name.
+    let capped = pkg_name("capped");
+    let mut txn = repo.store().begin().expect("a transaction");
+    for i in 0..5i64 {
+        let event = crate::api::PackageEvent {
+            at: at() + chrono::Duration::seconds(i),
+            change: Published,
+            version: format!("{i}-1").parse().expect("a version"),
+            filename: format!("capped-{i}-1-x86_64.pkg.tar.zst"),
+        };
+        txn.push_history(&core, &x86, &capped, &event, 3).expect("pushing");
+    }
+    txn.commit().expect("committing");
+    let versions: Vec<String> = changes(&x86, &capped).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(versions, ["4-1", "3-1", "2-1"], "the newest three, newest first");
+}
+
 fn any_packages<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     let repo = repository(pair);
     let arm = package_bytes("arm-tool", "1-1", "aarch64", &["usr/bin/arm-tool"]);
@@ -952,10 +1006,16 @@ fn signed_by_k2<S: RepoStore, B: BlobStore>(repo: &Repository<S, B>, when: &str)
 /// embedded `%PGPSIG%`, reporting its progress; a second run changes nothing; interrupted at any blob
 /// operation, the next run (after recovery) converges.
 fn key_rotation<S: RepoStore, B: BlobStore>(make: &mut impl FnMut() -> (S, B)) {
+    use crate::api::ResignState;
     let repo = rotated(make(), None);
     repo.recover().expect("recovery");
+    assert_eq!(repo.resign_status().state, ResignState::Idle, "no re-sign ran yet");
     let mut seen = Vec::new();
     let done = repo.resign(&mut |p| seen.push(p.clone())).expect("re-signing");
+    let status = repo.resign_status();
+    assert_eq!(status.state, ResignState::Done, "{status:?}");
+    assert_eq!(status.progress, done, "the status holds the result");
+    assert!(status.started_at.is_some() && status.finished_at.is_some() && status.error.is_none());
     assert_eq!((done.packages, done.checked, done.resigned), (2, 2, 2), "{done:?}");
     assert_eq!(seen.first().map(|p| (p.packages, p.checked)), Some((2, 0)), "progress starts at 0: {seen:?}");
     assert_eq!(seen.last(), Some(&done), "the last progress is the result");
@@ -976,6 +1036,15 @@ fn key_rotation<S: RepoStore, B: BlobStore>(make: &mut impl FnMut() -> (S, B)) {
         let failed = repo.blobs().failed();
         if !failed {
             result.unwrap_or_else(|e| panic!("{when}: failed without a fault: {e}"));
+        } else if let Err(e) = &result {
+            let status = repo.resign_status();
+            if status.state == ResignState::Failed {
+                assert_eq!(
+                    status.error.as_deref(),
+                    Some(e.to_string().as_str()),
+                    "{when}: the status says why"
+                );
+            }
         }
         let (store, faulty) = repo.into_parts();
         let repo = Repository::new(store, faulty.inner, arch("x86_64"), DbFormat::WithMd5, at)

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::PackageSummary;
+use crate::api::{PackageEvent, PackageSummary};
 use crate::db::{ArchiveKind, StoredEntry};
 use crate::name::{Arch, PkgName, RepoName};
 use crate::package::Package;
@@ -42,6 +42,32 @@ pub struct State {
     entries: BTreeMap<(RepoName, Arch), BTreeMap<PkgName, Arc<Entry>>>,
     files: BTreeMap<(RepoName, Arch, String), String>,
     pool: BTreeMap<String, u64>,
+    /// Each name's history, oldest first.
+    history: BTreeMap<(RepoName, Arch, PkgName), Arc<Vec<PackageEvent>>>,
+}
+
+/// [`State`] as it was before package histories (what `vieter-dirstore 1` files hold).
+#[derive(Debug, Deserialize)]
+pub(crate) struct StateV1 {
+    arch_repos: BTreeMap<(RepoName, Arch), ArchRecord>,
+    entries: BTreeMap<(RepoName, Arch), BTreeMap<PkgName, Arc<Entry>>>,
+    files: BTreeMap<(RepoName, Arch, String), String>,
+    pool: BTreeMap<String, u64>,
+}
+
+/// A state encoded as a `vieter-dirstore 1` file holds it (its histories left out): for the tests of
+/// reading old files.
+#[cfg(all(test, feature = "fs"))]
+pub(crate) fn encode_v1(state: &State) -> Vec<u8> {
+    postcard::to_allocvec(&(&state.arch_repos, &state.entries, &state.files, &state.pool))
+        .expect("encoding in memory")
+}
+
+impl From<StateV1> for State {
+    fn from(v1: StateV1) -> State {
+        let StateV1 { arch_repos, entries, files, pool } = v1;
+        State { arch_repos, entries, files, pool, history: BTreeMap::new() }
+    }
 }
 
 impl State {
@@ -166,6 +192,17 @@ impl RepoStore for MemoryStore {
         Ok(self.snapshot().files.get(&(repo.clone(), arch.clone(), filename.to_owned())).cloned())
     }
 
+    fn history(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        name: &PkgName,
+    ) -> Result<Vec<PackageEvent>, MemoryError> {
+        let state = self.snapshot();
+        let key = (repo.clone(), arch.clone(), name.clone());
+        Ok(state.history.get(&key).map(|h| h.iter().rev().cloned().collect()).unwrap_or_default())
+    }
+
     fn is_referenced(&self, sha256: &str) -> Result<bool, MemoryError> {
         Ok(self.snapshot().pool.get(sha256).is_some_and(|&n| n > 0))
     }
@@ -215,6 +252,7 @@ impl RepoTxn for MemoryTxn<'_> {
 
     fn remove_arch_repo(&mut self, repo: &RepoName, arch: &Arch) -> Result<(), MemoryError> {
         self.state.arch_repos.remove(&(repo.clone(), arch.clone()));
+        self.state.history.retain(|(r, a, _), _| !(r == repo && a == arch));
         Ok(())
     }
 
@@ -252,14 +290,30 @@ impl RepoTxn for MemoryTxn<'_> {
         repo: &RepoName,
         arch: &Arch,
         name: &PkgName,
-    ) -> Result<Option<String>, MemoryError> {
+    ) -> Result<Option<PackageSummary>, MemoryError> {
         let key = (repo.clone(), arch.clone());
         let Some(names) = self.state.entries.get_mut(&key) else { return Ok(None) };
-        let removed = names.remove(name).map(|e| e.summary.filename.clone());
+        let removed = names.remove(name).map(|e| e.summary.clone());
         if names.is_empty() {
             self.state.entries.remove(&key);
         }
         Ok(removed)
+    }
+
+    fn push_history(
+        &mut self,
+        repo: &RepoName,
+        arch: &Arch,
+        name: &PkgName,
+        event: &PackageEvent,
+        keep: usize,
+    ) -> Result<(), MemoryError> {
+        let key = (repo.clone(), arch.clone(), name.clone());
+        let history = Arc::make_mut(self.state.history.entry(key).or_default());
+        history.push(event.clone());
+        let extra = history.len().saturating_sub(keep);
+        history.drain(..extra);
+        Ok(())
     }
 
     fn file_hash(&self, repo: &RepoName, arch: &Arch, filename: &str) -> Result<Option<String>, MemoryError> {

@@ -39,11 +39,14 @@ pub use blob::{ArchiveDir, ArchiveWriter, BlobStore};
 pub use service::{RecoveryReport, Removal, RepoError, Repository};
 #[cfg(feature = "repository")]
 pub use sign::{
-    SignError, Signer, Signing, UploadPolicy, UploadSignature, UploadSignatureError, Uploader, Verified,
-    Verifier, VerifyError,
+    check_key_removal, KeyRemovalError, SignError, Signer, Signing, UploadPolicy, UploadSignature,
+    UploadSignatureError, Uploader, Verified, Verifier, VerifyError,
 };
 #[cfg(feature = "repository")]
 pub use store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
+
+/// How many events of one package name's history an arch-repo keeps (the oldest go first).
+pub const HISTORY_KEPT: usize = 100;
 
 /// Checks a repository name: `[A-Za-z0-9._-]+`, at most 128 bytes, not starting with `.` or `-`, not
 /// `api` (the server's API lives under `/api`). The message says what is allowed.

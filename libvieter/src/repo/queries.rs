@@ -93,12 +93,20 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             .store()
             .file_page(repo, arch, name, page.offset, page.limit, MAX_FILE_PAGE_BYTES)
             .map_err(store_err)?;
-        Ok(files.map(|(files, files_total)| PackageDetail {
-            summary,
-            info: package.info,
-            files,
-            files_total,
-        }))
+        let Some((files, files_total)) = files else { return Ok(None) };
+        let history = self.store().history(repo, arch, name).map_err(store_err)?;
+        Ok(Some(PackageDetail { summary, info: package.info, files, files_total, history }))
+    }
+
+    /// What happened to a package name in an arch-repo, newest first (also for a name that was
+    /// removed): the versions published over time and the removals, at most [`super::HISTORY_KEPT`].
+    pub fn history(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        name: &PkgName,
+    ) -> Result<Vec<crate::api::PackageEvent>, RepoError> {
+        self.store().history(repo, arch, name).map_err(store_err)
     }
 
     /// What an arch-repo makes installable, for dependency resolution ([`crate::resolve::Available`]):

@@ -34,7 +34,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-use crate::api::{PackageSummary, PublishResult};
+use crate::api::{PackageChange, PackageEvent, PackageSummary, PublishResult};
 use crate::builds::Clock;
 use crate::db::{ArchiveKind, DbEntry, DbError, DbFormat, StoredEntry};
 use crate::name::{Arch, PkgName, RepoName};
@@ -47,6 +47,7 @@ use super::sign::{
     UploadSignatureError, Uploader, VerifyError,
 };
 use super::store::{ArchRecord, EntryRecord, RepoStore, RepoTxn};
+use super::HISTORY_KEPT;
 
 mod resign;
 
@@ -191,6 +192,8 @@ pub struct Repository<S, B> {
     pool_guard: RwLock<()>,
     /// Publishes waiting to be committed, by repository.
     ingest: Queue<PendingPut, PutOutcome, Unreferenced>,
+    /// The state of the last (or the running) re-sign.
+    resign_status: Mutex<crate::api::ResignStatus>,
 }
 
 impl<S: RepoStore, B: BlobStore> Repository<S, B> {
@@ -215,6 +218,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             locks: Mutex::default(),
             pool_guard: RwLock::new(()),
             ingest: Queue::default(),
+            resign_status: Mutex::new(crate::api::ResignStatus::idle()),
         }
     }
 
@@ -448,6 +452,14 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 unreferenced.0.remove(sha);
                 txn.put_entry(repo, arch, &record).map_err(store_err)?;
                 txn.put_arch_repo(repo, arch, &arch_record).map_err(store_err)?;
+                txn.push_history(
+                    repo,
+                    arch,
+                    name,
+                    &event(summary, PackageChange::Published, summary.published_at),
+                    HISTORY_KEPT,
+                )
+                .map_err(store_err)?;
             }
             archs_of.push(archs);
         }
@@ -526,15 +538,19 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 _ => txn.names(repo, arch).map_err(store_err)?,
             };
             let mut removed_here = false;
+            let now = self.clock.now();
             for name in &names {
-                let Some(filename) = txn.remove_entry(repo, arch, name).map_err(store_err)? else { continue };
+                let Some(gone) = txn.remove_entry(repo, arch, name).map_err(store_err)? else { continue };
                 removed_here = true;
-                unlink(&mut txn, repo, arch, &filename, &mut unreferenced)?;
+                unlink(&mut txn, repo, arch, &gone.filename, &mut unreferenced)?;
+                if matches!(what, Removal::Package(..)) {
+                    let removal = event(&gone, PackageChange::Removed, now);
+                    txn.push_history(repo, arch, name, &removal, HISTORY_KEPT).map_err(store_err)?;
+                }
             }
             if matches!(what, Removal::Package(..)) {
                 if removed_here {
-                    txn.put_arch_repo(repo, arch, &ArchRecord { last_change: self.clock.now() })
-                        .map_err(store_err)?;
+                    txn.put_arch_repo(repo, arch, &ArchRecord { last_change: now }).map_err(store_err)?;
                 }
             } else {
                 txn.remove_arch_repo(repo, arch).map_err(store_err)?;
@@ -755,6 +771,11 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
 }
 
 /// Removes a file row and drops its reference to the package file.
+/// The history event of `summary`'s package.
+fn event(summary: &PackageSummary, change: PackageChange, at: chrono::DateTime<chrono::Utc>) -> PackageEvent {
+    PackageEvent { at, change, version: summary.version.clone(), filename: summary.filename.clone() }
+}
+
 fn unlink<T: RepoTxn>(
     txn: &mut T,
     repo: &RepoName,

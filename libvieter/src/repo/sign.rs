@@ -199,6 +199,57 @@ impl Write for SigningWriter<'_, '_> {
     }
 }
 
+/// Why a signing key cannot be removed from the keys a server lists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRemovalError {
+    #[error("no signing key {0} is listed")]
+    Unknown(String),
+    #[error("{0} is the current signing key: configure another signing_key first")]
+    Current(String),
+    #[error("the re-sign of the packages is not done yet ({state}): what {key} signed is still served")]
+    ResignNotDone { state: &'static str, key: String },
+}
+
+/// Whether the key `fingerprint` (hex, any case) may be removed when `current` is the key that signs
+/// and `retired` the earlier keys still listed (upper-case hex): only a retired key, and only once the
+/// re-sign ([`super::Repository::resign`]) is done, since until then packages it signed are served.
+/// Returns the fingerprint as listed.
+///
+/// ```
+/// use libvieter::api::ResignState;
+/// use libvieter::repo::{check_key_removal, KeyRemovalError};
+/// let retired = ["AA11".to_owned()];
+/// assert_eq!(check_key_removal("aa11", "BB22", &retired, ResignState::Done), Ok("AA11".into()));
+/// assert!(matches!(check_key_removal("BB22", "BB22", &retired, ResignState::Done), Err(KeyRemovalError::Current(_))));
+/// assert!(matches!(check_key_removal("CC33", "BB22", &retired, ResignState::Done), Err(KeyRemovalError::Unknown(_))));
+/// assert!(matches!(
+///     check_key_removal("AA11", "BB22", &retired, ResignState::Running),
+///     Err(KeyRemovalError::ResignNotDone { .. })
+/// ));
+/// ```
+pub fn check_key_removal(
+    fingerprint: &str,
+    current: &str,
+    retired: &[String],
+    resign: crate::api::ResignState,
+) -> Result<String, KeyRemovalError> {
+    use crate::api::ResignState;
+    let fingerprint = fingerprint.to_ascii_uppercase();
+    if fingerprint == current.to_ascii_uppercase() {
+        return Err(KeyRemovalError::Current(fingerprint));
+    }
+    if !retired.iter().any(|r| r.eq_ignore_ascii_case(&fingerprint)) {
+        return Err(KeyRemovalError::Unknown(fingerprint));
+    }
+    let state = match resign {
+        ResignState::Done => return Ok(fingerprint),
+        ResignState::Idle => "idle",
+        ResignState::Running => "running",
+        ResignState::Failed => "failed",
+    };
+    Err(KeyRemovalError::ResignNotDone { state, key: fingerprint })
+}
+
 /// A [`Signer`] for tests: the "signature" of bytes is `TEST-SIG ` and their SHA-256 in hex, so a test
 /// can tell which bytes a signature belongs to without OpenPGP. It fails its `fail_at`-th start (from
 /// 0), when given. A keyed one ([`TestSigner::keyed`]) writes `TEST-SIG:{key} ` instead and

@@ -1,7 +1,8 @@
 //! The metadata port of a repository: what [`super::Repository`] records, in transactions.
 //!
 //! A store keeps, per arch-repo (`repo/arch`): the arch-repo's record, one entry per package name (its
-//! summary, its metadata, its file list and its two pre-compressed database members), the package file
+//! summary, its metadata, its file list and its two pre-compressed database members), the history of
+//! each name (versions published, removals), the package file
 //! names served there with the SHA-256 of the pool file each names; and, for the whole store, the
 //! number of file rows pointing at each pool file. It decides nothing: which rows change, and in what
 //! order, is [`super::Repository`]'s.
@@ -12,7 +13,7 @@ use std::io;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::api::PackageSummary;
+use crate::api::{PackageEvent, PackageSummary};
 use crate::db::{ArchiveKind, StoredEntry};
 use crate::name::{Arch, PkgName, RepoName};
 use crate::package::Package;
@@ -77,6 +78,9 @@ pub trait RepoStore: Send + Sync {
     ) -> Result<Option<(Vec<String>, u64)>, Self::Error>;
     /// The pool file (SHA-256) a package file name of an arch-repo names.
     fn file_hash(&self, repo: &RepoName, arch: &Arch, filename: &str) -> Result<Option<String>, Self::Error>;
+    /// The history of a package name in an arch-repo, newest first ([`RepoTxn::push_history`]).
+    fn history(&self, repo: &RepoName, arch: &Arch, name: &PkgName)
+        -> Result<Vec<PackageEvent>, Self::Error>;
     /// Whether any file row points at this pool file.
     fn is_referenced(&self, sha256: &str) -> Result<bool, Self::Error>;
     /// Every pool file some file row points at.
@@ -103,7 +107,8 @@ pub trait RepoTxn {
     /// Creates an arch-repo or updates its record.
     fn put_arch_repo(&mut self, repo: &RepoName, arch: &Arch, record: &ArchRecord)
         -> Result<(), Self::Error>;
-    /// Removes an arch-repo's record (its entries and files are removed one by one before).
+    /// Removes an arch-repo's record and the histories of its names (its entries and files are removed
+    /// one by one before).
     fn remove_arch_repo(&mut self, repo: &RepoName, arch: &Arch) -> Result<(), Self::Error>;
 
     /// The package names of an arch-repo, in order.
@@ -122,13 +127,23 @@ pub trait RepoTxn {
         arch: &Arch,
         record: &EntryRecord<'_>,
     ) -> Result<(), Self::Error>;
-    /// Removes an entry (summary, metadata, file list, members); returns its file name.
+    /// Removes an entry (summary, metadata, file list, members); returns its summary.
     fn remove_entry(
         &mut self,
         repo: &RepoName,
         arch: &Arch,
         name: &PkgName,
-    ) -> Result<Option<String>, Self::Error>;
+    ) -> Result<Option<PackageSummary>, Self::Error>;
+    /// Adds `event` as the newest of the history of `name` in an arch-repo, keeping the newest `keep`
+    /// events of that history.
+    fn push_history(
+        &mut self,
+        repo: &RepoName,
+        arch: &Arch,
+        name: &PkgName,
+        event: &PackageEvent,
+        keep: usize,
+    ) -> Result<(), Self::Error>;
 
     /// The pool file a package file name of an arch-repo names.
     fn file_hash(&self, repo: &RepoName, arch: &Arch, filename: &str) -> Result<Option<String>, Self::Error>;

@@ -20,6 +20,8 @@ pub(super) struct Wake {
     pub(super) jobs: tokio::sync::Notify,
     tick: tokio::sync::Notify,
     next_tick: Mutex<DateTime<Utc>>,
+    /// Counts job state changes: live job lists (the web interface) wait for it to change.
+    pub(super) changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Wake {
@@ -28,6 +30,7 @@ impl Wake {
             jobs: tokio::sync::Notify::new(),
             tick: tokio::sync::Notify::new(),
             next_tick: Mutex::new(DateTime::<Utc>::MIN_UTC),
+            changed: tokio::sync::watch::Sender::new(0),
         }
     }
 }
@@ -41,6 +44,10 @@ impl Wakeups for Wake {
         if at < *self.next_tick.lock().unwrap_or_else(|p| p.into_inner()) {
             self.tick.notify_one();
         }
+    }
+
+    fn jobs_changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

@@ -3,7 +3,7 @@
 //! users add to their keyring. `GET /api/v1/keys/resign`: the re-sign after a rotation.
 //! `DELETE /api/v1/keys/{fingerprint}` (admin): a retired key stops being listed.
 
-use libvieter::api::{ResignState, ResignStatus};
+use libvieter::repo::KeyRemovalError;
 use warp::http::StatusCode;
 
 use crate::error::{ok, ApiError};
@@ -17,14 +17,7 @@ pub fn list(app: &App) -> warp::reply::Response {
 
 /// How far the re-sign is (`idle` on an unsigned server).
 pub fn resign(app: &App) -> warp::reply::Response {
-    let status = app.keyring.as_ref().map(|ring| ring.resign_status()).unwrap_or(ResignStatus {
-        state: ResignState::Idle,
-        progress: Default::default(),
-        started_at: None,
-        finished_at: None,
-        error: None,
-    });
-    ok(&status)
+    ok(&app.repos.resign_status())
 }
 
 /// Removes a retired key.
@@ -32,12 +25,12 @@ pub fn remove(app: &App, fingerprint: &str) -> Result<warp::reply::Response, Api
     let Some(ring) = &app.keyring else {
         return Err(ApiError::not_found("the server does not sign (no signing_key is configured)"));
     };
-    match ring.remove(fingerprint) {
+    match ring.remove(fingerprint, app.repos.resign_status().state) {
         Ok(()) => Ok(ok(&format!("removed {}", fingerprint.to_ascii_uppercase()))),
-        Err(e @ RemoveKeyError::Unknown(_)) => Err(ApiError::not_found(e.to_string())),
-        Err(e @ (RemoveKeyError::Current(_) | RemoveKeyError::ResignNotDone(..))) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        Err(RemoveKeyError::Refused(e @ KeyRemovalError::Unknown(_))) => {
+            Err(ApiError::not_found(e.to_string()))
         }
+        Err(RemoveKeyError::Refused(e)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
         Err(e) => Err(ApiError::internal("removing a signing key", e)),
     }
 }

@@ -47,6 +47,8 @@ const LOG_TAIL: u64 = 1 << 20;
 const LOG_EVENT: usize = 64 * 1024;
 /// Longest form body.
 const FORM_LIMIT: u64 = 64 * 1024;
+/// A live job list hears of changes at most this often (a burst of changes is one reload).
+const LIVE_EVERY: Duration = Duration::from_millis(250);
 
 const STYLE: &str = include_str!("assets/style.css");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -330,6 +332,11 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::header::optional::<u64>("last-event-id"))
         .then(job_events);
+    let job_list_events = warp::path!("ui" / "events" / "jobs")
+        .and(warp::get())
+        .and(r.clone())
+        .and(with.clone())
+        .map(job_list_events);
     let job_action = warp::path!("ui" / "jobs" / u64 / String)
         .and(warp::post())
         .and(r.clone())
@@ -367,6 +374,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         job.map(Reply::into_response).boxed(),
         job_log.boxed(),
         events.boxed(),
+        job_list_events.boxed(),
         job_action.map(Reply::into_response).boxed(),
         agents.map(Reply::into_response).boxed(),
     ];
@@ -1015,6 +1023,23 @@ async fn job_events(
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    warp::sse::reply(warp::sse::keep_alive().interval(Duration::from_secs(15)).stream(stream)).into_response()
+}
+
+/// Tells a page with live job lists when jobs changed: an event `jobs` (its data a change counter), at
+/// most every [`LIVE_EVERY`]; the page then fetches itself again and replaces its lists.
+fn job_list_events(r: Reader, app: Arc<App>) -> warp::reply::Response {
+    if let Err(page) = r.read(Area::Builds) {
+        return (*page).into_response();
+    }
+    let stream = futures_util::stream::unfold(app.builds.job_changes(), |mut changes| async move {
+        // Ends when the server stops (the sender is gone); the browser going away drops the stream.
+        changes.changed().await.ok()?;
+        tokio::time::sleep(LIVE_EVERY).await;
+        let count = *changes.borrow_and_update();
+        let event = warp::sse::Event::default().event("jobs").data(count.to_string());
+        Some((Ok::<_, Infallible>(event), changes))
     });
     warp::sse::reply(warp::sse::keep_alive().interval(Duration::from_secs(15)).stream(stream)).into_response()
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use libvieter::access::Role;
 use libvieter::api::{
-    AgentInfo, ArchRepoInfo, PackageDetail, PackageSort, PackageSummary, RepoInfo, TargetForm,
+    AgentInfo, ArchRepoInfo, PackageChange, PackageDetail, PackageSort, PackageSummary, RepoInfo, TargetForm,
 };
 use libvieter::builds::{DependencyTree, PackageBuild};
 use libvieter::job::{Job, JobId, JobState};
@@ -33,6 +33,10 @@ fn nav_item(ctx: &Ctx, href: &str, label: &str) -> Markup {
     let current = if href == "/ui/" { ctx.path == "/ui/" } else { ctx.path.starts_with(href) };
     html! { a href=(href) aria-current=[current.then_some("page")] { (label) } }
 }
+
+/// The event stream that says when jobs changed: a page's elements with `data-live-jobs` (and an id)
+/// are replaced by the same elements of the page fetched again (`app.js`).
+pub const LIVE_JOBS: &str = "/ui/events/jobs";
 
 /// A whole page.
 pub fn layout(ctx: &Ctx, title: &str, body: Markup) -> Markup {
@@ -211,15 +215,17 @@ pub fn overview(ctx: &Ctx, o: &Overview<'_>) -> Markup {
             } }
         }
         @if ctx.builds {
-            div.grid.spaced {
-                div.card { h2 { "Running" } div.stat { (o.running.len()) } }
-                div.card { h2 { "Queued or waiting" } div.stat { (o.waiting.len()) } }
-                div.card { h2 { "Agents online" } div.stat { (o.agents.len()) } }
+            div #live-overview data-live-jobs=(LIVE_JOBS) {
+                div.grid.spaced {
+                    div.card { h2 { "Running" } div.stat { (o.running.len()) } }
+                    div.card { h2 { "Queued or waiting" } div.stat { (o.waiting.len()) } }
+                    div.card { h2 { "Agents online" } div.stat { (o.agents.len()) } }
+                }
+                h2 { "Jobs running now" }
+                (job_table(o.running, o.targets, "Nothing is building."))
+                h2 { "Queued and waiting" }
+                (job_table(o.waiting, o.targets, "Nothing is waiting."))
             }
-            h2 { "Jobs running now" }
-            (job_table(o.running, o.targets, "Nothing is building."))
-            h2 { "Queued and waiting" }
-            (job_table(o.waiting, o.targets, "Nothing is waiting."))
         } @else {
             p.notice { a href="/ui/login" { "Sign in" } " to see targets, jobs and agents." }
         }
@@ -407,6 +413,18 @@ pub fn package(ctx: &Ctx, v: &PackageView<'_>) -> Markup {
                 } }
             }
         }
+        h2 { "History" }
+        @if d.history.is_empty() { p.muted { "No history recorded." } } @else {
+            div.table-wrap { table #history {
+                thead { tr { th { "When" } th { "Change" } th { "Version" } th.wide { "File" } } }
+                tbody { @for e in &d.history { tr {
+                    td { (time(e.at)) }
+                    td { @match e.change { PackageChange::Published => { "published" } PackageChange::Removed => { "removed" } } }
+                    td.mono { (e.version) }
+                    td.wide.mono { (e.filename) }
+                } } }
+            } }
+        }
         h2 { "Builds" }
         @if v.builds.is_empty() { p.muted { "No job of this server built it: it was published by hand." } } @else {
             div.table-wrap { table {
@@ -541,6 +559,7 @@ pub fn target(
             }
         }
         h2 { "Jobs" }
+        div #live-target-jobs data-live-jobs=(LIVE_JOBS) {
         @if jobs.is_empty() { p.muted { "No job yet." } } @else {
             div.table-wrap { table {
                 thead { tr { th { "Job" } th { "Arch" } th { "Trigger" } th { "State" } th { "Cause" } th.wide { "Queued" } th { "Duration" } } }
@@ -553,6 +572,7 @@ pub fn target(
                 } } }
             } }
             p { a href={ "/ui/jobs?target=" (id) } { "Every job of this target" } }
+        }
         }
     };
     layout(ctx, &target_name(t), body)
@@ -623,8 +643,10 @@ pub fn jobs(ctx: &Ctx, v: &JobsView<'_>) -> Markup {
             label { "Agent" input type="text" name="agent" value=(v.agent); }
             button type="submit" { "Filter" }
         }
-        (job_table(v.jobs, v.targets, "No job matches."))
-        (pager("/ui/jobs", &base, v.page, v.more))
+        div #live-jobs data-live-jobs=(LIVE_JOBS) {
+            (job_table(v.jobs, v.targets, "No job matches."))
+            (pager("/ui/jobs", &base, v.page, v.more))
+        }
     };
     layout(ctx, "Jobs", body)
 }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-use crate::api::ResignProgress;
+use crate::api::{ResignProgress, ResignState, ResignStatus};
 use crate::db::DbEntry;
 use crate::name::{Arch, PkgName, RepoName};
 
@@ -35,7 +35,42 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     /// the signer [supersedes](super::super::sign::Signer::supersedes) or that has none; `progress` is
     /// told after each step. Without a signer it does nothing. Safe to run beside publishes and
     /// removals, and again after an interruption.
+    /// Its state is kept for [`Repository::resign_status`] as it runs.
     pub fn resign(&self, progress: &mut dyn FnMut(&ResignProgress)) -> Result<ResignProgress, RepoError> {
+        self.update_resign(|s| {
+            s.state = ResignState::Running;
+            s.progress = ResignProgress::default();
+            s.started_at = Some(self.clock.now());
+            s.finished_at = None;
+            s.error = None;
+        });
+        let result = self.resign_all(&mut |p| {
+            self.update_resign(|s| s.progress = p.clone());
+            progress(p);
+        });
+        self.update_resign(|s| {
+            s.finished_at = Some(self.clock.now());
+            match &result {
+                Ok(_) => s.state = ResignState::Done,
+                Err(e) => {
+                    s.state = ResignState::Failed;
+                    s.error = Some(e.to_string());
+                }
+            }
+        });
+        result
+    }
+
+    /// How far the last (or the running) [`Repository::resign`] is: `idle` before any.
+    pub fn resign_status(&self) -> ResignStatus {
+        self.resign_status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update_resign(&self, change: impl FnOnce(&mut ResignStatus)) {
+        change(&mut self.resign_status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn resign_all(&self, progress: &mut dyn FnMut(&ResignProgress)) -> Result<ResignProgress, RepoError> {
         let mut done = ResignProgress::default();
         let Some(signer) = &self.signer else { return Ok(done) };
         let mut served: BTreeMap<String, Users> = BTreeMap::new();

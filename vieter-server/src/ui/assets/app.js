@@ -1,5 +1,6 @@
 // Vieter's web interface: progressive enhancement only. Every page works without this file; with it,
-// package searches update as you type and a running job's log and state arrive live (Server-Sent Events).
+// package searches update as you type, a running job's log and state arrive live, and job lists follow
+// the jobs' states (Server-Sent Events).
 "use strict";
 
 (function () {
@@ -60,5 +61,41 @@
       log.dataset.ended = "true";
     });
     if (follow) follow.addEventListener("change", atEnd);
+  }
+
+  // Live job lists: when jobs change, the page is fetched again and each element with
+  // data-live-jobs (and an id) takes the new page's content. One fetch at a time; changes during a
+  // fetch cause one more.
+  const live = document.querySelectorAll("[data-live-jobs][id]");
+  if (live.length > 0 && window.EventSource && window.DOMParser) {
+    let busy = false;
+    let again = false;
+    const reload = () => {
+      if (busy) {
+        again = true;
+        return;
+      }
+      busy = true;
+      fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then((r) => (r.ok ? r.text() : Promise.reject(new Error(r.status))))
+        .then((html) => {
+          const fresh = new DOMParser().parseFromString(html, "text/html");
+          live.forEach((el) => {
+            const next = fresh.getElementById(el.id);
+            if (next) el.innerHTML = next.innerHTML;
+          });
+          document.documentElement.dataset.liveUpdates = String(Number(document.documentElement.dataset.liveUpdates || 0) + 1);
+        })
+        .catch(() => {})
+        .finally(() => {
+          busy = false;
+          if (again) {
+            again = false;
+            reload();
+          }
+        });
+    };
+    const source = new EventSource(live[0].dataset.liveJobs);
+    source.addEventListener("jobs", reload);
   }
 })();
