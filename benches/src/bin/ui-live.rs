@@ -109,6 +109,16 @@ fn run(o: &Opts) -> Result<(), String> {
         );
     }
 
+    let (first, whole, bytes) = page_after_publish(&server, o.samples.min(20))?;
+    println!(
+        "  {:<17} {:>7.2} / {:>7.2} / {:>7.2} ms, {:>7.2} ms, {bytes} bytes",
+        "after a publish",
+        ms(percentile(&first, 50)),
+        ms(percentile(&first, 95)),
+        ms(percentile(&first, 100)),
+        ms(percentile(&whole, 50)),
+    );
+
     let mut server = server;
     let job = running_job(&server)?;
     let before = server.reset_peak();
@@ -220,6 +230,33 @@ fn page_timings(
             return Err(format!("GET {path}: {}", resp.status));
         }
         bytes = resp.len;
+    }
+    first.sort_unstable();
+    whole.sort_unstable();
+    Ok((first, whole, bytes))
+}
+
+/// The first page right after each of `samples` publishes of a new package into the arch-repo (what a
+/// listing costs when the arch-repo just changed): times as [`page_timings`].
+fn page_after_publish(
+    server: &Server,
+    samples: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>, u64), String> {
+    let mut c = Client::new(server.addr);
+    let path = format!("/ui/repos/{REPO}");
+    let (mut first, mut whole, mut bytes) = (Vec::new(), Vec::new(), 0);
+    for i in 0..samples {
+        let package = vieter_benches::small_package(&format!("fresh{i:03}"), "1.0-1", 5);
+        match c.call(Req::new("POST", &format!("/{REPO}/publish")).key(ADMIN_KEY).body(Body::Bytes(&package)))
+        {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => return Err(format!("publishing: {} {}", r.status, r.message())),
+            Err(e) => return Err(format!("publishing: {e}")),
+        }
+        let (f, w, b) = page_timings(server, &path, 1)?;
+        first.extend(f);
+        whole.extend(w);
+        bytes = b;
     }
     first.sort_unstable();
     whole.sort_unstable();

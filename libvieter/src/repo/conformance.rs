@@ -664,6 +664,36 @@ fn listings<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     assert_eq!(rest.files, files[1000..], "the limit is capped, the rest comes whole");
     assert_eq!(first.summary.name.as_str(), "big");
     assert!(repo.package(&r, &a, &pkg_name("nothing"), &FilesQuery::default()).expect("package").is_none());
+
+    // Listings read again after every kind of change see it (what they keep is never stale).
+    let counts = || -> Vec<(String, String, u64)> {
+        let repos = repo.repos().expect("repos");
+        repos
+            .iter()
+            .flat_map(|r| r.archs.iter().map(|a| (r.name.clone(), a.arch.to_string(), a.packages)))
+            .collect()
+    };
+    let before = counts();
+    assert_eq!(list(ListQuery::default()), list(ListQuery::default()), "a second read is the same");
+    publish(&repo, "extra", &package_bytes("delta", "1-1", "x86_64", &[])).expect("publishing delta");
+    assert_eq!(list(ListQuery::default()), ["alpha", "beta", "big", "delta", "gamma"], "a publish is listed");
+    publish(&repo, "extra", &package_bytes("delta", "2-1", "x86_64", &[])).expect("replacing delta");
+    let delta = repo.packages(&r, &a, &ListQuery { query: Some("delta".into()), ..ListQuery::default() });
+    assert_eq!(
+        delta.expect("packages").expect("extra/x86_64")[0].version.to_string(),
+        "2-1",
+        "a replacement"
+    );
+    assert!(repo.remove(&r, Removal::Package(&a, &pkg_name("alpha"))).expect("removing alpha"));
+    assert_eq!(list(ListQuery::default()), ["beta", "big", "delta", "gamma"], "a removal is listed");
+    assert!(repo.create_arch_repo(&r, &arch("aarch64")).expect("creating extra/aarch64"));
+    assert_eq!(counts().len(), before.len() + 1, "a new arch-repo is listed");
+    assert!(repo.remove(&repo_name("core"), Removal::Repo).expect("removing core"));
+    assert!(counts().iter().all(|(name, ..)| name != "core"), "a removed repository is gone: {:?}", counts());
+    assert!(repo
+        .packages(&repo_name("core"), &arch("aarch64"), &ListQuery::default())
+        .expect("read")
+        .is_none());
 }
 
 fn same_file_twice_writes_nothing<S: RepoStore, B: BlobStore>(pair: (S, B)) {

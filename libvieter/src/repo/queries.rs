@@ -2,7 +2,8 @@
 //! package with a page of its file list. Paging defaults and limits are [`crate::api`]'s; the search is
 //! a case-insensitive substring of the name or the description.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::api::{
     ArchRepoInfo, FilesQuery, ListQuery, PackageDetail, PackagePage, PackageSort, PackageSummary, RepoInfo,
@@ -15,12 +16,85 @@ use crate::resolve::{Provider, Source};
 use super::service::store_err;
 use super::{BlobStore, RepoError, RepoStore, Repository};
 
+/// An arch-repo, as the listings know it.
+type ArchKey = (RepoName, Arch);
+
+/// Summaries as read at a generation.
+type Listed = (u64, Arc<Vec<PackageSummary>>);
+
+/// Most package summaries the listings keep in memory (a few hundred bytes each).
+const MAX_LISTED: usize = 50_000;
+
+/// The summaries of arch-repos as the listings last read them, each valid while its arch-repo's
+/// generation is the one it was read at: a repository page reads a 10,000-package arch-repo from the
+/// store once per change of it, not twice per view. [`Repository`] bumps an arch-repo's generation
+/// after every commit that touched it ([`Repository::listings_changed`]); a read notes the generation
+/// before reading the store and keeps what it read only if no commit bumped it meanwhile.
+#[derive(Debug, Default)]
+pub(super) struct Listings {
+    generations: HashMap<ArchKey, u64>,
+    lists: HashMap<ArchKey, Listed>,
+    /// Summaries in `lists`.
+    kept: usize,
+}
+
+impl Listings {
+    fn generation(&self, key: &ArchKey) -> u64 {
+        self.generations.get(key).copied().unwrap_or(0)
+    }
+}
+
+fn lock(listings: &Mutex<Listings>) -> MutexGuard<'_, Listings> {
+    listings.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl<S: RepoStore, B: BlobStore> Repository<S, B> {
+    /// After a commit: what the listings kept of these arch-repos is stale.
+    pub(super) fn listings_changed<'a>(&self, repo: &RepoName, archs: impl IntoIterator<Item = &'a Arch>) {
+        let mut listings = lock(&self.listings);
+        for arch in archs {
+            let key = (repo.clone(), arch.clone());
+            if let Some((_, list)) = listings.lists.remove(&key) {
+                listings.kept -= list.len();
+            }
+            *listings.generations.entry(key).or_default() += 1;
+        }
+    }
+
+    /// The summaries of an arch-repo in name order, from the listings when they hold them as the store
+    /// has them now.
+    fn summaries_of(&self, repo: &RepoName, arch: &Arch) -> Result<Arc<Vec<PackageSummary>>, RepoError> {
+        let key = (repo.clone(), arch.clone());
+        let generation = {
+            let listings = lock(&self.listings);
+            let generation = listings.generation(&key);
+            if let Some((read_at, list)) = listings.lists.get(&key) {
+                if *read_at == generation {
+                    return Ok(list.clone());
+                }
+            }
+            generation
+        };
+        let list = Arc::new(self.store().summaries(repo, arch).map_err(store_err)?);
+        let mut listings = lock(&self.listings);
+        if listings.generation(&key) == generation && list.len() <= MAX_LISTED {
+            if listings.kept + list.len() > MAX_LISTED {
+                listings.lists.clear();
+                listings.kept = 0;
+            }
+            listings.kept += list.len();
+            if let Some((_, old)) = listings.lists.insert(key, (generation, list.clone())) {
+                listings.kept -= old.len();
+            }
+        }
+        Ok(list)
+    }
+
     /// Every repository with its architectures: package count, total size, last change. In name order.
     pub fn repos(&self) -> Result<Vec<RepoInfo>, RepoError> {
         let mut by_repo: BTreeMap<String, Vec<ArchRepoInfo>> = BTreeMap::new();
         for (repo, arch, record) in self.store().arch_repos().map_err(store_err)? {
-            let summaries = self.store().summaries(&repo, &arch).map_err(store_err)?;
+            let summaries = self.summaries_of(&repo, &arch)?;
             by_repo.entry(repo.to_string()).or_default().push(ArchRepoInfo {
                 arch,
                 packages: summaries.len() as u64,
@@ -62,8 +136,8 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             }
         };
         let page = query.page();
-        let mut all: Vec<PackageSummary> =
-            self.store().summaries(repo, arch).map_err(store_err)?.into_iter().filter(matches).collect();
+        let summaries = self.summaries_of(repo, arch)?;
+        let mut all: Vec<&PackageSummary> = summaries.iter().filter(|s| matches(s)).collect();
         let sort = query.sort.unwrap_or_default();
         if sort != PackageSort::Name {
             all.sort_by(|a, b| sort.compare(a, b));
@@ -72,7 +146,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             all.reverse();
         }
         let total = all.len();
-        let packages = all.into_iter().skip(page.offset).take(page.limit).collect();
+        let packages = all.into_iter().skip(page.offset).take(page.limit).cloned().collect();
         Ok(Some(PackagePage { total, offset: page.offset, packages }))
     }
 

@@ -194,6 +194,8 @@ pub struct Repository<S, B> {
     ingest: Queue<PendingPut, PutOutcome, Unreferenced>,
     /// The state of the last (or the running) re-sign.
     resign_status: Mutex<crate::api::ResignStatus>,
+    /// The arch-repos' summaries as the listings last read them (see [`super::queries`]).
+    pub(super) listings: Mutex<super::queries::Listings>,
 }
 
 impl<S: RepoStore, B: BlobStore> Repository<S, B> {
@@ -219,6 +221,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             pool_guard: RwLock::new(()),
             ingest: Queue::default(),
             resign_status: Mutex::new(crate::api::ResignStatus::idle()),
+            listings: Mutex::default(),
         }
     }
 
@@ -465,6 +468,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         }
         if !changed.is_empty() {
             txn.commit().map_err(store_err)?;
+            self.listings_changed(repo, &changed);
         }
         Ok(Locked::Done(BatchPut { archs: archs_of, changed, unreferenced }))
     }
@@ -484,6 +488,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             txn.put_arch_repo(repo, arch, &ArchRecord { last_change: self.clock.now() })
                 .map_err(store_err)?;
             txn.commit().map_err(store_err)?;
+            self.listings_changed(repo, [arch]);
             self.write_archives(repo, arch)?;
             Ok(Locked::Done(true))
         })
@@ -563,6 +568,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         // Removing what is not there writes nothing.
         if !changed.is_empty() {
             txn.commit().map_err(store_err)?;
+            self.listings_changed(repo, &changed);
         }
         Ok(Locked::Done(Removed { archs: changed, unreferenced }))
     }

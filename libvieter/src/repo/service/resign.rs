@@ -163,6 +163,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 changed.insert((*arch).clone());
             }
             txn.commit().map_err(store_err)?;
+            self.listings_changed(repo, &changed);
             for arch in &changed {
                 self.write_archives(repo, arch)?;
             }
