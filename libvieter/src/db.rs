@@ -339,7 +339,7 @@ fn trailer() -> io::Result<Vec<u8>> {
 }
 
 /// Which of the two archives to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ArchiveKind {
     /// `REPO.db.tar.gz`: `desc` only.
     Db,

@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use libvieter::api::{ResignState, SigningKey as SigningKeyInfo};
 use libvieter::repo::{
-    check_key_removal, KeyRemovalError, SignError, Signer, Signing, Verified, Verifier, VerifyError,
+    check_key_removal, DataHash, KeyRemovalError, SignError, Signer, Signing, Verified, Verifier, VerifyError,
 };
 use pgp::composed::{
     ArmorOptions, Deserializable, DetachedSignature, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
@@ -26,6 +26,7 @@ use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{Signature, SignatureConfig, SignatureHasher, SignatureType, Subpacket, SubpacketData};
 use pgp::ser::Serialize;
 use pgp::types::{KeyDetails, Password, SigningKey, Timestamp};
+use sha2::digest::DynDigest;
 
 /// The value of `signing_key` that generates a key on first start.
 pub const GENERATE: &str = "generate";
@@ -199,22 +200,78 @@ impl Signing for PgpSigning<'_> {
     }
 }
 
+/// The configuration of a signature by `key` made at `created`: binary, SHA-256, the issuer's
+/// fingerprint and the creation time hashed, its key id not.
+fn signature_config(
+    key: &(dyn SigningKey + Sync),
+    created: SystemTime,
+) -> Result<SignatureConfig, SignError> {
+    let secs = created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut config = SignatureConfig::v4(SignatureType::Binary, key.algorithm(), HashAlgorithm::Sha256);
+    config.hashed_subpackets = vec![
+        Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint())).map_err(sign_err)?,
+        Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::from_secs(
+            u32::try_from(secs).unwrap_or(u32::MAX),
+        )))
+        .map_err(sign_err)?,
+    ];
+    config.unhashed_subpackets =
+        vec![Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).map_err(sign_err)?];
+    Ok(config)
+}
+
+/// The hash of the data an [`OpenPgpSigner`] signs ([`Signer::data_hash`]): SHA-256, its signatures'
+/// hash, copyable.
+#[derive(Clone)]
+struct PgpDataHash(sha2::Sha256);
+
+impl Write for PgpDataHash {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        sha2::Digest::update(&mut self.0, data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl DataHash for PgpDataHash {
+    fn fork(&self) -> Box<dyn DataHash> {
+        Box::new(self.clone())
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
 impl Signer for OpenPgpSigner {
     fn start(&self, created: SystemTime) -> Result<Box<dyn Signing + '_>, SignError> {
         let key = self.signing_key();
-        let secs = created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut config = SignatureConfig::v4(SignatureType::Binary, key.algorithm(), HashAlgorithm::Sha256);
-        config.hashed_subpackets = vec![
-            Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint())).map_err(sign_err)?,
-            Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::from_secs(
-                u32::try_from(secs).unwrap_or(u32::MAX),
-            )))
-            .map_err(sign_err)?,
-        ];
-        config.unhashed_subpackets =
-            vec![Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).map_err(sign_err)?];
-        let hasher = config.into_hasher().map_err(sign_err)?;
+        let hasher = signature_config(key, created)?.into_hasher().map_err(sign_err)?;
         Ok(Box::new(PgpSigning { hasher, key }))
+    }
+
+    fn data_hash(&self) -> Option<Box<dyn DataHash>> {
+        Some(Box::new(PgpDataHash(sha2::Sha256::default())))
+    }
+
+    /// What [`Signer::start`] makes of the same bytes: the data's hash goes on with the signature's
+    /// hashed part and trailer (RFC 4880 5.2.4), and the key signs the digest.
+    fn sign_hash(&self, hash: Box<dyn DataHash>, created: SystemTime) -> Result<Vec<u8>, SignError> {
+        let hash =
+            hash.into_any().downcast::<PgpDataHash>().map_err(|_| sign_err("not this signer's hash"))?;
+        let key = self.signing_key();
+        let config = signature_config(key, created)?;
+        let mut hasher: Box<dyn DynDigest + Send> = Box::new(hash.0);
+        let len = config.hash_signature_data(&mut hasher).map_err(sign_err)?;
+        hasher.update(&config.trailer(len).map_err(sign_err)?);
+        let digest = hasher.finalize();
+        let (Some(&first), Some(&second)) = (digest.first(), digest.get(1)) else {
+            return Err(sign_err("an empty digest"));
+        };
+        let raw = key.sign(&Password::empty(), HashAlgorithm::Sha256, &digest).map_err(sign_err)?;
+        let signature = Signature::from_config(config, [first, second], raw).map_err(sign_err)?;
+        DetachedSignature::new(signature).to_bytes().map_err(sign_err)
     }
 
     /// A signature whose issuer is one of the server's retired keys.
@@ -535,6 +592,60 @@ mod tests {
         assert!(verify(other.public_key_armored(), &data, &sig).is_err(), "another key does not verify");
         assert_eq!(signer.fingerprint().len(), 40);
         assert!(!format!("{signer:?}").contains("PRIVATE"), "Debug shows no secret");
+    }
+
+    #[test]
+    fn a_signature_of_a_copied_hash_is_the_signature_of_the_bytes() {
+        let signer = OpenPgpSigner::generate("Test <t@example.org>").unwrap();
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        let created = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let streamed = libvieter::repo::sign::sign_reader(&signer, &mut &data[..], created).unwrap();
+        // Half hashed, copied, the copy goes on with the rest (as an archive's kept start is).
+        let mut hash = signer.data_hash().expect("a copyable hash");
+        hash.write_all(&data[..300_000]).unwrap();
+        let mut copy = hash.fork();
+        hash.write_all(b"other bytes").unwrap();
+        copy.write_all(&data[300_000..]).unwrap();
+        let resumed = signer.sign_hash(copy, created).unwrap();
+        assert_eq!(
+            resumed, streamed,
+            "Ed25519 signatures are deterministic: the same bytes, the same signature"
+        );
+        verify(signer.public_key_armored(), &data, &resumed).unwrap();
+        let other = signer.sign_hash(hash, created).unwrap();
+        assert!(
+            verify(signer.public_key_armored(), &data, &other).is_err(),
+            "the other branch signs other bytes"
+        );
+        let foreign = TestHashOfAnotherSigner::boxed();
+        assert!(signer.sign_hash(foreign, created).is_err(), "another signer's hash is refused");
+    }
+
+    /// A [`DataHash`] that is not the OpenPGP signer's.
+    struct TestHashOfAnotherSigner;
+
+    impl TestHashOfAnotherSigner {
+        fn boxed() -> Box<dyn DataHash> {
+            Box::new(TestHashOfAnotherSigner)
+        }
+    }
+
+    impl Write for TestHashOfAnotherSigner {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl DataHash for TestHashOfAnotherSigner {
+        fn fork(&self) -> Box<dyn DataHash> {
+            Box::new(TestHashOfAnotherSigner)
+        }
+        fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+            self
+        }
     }
 
     #[test]

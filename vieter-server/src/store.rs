@@ -311,13 +311,15 @@ impl RepoStore for Store {
         repo: &RepoName,
         arch: &Arch,
         kind: ArchiveKind,
-        each: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+        each: &mut dyn FnMut(&str, &[u8]) -> std::io::Result<()>,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(MEMBERS)?;
         let (lo, hi) = prefix_range(&arch_key(repo, arch));
         for row in table.range(lo.as_str()..hi.as_str())? {
-            let (_, v) = row?;
+            let (k, v) = row?;
+            let key = k.value();
+            let name = key.get(lo.len()..).unwrap_or_default();
             let bytes = v.value();
             let split = bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
             let member = split.and_then(|len| match kind {
@@ -327,7 +329,7 @@ impl RepoStore for Store {
             let member = member.ok_or_else(|| {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, "damaged stored archive member")
             })?;
-            each(member)?;
+            each(name, member)?;
         }
         Ok(())
     }

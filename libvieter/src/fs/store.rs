@@ -225,7 +225,7 @@ impl RepoStore for DirStore {
         repo: &RepoName,
         arch: &Arch,
         kind: ArchiveKind,
-        each: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        each: &mut dyn FnMut(&str, &[u8]) -> io::Result<()>,
     ) -> Result<(), MemoryError> {
         self.inner.each_member(repo, arch, kind, each)
     }
@@ -265,7 +265,7 @@ mod tests {
             let mut members = Vec::new();
             for kind in [ArchiveKind::Db, ArchiveKind::Files] {
                 store
-                    .each_member(&r, &a, kind, &mut |m| {
+                    .each_member(&r, &a, kind, &mut |_, m| {
                         members.push(m.to_vec());
                         Ok(())
                     })

@@ -216,14 +216,15 @@ impl RepoStore for MemoryStore {
         repo: &RepoName,
         arch: &Arch,
         kind: ArchiveKind,
-        each: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        each: &mut dyn FnMut(&str, &[u8]) -> io::Result<()>,
     ) -> Result<(), MemoryError> {
         let state = self.snapshot();
         for e in state.entries_of(repo, arch) {
-            each(match kind {
+            let member = match kind {
                 ArchiveKind::Db => &e.entry.db_member,
                 ArchiveKind::Files => &e.entry.files_member,
-            })?;
+            };
+            each(e.summary.name.as_str(), member)?;
         }
         Ok(())
     }

@@ -19,6 +19,8 @@ use crate::name::Arch;
 #[cfg(feature = "repository")]
 mod blob;
 #[cfg(feature = "repository")]
+mod checkpoints;
+#[cfg(feature = "repository")]
 pub mod conformance;
 #[cfg(feature = "repository")]
 mod ingest;
@@ -39,7 +41,7 @@ pub use blob::{ArchiveDir, ArchiveWriter, BlobStore};
 pub use service::{RecoveryReport, Removal, RepoError, Repository};
 #[cfg(feature = "repository")]
 pub use sign::{
-    check_key_removal, KeyRemovalError, SignError, Signer, Signing, UploadPolicy, UploadSignature,
+    check_key_removal, DataHash, KeyRemovalError, SignError, Signer, Signing, UploadPolicy, UploadSignature,
     UploadSignatureError, Uploader, Verified, Verifier, VerifyError,
 };
 #[cfg(feature = "repository")]

@@ -41,6 +41,7 @@ use crate::name::{Arch, PkgName, RepoName};
 use crate::package::{read_package, Package, PackageError, ReadOptions};
 
 use super::blob::BlobStore;
+use super::checkpoints::Resuming;
 use super::ingest::Queue;
 use super::sign::{
     check_upload, sign_reader, SignError, Signer, SigningWriter, UploadPolicy, UploadSignature,
@@ -196,6 +197,8 @@ pub struct Repository<S, B> {
     resign_status: Mutex<crate::api::ResignStatus>,
     /// The arch-repos' summaries as the listings last read them (see [`super::queries`]).
     pub(super) listings: Mutex<super::queries::Listings>,
+    /// The hashes of the start of each signed archive (see [`super::checkpoints`]).
+    pub(super) hashes: super::checkpoints::Checkpoints,
 }
 
 impl<S: RepoStore, B: BlobStore> Repository<S, B> {
@@ -222,6 +225,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             ingest: Queue::default(),
             resign_status: Mutex::new(crate::api::ResignStatus::idle()),
             listings: Mutex::default(),
+            hashes: Default::default(),
         }
     }
 
@@ -237,6 +241,14 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     /// [`Repository::publish_with`]); the default policy trusts no key and requires no signature.
     pub fn with_upload_policy(mut self, policy: UploadPolicy) -> Self {
         self.uploads = policy;
+        self
+    }
+
+    /// This repository, keeping a copy of each signed archive's hash every `bytes` bytes of members
+    /// (default 512 KiB; see [`super::checkpoints`]): a smaller interval hashes less of an archive
+    /// after a change near its end, and keeps more copies (about 200 bytes each).
+    pub fn with_hash_checkpoints_every(mut self, bytes: u64) -> Self {
+        self.hashes.every = bytes.max(1);
         self
     }
 
@@ -469,6 +481,10 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         if !changed.is_empty() {
             txn.commit().map_err(store_err)?;
             self.listings_changed(repo, &changed);
+            let first = batch.iter().map(|(_, job)| job.summary.name.as_str()).min();
+            for arch in &changed {
+                self.hashes.changed(repo, arch, first);
+            }
         }
         Ok(Locked::Done(BatchPut { archs: archs_of, changed, unreferenced }))
     }
@@ -489,6 +505,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 .map_err(store_err)?;
             txn.commit().map_err(store_err)?;
             self.listings_changed(repo, [arch]);
+            self.hashes.changed(repo, arch, None);
             self.write_archives(repo, arch)?;
             Ok(Locked::Done(true))
         })
@@ -569,6 +586,13 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         if !changed.is_empty() {
             txn.commit().map_err(store_err)?;
             self.listings_changed(repo, &changed);
+            let from = match what {
+                Removal::Package(_, name) => Some(name.as_str()),
+                Removal::ArchRepo(_) | Removal::Repo => None,
+            };
+            for arch in &changed {
+                self.hashes.changed(repo, arch, from);
+            }
         }
         Ok(Locked::Done(Removed { archs: changed, unreferenced }))
     }
@@ -600,7 +624,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         out: &mut dyn Write,
     ) -> io::Result<()> {
         self.store
-            .each_member(repo, arch, kind, &mut |member| out.write_all(member))
+            .each_member(repo, arch, kind, &mut |_, member| out.write_all(member))
             .map_err(io::Error::other)?;
         crate::db::write_archive(&mut { out }, kind, std::iter::empty())
     }
@@ -621,7 +645,10 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         })
     }
 
-    /// Rewrites one archive of an arch-repo from the store (see [`Repository::write_archives`]).
+    /// Rewrites one archive of an arch-repo from the store (see [`Repository::write_archives`]). A
+    /// signer that can copy its hash hashes only what follows the archive's last checkpoint left
+    /// ([`super::checkpoints`]); should a checkpoint not match, the archive is written once more,
+    /// hashed whole.
     fn write_archive(
         &self,
         repo: &RepoName,
@@ -629,30 +656,84 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         kind: ArchiveKind,
         mtime: SystemTime,
     ) -> Result<(), RepoError> {
-        let mut sign_failure = None;
-        let written = self.blobs.write_archive(repo, arch, kind, mtime, &mut |out| {
-            let Some(signer) = &self.signer else {
-                self.archive_to(repo, arch, kind, out)?;
-                return Ok(None);
-            };
-            let signed = signer.start(mtime).and_then(|mut signing| {
-                let mut tee = SigningWriter { inner: &mut *out, signing: &mut *signing };
-                self.archive_to(repo, arch, kind, &mut tee).map_err(SignError::new)?;
-                signing.finish()
-            });
-            match signed {
-                Ok(signature) => Ok(Some(signature)),
-                Err(e) => {
-                    let message = e.to_string();
-                    sign_failure = Some(e);
-                    Err(io::Error::other(message))
+        let mut resume = true;
+        loop {
+            let mut sign_failure = None;
+            let mut mismatched = false;
+            let mut checkpoints = None;
+            let written = self.blobs.write_archive(repo, arch, kind, mtime, &mut |out| {
+                let Some(signer) = &self.signer else {
+                    self.archive_to(repo, arch, kind, out)?;
+                    return Ok(None);
+                };
+                let signed = match signer.data_hash() {
+                    Some(fresh) => {
+                        let kept = if resume { self.hashes.take(repo, arch, kind) } else { Vec::new() };
+                        let mut hashing = Resuming::new(fresh, kept, self.hashes.every);
+                        let streamed = self.archive_hashed(repo, arch, kind, out, &mut hashing);
+                        if let Err(e) = streamed {
+                            mismatched = hashing.mismatched();
+                            return Err(e);
+                        }
+                        let (hash, points) = hashing.finish();
+                        checkpoints = Some(points);
+                        signer.sign_hash(hash, mtime)
+                    }
+                    None => signer.start(mtime).and_then(|mut signing| {
+                        let mut tee = SigningWriter { inner: &mut *out, signing: &mut *signing };
+                        self.archive_to(repo, arch, kind, &mut tee).map_err(SignError::new)?;
+                        signing.finish()
+                    }),
+                };
+                match signed {
+                    Ok(signature) => Ok(Some(signature)),
+                    Err(e) => {
+                        let message = e.to_string();
+                        sign_failure = Some(e);
+                        Err(io::Error::other(message))
+                    }
                 }
+            });
+            if mismatched && resume {
+                tracing::warn!(%repo, %arch, ?kind, "a kept archive hash did not match: hashing it whole");
+                resume = false;
+                continue;
             }
-        });
-        if let Some(e) = sign_failure {
-            return Err(RepoError::Sign(e));
+            if let Some(e) = sign_failure {
+                return Err(RepoError::Sign(e));
+            }
+            written.map_err(blob_err)?;
+            if let Some(points) = checkpoints {
+                self.hashes.put(repo, arch, kind, points);
+            }
+            return Ok(());
         }
-        written.map_err(blob_err)
+    }
+
+    /// [`Repository::archive_to`], every member also given to `hashing`.
+    fn archive_hashed(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        out: &mut dyn Write,
+        hashing: &mut Resuming,
+    ) -> io::Result<()> {
+        let mut failed = None;
+        let streamed = self.store.each_member(repo, arch, kind, &mut |name, member| {
+            out.write_all(member)?;
+            hashing
+                .member(name, member)
+                .inspect_err(|e| failed = Some(io::Error::new(e.kind(), e.to_string())))
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        streamed.map_err(io::Error::other)?;
+        let mut end = Vec::new();
+        crate::db::write_archive(&mut end, kind, std::iter::empty())?;
+        out.write_all(&end)?;
+        hashing.end(&end)
     }
 
     /// Makes the signatures of an arch-repo's current archives the signer's (or, unsigned, removes

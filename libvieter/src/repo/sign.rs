@@ -33,6 +33,30 @@ pub trait Signer: Send + Sync {
         let _ = signature;
         false
     }
+
+    /// A new hash of data to sign later with [`Signer::sign_hash`], owned and copyable: with it a
+    /// repository keeps the hash of an archive's start and, when only later entries changed, goes on
+    /// from there instead of hashing the whole archive again. `None` (the default): archives are
+    /// signed through [`Signer::start`].
+    fn data_hash(&self) -> Option<Box<dyn DataHash>> {
+        None
+    }
+
+    /// The detached signature, made at `created`, of the data hashed into `hash` (one this signer's
+    /// [`Signer::data_hash`] made, maybe through [`DataHash::fork`]).
+    fn sign_hash(&self, hash: Box<dyn DataHash>, created: SystemTime) -> Result<Vec<u8>, SignError> {
+        let _ = (hash, created);
+        Err(SignError::new("this signer does not sign hashes"))
+    }
+}
+
+/// The running hash of data to be signed ([`Signer::data_hash`]): write the data, copy it with
+/// [`DataHash::fork`] to go on from this point later.
+pub trait DataHash: Write + Send + Sync {
+    /// A copy of this hash as it is now.
+    fn fork(&self) -> Box<dyn DataHash>;
+    /// Itself, for the signer that made it to take back its own type.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
 /// A signature being made: write the signed bytes, then [`Signing::finish`].
@@ -258,6 +282,8 @@ pub fn check_key_removal(
 pub struct TestSigner {
     starts: std::sync::atomic::AtomicUsize,
     fail_at: Option<usize>,
+    /// Signs through [`Signer::start`] only (no [`Signer::data_hash`]).
+    streaming_only: bool,
     /// Its key's name (`None`: the unnamed key of [`TestSigner::new`]).
     key: Option<String>,
     /// The keys it replaces (`None` in it: the unnamed key).
@@ -275,6 +301,11 @@ impl TestSigner {
         TestSigner { fail_at: Some(n), ..TestSigner::default() }
     }
 
+    /// A signer without [`Signer::data_hash`]: archives are signed through [`Signer::start`].
+    pub fn streaming_only() -> Self {
+        TestSigner { streaming_only: true, ..TestSigner::default() }
+    }
+
     /// A signer with the key `key`, replacing the keys `retires` (`None`: the unnamed key).
     pub fn keyed(key: &str, retires: &[Option<&str>]) -> Self {
         TestSigner {
@@ -290,7 +321,7 @@ impl TestSigner {
         test_signature(key, &sha2::Sha256::digest(data))
     }
 
-    /// How many signatures were started.
+    /// How many signatures were started (through [`Signer::start`] or made by [`Signer::sign_hash`]).
     pub fn started(&self) -> usize {
         self.starts.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -337,17 +368,58 @@ impl Signing for TestSigning {
     }
 }
 
-impl Signer for TestSigner {
-    fn start(&self, _created: SystemTime) -> Result<Box<dyn Signing + '_>, SignError> {
+/// [`TestSigner`]'s [`DataHash`].
+#[derive(Clone)]
+struct TestHash(sha2::Sha256);
+
+impl Write for TestHash {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        sha2::Digest::update(&mut self.0, data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl DataHash for TestHash {
+    fn fork(&self) -> Box<dyn DataHash> {
+        Box::new(self.clone())
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+impl TestSigner {
+    /// Counts a signature; the injected failure when it is the `fail_at`-th.
+    fn count(&self) -> Result<(), SignError> {
         let n = self.starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.fail_at == Some(n) {
             return Err(SignError::new("injected signing failure"));
         }
+        Ok(())
+    }
+}
+
+impl Signer for TestSigner {
+    fn start(&self, _created: SystemTime) -> Result<Box<dyn Signing + '_>, SignError> {
+        self.count()?;
         Ok(Box::new(TestSigning(sha2::Sha256::default(), self.key.clone())))
     }
 
     fn supersedes(&self, signature: &[u8]) -> bool {
         test_signature_key(signature).is_some_and(|key| self.retires.contains(&key))
+    }
+
+    fn data_hash(&self) -> Option<Box<dyn DataHash>> {
+        (!self.streaming_only).then(|| Box::new(TestHash(sha2::Sha256::default())) as Box<dyn DataHash>)
+    }
+
+    fn sign_hash(&self, hash: Box<dyn DataHash>, _created: SystemTime) -> Result<Vec<u8>, SignError> {
+        self.count()?;
+        let hash = hash.into_any().downcast::<TestHash>().map_err(|_| SignError::new("not a test hash"))?;
+        Ok(test_signature(self.key.as_deref(), &sha2::Digest::finalize(hash.0)))
     }
 }
 
@@ -358,6 +430,14 @@ impl<T: Signer + ?Sized> Signer for std::sync::Arc<T> {
 
     fn supersedes(&self, signature: &[u8]) -> bool {
         (**self).supersedes(signature)
+    }
+
+    fn data_hash(&self) -> Option<Box<dyn DataHash>> {
+        (**self).data_hash()
+    }
+
+    fn sign_hash(&self, hash: Box<dyn DataHash>, created: SystemTime) -> Result<Vec<u8>, SignError> {
+        (**self).sign_hash(hash, created)
     }
 }
 

@@ -85,14 +85,14 @@ pub trait RepoStore: Send + Sync {
     fn is_referenced(&self, sha256: &str) -> Result<bool, Self::Error>;
     /// Every pool file some file row points at.
     fn pool_hashes(&self) -> Result<BTreeSet<String>, Self::Error>;
-    /// Passes the stored `kind` member of every entry of an arch-repo to `each`, in name order (from
-    /// one consistent state).
+    /// Passes the package name and the stored `kind` member of every entry of an arch-repo to `each`,
+    /// in name order (byte order of the names; from one consistent state).
     fn each_member(
         &self,
         repo: &RepoName,
         arch: &Arch,
         kind: ArchiveKind,
-        each: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        each: &mut dyn FnMut(&str, &[u8]) -> io::Result<()>,
     ) -> Result<(), Self::Error>;
 }
 

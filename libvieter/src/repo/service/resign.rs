@@ -165,6 +165,9 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             txn.commit().map_err(store_err)?;
             self.listings_changed(repo, &changed);
             for arch in &changed {
+                self.hashes.changed(repo, arch, None);
+            }
+            for arch in &changed {
                 self.write_archives(repo, arch)?;
             }
             Ok(Locked::Done(()))
