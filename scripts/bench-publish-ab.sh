@@ -5,6 +5,8 @@
 # Each side gets its own data directory filled once with N packages (default 10,000; 4 curl clients);
 # then, ROUNDS times (default 4), A then B is started on its directory and 20 new small packages are
 # published one at a time. Prints each round's medians, the median of the round medians and B/A.
+# NEW_PREFIX (default r) starts the new packages' names: r sorts after the bench packages (the end of
+# the archives), a before them (the start), bench05000 among them (the middle).
 # Example: scripts/bench-publish-ab.sh /tmp/old-vieter-server target/release/vieter-server
 #          scripts/bench-publish-ab.sh target/release/vieter-server target/release/vieter-server:sign
 set -euo pipefail
@@ -46,7 +48,7 @@ declare -a med_a med_b
 for round in $(seq "$rounds"); do
   for side in a b; do
     spec=$a; [ $side = b ] && spec=$b
-    "$target_dir"/release/make-packages "$dir/new-$round-$side" 20 5 "r${round}${side}x" >/dev/null
+    "$target_dir"/release/make-packages "$dir/new-$round-$side" 20 5 "${NEW_PREFIX:-r}${round}${side}x" >/dev/null
     start "$spec" $side
     lat=()
     for f in "$dir/new-$round-$side"/*.pkg.tar.zst; do
