@@ -833,6 +833,179 @@ mod tests {
         );
     }
 
+    fn job(id: u64, state: &str, agent: Option<&str>, cause: bool) -> Job {
+        let t = "2026-12-07T10:00:00Z";
+        serde_json::from_value(serde_json::json!({
+            "id": id, "target": 1, "arch": "x86_64", "force": false, "trigger": "manual", "state": state,
+            "attempt": 1, "retry_of": null, "queued_at": t, "not_before": t,
+            "started_at": agent.map(|_| "2026-12-07T10:00:05Z"),
+            "finished_at": (state != "running" && agent.is_some()).then_some("2026-12-07T10:03:00Z"),
+            "lease_expires_at": (state == "running").then_some("2026-12-07T10:01:05Z"),
+            "agent": agent,
+            "cause": cause.then(|| serde_json::json!({ "step": "makepkg", "exit_code": 4, "http_status": null,
+                "message": "build() failed <here> & \"there\"" })),
+            "versions": [],
+        }))
+        .expect("a job")
+    }
+
+    /// Every page, rendered from data as its handler would, is HTML that html5ever parses without an
+    /// error (and escapes what it is given).
+    #[test]
+    fn every_page_is_html_without_errors() {
+        use libvieter::api::{PackageChange, PackageEvent};
+        let check = |name: &str, markup: Markup| {
+            let html = markup.into_string();
+            let doc = scraper::Html::parse_document(&html);
+            assert!(doc.errors.is_empty(), "{name}: {:?}\n{html}", doc.errors);
+            assert!(!html.contains("<here>"), "{name}: text is escaped");
+        };
+        let now = Utc::now();
+        let admin = ctx(true);
+        let t1 = target(1, "app", &[2], false);
+        let targets: BTreeMap<TargetId, Target> = [(TargetId(1), t1.clone())].into();
+        let (running, failed, queued) = (
+            job(3, "running", Some("a1"), false),
+            job(2, "failed", Some("a1"), true),
+            job(4, "queued", None, false),
+        );
+        let agents = vec![AgentInfo {
+            id: "a1".parse().expect("an agent id"),
+            arch: "x86_64".parse().expect("an arch"),
+            capacity: 2,
+            last_seen: now,
+            running: vec![running.id()],
+        }];
+        let repos: Vec<RepoInfo> = serde_json::from_value(serde_json::json!([{ "name": "extra", "archs": [
+            { "arch": "x86_64", "packages": 1, "size": 1234, "last_change": "2026-12-07T10:00:00Z" }] }]))
+        .expect("repos");
+        let overview = Overview {
+            repos: &repos,
+            running: std::slice::from_ref(&running),
+            waiting: std::slice::from_ref(&queued),
+            agents: &agents,
+            targets: &targets,
+        };
+        check("overview", super::overview(&admin, &overview));
+        check(
+            "overview, empty",
+            super::overview(
+                &ctx(false),
+                &Overview { repos: &[], running: &[], waiting: &[], agents: &[], targets: &targets },
+            ),
+        );
+
+        let bytes =
+            libvieter::repo::conformance::package_bytes("hello", "1.0-1", "x86_64", &["usr/bin/hello"]);
+        let package = libvieter::package::read_package(&bytes[..], &Default::default()).expect("a package");
+        let summary = PackageSummary::new(&package, &package.filename(), now);
+        let rows = vec![("x86_64".to_owned(), summary.clone())];
+        let built_by = BTreeMap::from([(("hello".to_owned(), "1.0-1".to_owned()), JobId(2))]);
+        let table = PackageRows {
+            repo: "extra",
+            packages: &rows,
+            total: 120,
+            offset: 50,
+            limit: 50,
+            built_by: &built_by,
+            base_query: "q=a&b&".into(),
+        };
+        // A fragment (the rows that search as you type fetches).
+        let rows_html = super::package_rows(&table).into_string();
+        let fragment = scraper::Html::parse_fragment(&rows_html);
+        assert!(fragment.errors.is_empty(), "package rows: {:?}\n{rows_html}", fragment.errors);
+        let view = RepoView {
+            repo: "extra",
+            archs: &repos[0].archs,
+            arch: None,
+            query: "<q>",
+            sort: PackageSort::Size,
+            desc: true,
+            rows: &table,
+        };
+        check("repository", super::repo(&admin, &view));
+        let detail = PackageDetail {
+            summary: summary.clone(),
+            info: package.info.clone(),
+            files: package.files.clone(),
+            files_total: 3,
+            history: vec![PackageEvent {
+                at: now,
+                change: PackageChange::Removed,
+                version: summary.version.clone(),
+                filename: summary.filename.clone(),
+            }],
+        };
+        let builds = vec![PackageBuild {
+            name: summary.name.clone(),
+            version: summary.version.clone(),
+            arch: summary.arch.clone(),
+            job: JobId(2),
+            target: TargetId(1),
+            finished_at: Some(now),
+        }];
+        let deps = vec![(
+            "Depends on",
+            vec![
+                ("glibc".to_owned(), Some("/ui/repos/extra/x86_64/glibc".to_owned())),
+                ("zlib>=1".to_owned(), None),
+            ],
+        )];
+        let pv = PackageView {
+            repo: "extra",
+            arch: "x86_64",
+            detail: &detail,
+            deps,
+            builds: &builds,
+            server: "http://h".into(),
+            signed: true,
+        };
+        check("package", super::package(&admin, &pv));
+
+        let target_rows = vec![TargetRow { target: &t1, last: Some(&failed), next: Some(now) }];
+        check("targets", super::targets(&admin, &target_rows, "a&b", 2, true));
+        check(
+            "target",
+            super::target(
+                &admin,
+                &t1,
+                &leaf(t1.clone()),
+                &[failed.clone(), running.clone()],
+                Some(now),
+                Some("saved <ok>"),
+            ),
+        );
+        let form = TargetForm { kind: "git".into(), url: "https://e/x.git".into(), ..Default::default() };
+        check("target form", super::target_form(&admin, Some(TargetId(1)), &form, Some("bad <url>")));
+        check("new target form", super::target_form(&admin, None, &TargetForm::default(), None));
+        let all = vec![running.clone(), failed.clone(), queued.clone()];
+        let jobs = JobsView {
+            jobs: &all,
+            targets: &targets,
+            state: Some(JobState::Failed),
+            target: Some(TargetId(1)),
+            arch: "x86_64",
+            agent: "a<1>",
+            page: 2,
+            more: true,
+        };
+        check("jobs", super::jobs(&admin, &jobs));
+        let live = JobView {
+            job: &running,
+            target: Some(&t1),
+            log: "<span class=\"f2\">ok</span>\n".into(),
+            log_cut: true,
+            live_from: Some(42),
+        };
+        check("running job", super::job(&admin, &live));
+        let ended =
+            JobView { job: &failed, target: None, log: String::new(), log_cut: false, live_from: None };
+        check("ended job", super::job(&admin, &ended));
+        check("agents", super::agents(&admin, &agents, now));
+        check("login", super::login(&ctx(false), Some("wrong <key>"), "/ui/jobs?x=1&y=2"));
+        check("error", super::error(&ctx(false), 404, "there is no <thing>"));
+    }
+
     #[test]
     fn a_target_without_dependencies_has_no_dependency_section() {
         let t = target(4, "alone", &[], false);
