@@ -95,7 +95,13 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if full { 100 } else { 4 });
     let (idle_secs, jobs) = if full { (5, 2000) } else { (1, 20) };
-    let server = Server::start(&[("VIETER_AGENT_KEY", AGENT_KEY)]);
+    // MALLOC_ARENA_MAX given to the bench goes to the server (which sets 2 arenas itself otherwise).
+    let arenas = std::env::var("MALLOC_ARENA_MAX").ok();
+    let mut env = vec![("VIETER_AGENT_KEY", AGENT_KEY)];
+    if let Some(a) = arenas.as_deref() {
+        env.push(("MALLOC_ARENA_MAX", a));
+    }
+    let server = Server::start(&env);
     let admin = Client::new(&server.url, Some(KEY.into())).expect("client");
 
     // Warm-up, then the idle phase.
