@@ -40,6 +40,9 @@ pub struct App {
     pub keyring: Option<Arc<signing::KeyRing>>,
     /// The web interface's sessions.
     pub ui: ui::Ui,
+    /// Cancelled when the server begins to stop: endless responses (the web interface's live streams)
+    /// end, so that the graceful shutdown waits only for requests that finish.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Why the server could not start.
@@ -176,6 +179,7 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
         signer,
         keyring,
         ui: ui::Ui::default(),
+        stopping: tokio_util::sync::CancellationToken::new(),
     }))
 }
 
@@ -220,6 +224,11 @@ pub async fn serve(
         app.config.default_arch.clone(),
         app.config.sync_db_refresh_secs,
     ));
+    let stopping = app.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.cancel();
+    };
     serve::serve(listener, routes::routes(app), limits, shutdown).await;
     ticks.abort();
     sync.abort();

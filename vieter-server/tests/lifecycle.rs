@@ -123,6 +123,46 @@ async fn sigterm_lets_an_upload_in_flight_finish() {
     assert_eq!((status, served == pkg), (200, true));
 }
 
+/// Live streams of the web interface never end by themselves: stopping the server ends them, so a
+/// browser left open on the overview or on a running job does not hold the shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_live_streams_of_open_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent_key = "lifecycle-agent-key";
+    let (mut child, url) = spawn(dir.path(), &[("VIETER_API_KEY", KEY), ("VIETER_AGENT_KEY", agent_key)]);
+    let http = reqwest::Client::new();
+    let target = serde_json::json!({ "kind": "git", "url": "https://example.invalid/x.git", "repo": "r" });
+    let (status, t) =
+        call(&http, reqwest::Method::POST, format!("{url}/api/v1/targets"), KEY, Some(target)).await;
+    assert_eq!(status, 200, "{t}");
+    let queue = serde_json::json!({ "target": t["data"]["id"] });
+    let (status, q) =
+        call(&http, reqwest::Method::POST, format!("{url}/api/v1/jobs"), KEY, Some(queue)).await;
+    assert_eq!(status, 200, "{q}");
+    let poll = serde_json::json!({ "agent_id": "a1", "arch": "x86_64", "capacity": 1 });
+    let (status, leased) =
+        call(&http, reqwest::Method::POST, format!("{url}/api/v1/jobs/poll"), agent_key, Some(poll)).await;
+    assert_eq!(status, 200, "{leased}");
+    let job = leased["data"][0]["job"]["id"].as_u64().expect("a running job");
+    let mut streams = Vec::new();
+    for path in ["/ui/events/jobs".to_owned(), format!("/ui/jobs/{job}/events")] {
+        let resp = http.get(format!("{url}{path}")).header("X-Api-Key", KEY).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["content-type"], "text/event-stream", "{path}");
+        streams.push(resp);
+    }
+    let started = Instant::now();
+    sigterm(&child);
+    let exit = wait_exit(&mut child);
+    assert!(exit.success(), "clean exit after SIGTERM with live streams open: {exit}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the streams held the shutdown");
+    for stream in streams {
+        // Each stream ended (the server closed it), it did not just break.
+        let rest = stream.bytes().await;
+        assert!(rest.is_ok(), "a stream cut off instead of ended: {rest:?}");
+    }
+}
+
 #[tokio::test]
 async fn the_generated_key_is_kept_and_key_files_are_read() {
     use std::os::unix::fs::PermissionsExt;

@@ -1013,9 +1013,16 @@ async fn job_events(
     // The follower runs as its own task; the response streams what it sends and, when the browser goes
     // away, the closed channel ends the task.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let stopping = follow.app.stopping.clone();
     tokio::spawn(async move {
         let mut follow = follow;
-        while let Some(event) = follow.next().await {
+        loop {
+            // The server stopping ends the stream (the browser reconnects to the next server).
+            let event = tokio::select! {
+                event = follow.next() => event,
+                () = stopping.cancelled() => None,
+            };
+            let Some(event) = event else { break };
             if tx.send(event).await.is_err() {
                 break;
             }
@@ -1033,13 +1040,20 @@ fn job_list_events(r: Reader, app: Arc<App>) -> warp::reply::Response {
     if let Err(page) = r.read(Area::Builds) {
         return (*page).into_response();
     }
-    let stream = futures_util::stream::unfold(app.builds.job_changes(), |mut changes| async move {
-        // Ends when the server stops (the sender is gone); the browser going away drops the stream.
-        changes.changed().await.ok()?;
-        tokio::time::sleep(LIVE_EVERY).await;
-        let count = *changes.borrow_and_update();
-        let event = warp::sse::Event::default().event("jobs").data(count.to_string());
-        Some((Ok::<_, Infallible>(event), changes))
+    let stopping = app.stopping.clone();
+    let stream = futures_util::stream::unfold(app.builds.job_changes(), move |mut changes| {
+        let stopping = stopping.clone();
+        async move {
+            // Ends when the server stops; the browser going away drops the stream.
+            tokio::select! {
+                changed = changes.changed() => changed.ok()?,
+                () = stopping.cancelled() => return None,
+            }
+            tokio::time::sleep(LIVE_EVERY).await;
+            let count = *changes.borrow_and_update();
+            let event = warp::sse::Event::default().event("jobs").data(count.to_string());
+            Some((Ok::<_, Infallible>(event), changes))
+        }
     });
     warp::sse::reply(warp::sse::keep_alive().interval(Duration::from_secs(15)).stream(stream)).into_response()
 }
