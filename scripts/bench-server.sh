@@ -88,6 +88,19 @@ pin_server=() pin_client=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   pin_server=(taskset -c 0) pin_client=(taskset -c 1)
   taskset -a -p -c 0 "$server_pid" >/dev/null
+  echo "pinned: both servers on core 0, wrk on core 1"
+else
+  echo "NOT pinned ($(nproc) cores): wrk shares the servers' cores; ratios swing widely (0.6x..1.1x seen)"
+fi
+# Another process on the servers' core costs the multi-threaded server more than single-threaded nginx:
+# the CPU time used on the machine over 2 s while both servers are idle (the load average would still
+# count the bulk publish above).
+cpu() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+read -r b1 t1 < <(cpu); sleep 2; read -r b2 t2 < <(cpu)
+busy=$(echo "100 * ($b2 - $b1) / ($t2 - $t1)" | bc -l | xargs printf '%.0f')
+echo "CPU busy before the runs (servers idle): $busy %"
+if [ "$busy" -gt 10 ]; then
+  echo "WARNING: the machine is not idle ($busy % busy): these figures are not comparable" >&2
 fi
 "${pin_server[@]}" nginx -c "$dir/nginx.conf" &
 nginx_pid=$!

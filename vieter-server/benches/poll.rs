@@ -7,6 +7,8 @@
 //!   before polling again, so most polls lease and write to the database.
 //!
 //! Prints the poll round-trip percentiles of each phase. Figures go to BENCHMARKS.md.
+//! `VIETER_BENCH_SERVER=path/to/vieter-server` measures that binary instead (an older build, for an A/B
+//! run alternated with this one on the same machine).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -101,7 +103,10 @@ async fn main() {
     if let Some(a) = arenas.as_deref() {
         env.push(("MALLOC_ARENA_MAX", a));
     }
-    let server = Server::start(&env);
+    let server = match std::env::var_os("VIETER_BENCH_SERVER") {
+        Some(binary) => Server::start_binary(std::path::Path::new(&binary), &env),
+        None => Server::start(&env),
+    };
     let admin = Client::new(&server.url, Some(KEY.into())).expect("client");
 
     // Warm-up, then the idle phase.

@@ -35,23 +35,38 @@ impl Server {
 
     /// Starts a server on an existing data dir, run through `wrapper` (e.g. `["prlimit", "--nofile=256"]`).
     pub fn start_wrapped(data: &Path, extra_env: &[(&str, &str)], wrapper: &[&str]) -> Server {
-        Server::spawn(data, extra_env, wrapper, Stdio::inherit())
+        Server::spawn(&server_binary(), data, extra_env, wrapper, Stdio::inherit())
+    }
+
+    /// Starts another build of the server (a benchmark's A/B) on a fresh data dir.
+    pub fn start_binary(binary: &Path, extra_env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let mut s = Server::spawn(binary, &data, extra_env, &[], Stdio::inherit());
+        s._dir = Some(dir);
+        s
     }
 
     /// Starts a server on an existing data dir with its log (stderr) written to `log`.
     pub fn start_logged(data: &Path, extra_env: &[(&str, &str)], log: &Path) -> Server {
         let file = std::fs::File::create(log).expect("creating the log file");
-        Server::spawn(data, extra_env, &[], Stdio::from(file))
+        Server::spawn(&server_binary(), data, extra_env, &[], Stdio::from(file))
     }
 
-    fn spawn(data: &Path, extra_env: &[(&str, &str)], wrapper: &[&str], stderr: Stdio) -> Server {
+    fn spawn(
+        binary: &Path,
+        data: &Path,
+        extra_env: &[(&str, &str)],
+        wrapper: &[&str],
+        stderr: Stdio,
+    ) -> Server {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(server_binary());
+                c.args(args).arg(binary);
                 c
             }
-            None => Command::new(server_binary()),
+            None => Command::new(binary),
         };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
