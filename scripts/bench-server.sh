@@ -9,12 +9,16 @@
 #        PART=publish scripts/bench-server.sh [N]     runs only 1., without the repo-add reference
 #        SERVER=path/to/vieter-server                 measures that binary (e.g. an older build)
 #        SIGN=1                                       with signing_key = "generate" (signed packages and dbs)
+#        BULK=cli                                     the bulk publish by `vieter publish -j 4` (one process)
+#                                                     instead of 4 parallel `curl` processes, one per package
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
 tools="wrk nginx repo-add curl"; [ "${PART:-all}" = publish ] && tools="curl bc"
 for tool in $tools; do command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }; done
 cargo build --release -q -p vieter-server -p vieter-benches --bins
+# Built on its own: in one invocation Cargo would unify features and rebuild the server differently.
+if [ "${BULK:-curl}" = cli ]; then cargo build --release -q -p vieter-cli; fi
 dir=$(mktemp -d /var/tmp/vieter-bench.XXXXXX)
 cleanup() { kill "${server_pid:-}" "${nginx_pid:-}" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
@@ -33,9 +37,16 @@ url=$(sed -n 's/^vieter-server listening on //p' "$dir/server.out")
 
 echo "==> publishing $N packages to the server"
 s=$(date +%s.%N)
-ls "$dir"/pkgs/*.pkg.tar.zst | xargs -P 4 -I{} curl -sf -o /dev/null -XPOST -T {} -H 'X-Api-Key: k' "$url/bench/publish"
+if [ "${BULK:-curl}" = cli ]; then
+  # One process, 4 uploads at a time (`vieter publish -j 4`), instead of one curl process per package.
+  target/release/vieter --server "$url" --api-key k -q publish -j 4 bench "$dir"/pkgs/*.pkg.tar.zst
+  clients="vieter publish -j 4"
+else
+  ls "$dir"/pkgs/*.pkg.tar.zst | xargs -P 4 -I{} curl -sf -o /dev/null -XPOST -T {} -H 'X-Api-Key: k' "$url/bench/publish"
+  clients="4 curl clients"
+fi
 e=$(date +%s.%N)
-printf 'bulk publish of %d packages (4 clients): %.1f s\n' "$N" "$(echo "$e - $s" | bc -l)"
+printf 'bulk publish of %d packages (%s): %.1f s\n' "$N" "$clients" "$(echo "$e - $s" | bc -l)"
 
 if [ "${PART:-all}" != downloads ]; then
 echo "==> publish latency into a $N-package arch-repo (20 publishes, one at a time)"
