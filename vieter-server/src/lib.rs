@@ -224,14 +224,44 @@ pub async fn serve(
         app.config.default_arch.clone(),
         app.config.sync_db_refresh_secs,
     ));
+    let settling = tokio::spawn(settle_loop(app.clone()));
     let stopping = app.stopping.clone();
     let shutdown = async move {
         shutdown.await;
         stopping.cancel();
     };
-    serve::serve(listener, routes::routes(app), limits, shutdown).await;
+    serve::serve(listener, routes::routes(app.clone()), limits, shutdown).await;
     ticks.abort();
     sync.abort();
+    settling.abort();
+    // The archives written to memory only reach their files (else recovery rewrites them at the next
+    // start).
+    if let Err(e) = tokio::task::spawn_blocking(move || app.repos.settle()).await.map_err(|e| e.to_string()) {
+        tracing::warn!("writing the archives out at shutdown: {e}");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// At most this long after a publish or a removal, the archives it changed reach their files
+/// (`DirBlobs::settle`; until then they are served from memory): a burst of publishes writes each
+/// archive's file a few times a second instead of once per publish.
+const SETTLE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Settles the repositories' archives every [`SETTLE_EVERY`] while there is something to write.
+async fn settle_loop(app: Arc<App>) {
+    let mut every = tokio::time::interval(SETTLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if !app.repos.unsettled() {
+            continue;
+        }
+        let settling = app.clone();
+        match tokio::task::spawn_blocking(move || settling.repos.settle()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("writing archives out (tried again shortly): {e}"),
+            Err(e) => tracing::warn!("writing archives out: {e}"),
+        }
+    }
 }

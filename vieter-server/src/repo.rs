@@ -28,5 +28,7 @@ pub enum OpenError {
 pub fn open(data_dir: &Path, default_arch: Arch, format: DbFormat) -> Result<Repos, OpenError> {
     let blobs = DirBlobs::open(data_dir)?;
     let store = Store::open(&data_dir.join("vieter.redb"))?;
-    Ok(Repository::new(store, blobs, default_arch, format, chrono::Utc::now))
+    // A publish is answered once durable and recorded; the archives it changed are written when
+    // next served or settled (`lib.rs`: a timer, and at shutdown).
+    Ok(Repository::new(store, blobs, default_arch, format, chrono::Utc::now).with_deferred_archives())
 }

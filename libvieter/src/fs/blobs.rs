@@ -50,8 +50,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-use std::os::unix::fs::MetadataExt;
-
 use crate::db::ArchiveKind;
 use crate::name::{Arch, RepoName};
 use crate::repo::{ArchiveDir, ArchiveWriter, BlobStore};
@@ -62,22 +60,30 @@ struct ArchiveTag {
     len: u64,
     mtime: SystemTime,
     etag: String,
-    /// Its bytes, when it is small enough to serve from memory (see [`DirBlobs::archive_in_memory`]).
+    /// Its bytes, when it is small enough to serve from memory (see [`DirBlobs::archive_in_memory`]),
+    /// and always while it is written behind.
     bytes: Option<Arc<Vec<u8>>>,
+    /// Its signature as this process wrote it: `Some(None)` when it has none; `None` when not known
+    /// here (read from the file).
+    signature: Option<Option<ArchiveBytes>>,
+    /// Written to memory only, not yet to its file (the server's layout: see [`DirBlobs::settle`]).
+    pending: bool,
 }
 
-/// The largest archive kept in memory, and how many bytes all those kept may take.
+/// The largest archive kept in memory once written, and how many bytes all those kept may take.
+/// (An archive written behind is held whatever its size until [`DirBlobs::settle`] writes it.)
 const IN_MEMORY_MAX: usize = 8 << 20;
 const IN_MEMORY_BUDGET: usize = 64 << 20;
 
-/// An archive served from memory: its bytes as this process last wrote (or read) them.
+/// An archive (or an archive's signature) served from memory: its bytes as this process last wrote
+/// (or read) them.
 #[derive(Debug, Clone)]
 pub struct ArchiveBytes {
     /// Shared, not copied: the buffer the archive was written from.
     pub bytes: Arc<Vec<u8>>,
-    /// Its modification time as the file system keeps it.
+    /// Its modification time (its file's, once written).
     pub modified: SystemTime,
-    /// Its tag (as [`DirBlobs::archive_etag`]).
+    /// Its tag (as [`DirBlobs::archive_etag`], `sig-` and the same for a signature).
     pub etag: String,
 }
 
@@ -90,16 +96,34 @@ struct Tags {
 }
 
 impl Tags {
-    /// `bytes`, when they may be kept in memory beside what is kept for other paths.
-    fn keepable(&self, path: &Path, bytes: Vec<u8>) -> Option<Arc<Vec<u8>>> {
+    /// Whether an archive of `len` bytes may stay in memory at `path` beside what other paths keep.
+    fn fits(&self, path: &Path, len: usize) -> bool {
         let others: usize = self
             .by_path
             .iter()
             .filter(|(p, _)| p.as_path() != path)
             .filter_map(|(_, t)| t.bytes.as_ref().map(|b| b.len()))
             .sum();
-        (bytes.len() <= IN_MEMORY_MAX && others + bytes.len() <= IN_MEMORY_BUDGET).then(|| Arc::new(bytes))
+        len <= IN_MEMORY_MAX && others + len <= IN_MEMORY_BUDGET
     }
+
+    fn pending(&self) -> bool {
+        self.by_path.values().any(|t| t.pending)
+    }
+}
+
+/// The tag of an archive of `len` bytes modified at `mtime` (as nginx's: length and time, the time to
+/// the nanosecond; every write of an archive gets a later time than the one before, see
+/// [`DirBlobs::write_archive`]).
+fn etag_of(len: u64, mtime: SystemTime) -> String {
+    let nanos = mtime.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{len:x}-{nanos:x}")
+}
+
+/// A signature held in memory, tagged as the server tags a signature file.
+fn held_signature(bytes: Vec<u8>, modified: SystemTime) -> ArchiveBytes {
+    let etag = format!("sig-{}", etag_of(bytes.len() as u64, modified));
+    ArchiveBytes { bytes: Arc::new(bytes), modified, etag }
 }
 
 /// How a [`DirBlobs`] lays its directory out (see the module documentation).
@@ -119,6 +143,19 @@ pub struct DirBlobs {
     /// the repository directory from under the creation of another.
     repo_dirs: RwLock<()>,
     tags: Mutex<Tags>,
+    /// Held while archives written behind go to their files, and while an arch-repo directory is
+    /// removed: a removed arch-repo's archives are never written back.
+    disk: Mutex<()>,
+}
+
+impl Drop for DirBlobs {
+    /// What is held in memory only goes to its file (what fails here, recovery rewrites at the next
+    /// start).
+    fn drop(&mut self) {
+        if let Err(e) = self.settle() {
+            tracing::warn!("writing the archives held in memory: {e}");
+        }
+    }
 }
 
 /// An upload in `ROOT/tmp/`, deleted when dropped unless kept.
@@ -186,10 +223,25 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// The tag of the archive file `meta` describes: inode, length and modification time.
-fn tag_of(meta: &fs::Metadata) -> io::Result<String> {
-    let nanos = meta.modified()?.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    Ok(format!("{:x}-{:x}-{nanos:x}", meta.ino(), meta.len()))
+/// The detached signature next to `path` (`path.sig`).
+fn signature_path_of(path: &Path) -> PathBuf {
+    let mut sig = path.as_os_str().to_owned();
+    sig.push(".sig");
+    PathBuf::from(sig)
+}
+
+/// The temporary name a file is written under before it is renamed to `path` (`.NAME.tmp`, which
+/// [`BlobStore::clear_temporary`] deletes).
+fn hidden_tmp(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Writes a signature to `path` with its time (not synced: recovery re-signs every archive at start).
+fn write_signature_file(path: &Path, signature: &ArchiveBytes) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(&signature.bytes)?;
+    file.set_modified(signature.modified)
 }
 
 fn not_found_is_ok(result: io::Result<()>) -> io::Result<()> {
@@ -292,6 +344,7 @@ impl DirBlobs {
             uploads: AtomicU64::new(0),
             repo_dirs: RwLock::new(()),
             tags: Mutex::default(),
+            disk: Mutex::new(()),
         };
         for dir in [blobs.pool_dir(), blobs.repos_dir(), blobs.tmp_dir()] {
             fs::create_dir_all(&dir)
@@ -327,9 +380,7 @@ impl DirBlobs {
 
     /// The detached signature of the `kind` archive of an arch-repo (there when signed).
     pub fn archive_signature_path(&self, repo: &RepoName, arch: &Arch, kind: ArchiveKind) -> PathBuf {
-        let mut path = self.archive_path(repo, arch, kind).into_os_string();
-        path.push(".sig");
-        PathBuf::from(path)
+        signature_path_of(&self.archive_path(repo, arch, kind))
     }
 
     /// The `kind` archive of an arch-repo.
@@ -342,7 +393,7 @@ impl DirBlobs {
     }
 
     /// The tag of the archive at `path` whose open handle is `file`, of length `len` and modification
-    /// time `mtime` (its inode, length and time): as kept when it was written or, after a restart, from
+    /// time `mtime` ([`etag_of`] them): as kept when it was written or, after a restart, from
     /// the file on first use, which also loads it into memory when it is small (see
     /// [`DirBlobs::archive_in_memory`]).
     pub fn archive_etag(&self, path: &Path, file: &File, len: u64, mtime: SystemTime) -> io::Result<String> {
@@ -352,7 +403,7 @@ impl DirBlobs {
         }
         let removals = self.tags().removals;
         let meta = file.metadata()?;
-        let etag = tag_of(&meta)?;
+        let etag = etag_of(meta.len(), meta.modified()?);
         let small = len <= IN_MEMORY_MAX as u64 && meta.len() == len;
         let mut copy = Vec::new();
         if small {
@@ -371,22 +422,94 @@ impl DirBlobs {
         let mut tags = self.tags();
         // Never over a newer write's tag (inserted after its rename), nor after a removal.
         if tags.removals == removals && !tags.by_path.contains_key(path) {
-            let bytes = (small && copy.len() as u64 == len).then(|| tags.keepable(path, copy)).flatten();
-            let tag = ArchiveTag { len, mtime, etag: etag.clone(), bytes };
+            let keep = small && copy.len() as u64 == len && tags.fits(path, copy.len());
+            let bytes = keep.then(|| Arc::new(copy));
+            let tag = ArchiveTag { len, mtime, etag: etag.clone(), bytes, signature: None, pending: false };
             tags.by_path.insert(path.to_owned(), tag);
         }
         Ok(etag)
     }
 
     /// The `kind` archive of an arch-repo from memory, when this process wrote it (or served it once
-    /// from disk) and it is small enough (at most 8 MiB, 64 MiB in all): no file is opened. A server
-    /// serves it this way, else from [`DirBlobs::archive_path`].
+    /// from disk) and it is small enough (at most 8 MiB, 64 MiB in all), or while it is written behind:
+    /// no file is opened. A server serves it this way, else from [`DirBlobs::archive_path`].
     pub fn archive_in_memory(&self, repo: &RepoName, arch: &Arch, kind: ArchiveKind) -> Option<ArchiveBytes> {
         let path = self.archive_path(repo, arch, kind);
         let tags = self.tags();
         let tag = tags.by_path.get(&path)?;
         let bytes = tag.bytes.clone()?;
         Some(ArchiveBytes { bytes, modified: tag.mtime, etag: tag.etag.clone() })
+    }
+
+    /// The signature of the `kind` archive of an arch-repo from memory, when this process wrote it:
+    /// `Some(None)` when that archive has none, `None` when not known here (serve
+    /// [`DirBlobs::archive_signature_path`]).
+    pub fn archive_signature_in_memory(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+    ) -> Option<Option<ArchiveBytes>> {
+        let path = self.archive_path(repo, arch, kind);
+        self.tags().by_path.get(&path)?.signature.clone()
+    }
+
+    /// Writes every archive held in memory only to its file (and its signature next to it), each
+    /// atomically, not synced (see the module documentation). In the server's layout
+    /// [`BlobStore::write_archive`] only replaces what [`DirBlobs::archive_in_memory`] serves: a burst
+    /// of publishes rewrites an archive in memory many times and its file once. Whatever reads the
+    /// archives through [`BlobStore`] settles first; a server settles shortly after every change and
+    /// before it stops; a crash before is repaired by recovery, as any archive that is not the store's.
+    /// A failure leaves what failed held, to be written by the next call.
+    pub fn settle(&self) -> io::Result<()> {
+        if !self.tags().pending() {
+            return Ok(());
+        }
+        let _disk = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        let held: Vec<(PathBuf, ArchiveTag)> = {
+            let tags = self.tags();
+            tags.by_path.iter().filter(|(_, t)| t.pending).map(|(p, t)| (p.clone(), t.clone())).collect()
+        };
+        let mut result = Ok(());
+        for (path, tag) in held {
+            if let Err(e) = self.write_held(&path, &tag) {
+                result = Err(io::Error::new(e.kind(), format!("writing {}: {e}", path.display())));
+                continue;
+            }
+            let mut tags = self.tags();
+            let fits = tags.fits(&path, tag.len as usize);
+            if let Some(now) = tags.by_path.get_mut(&path).filter(|t| t.pending && t.etag == tag.etag) {
+                now.pending = false;
+                if !fits {
+                    now.bytes = None;
+                }
+            }
+        }
+        result
+    }
+
+    /// Writes an archive held in memory to `path`, with its time, and its signature (or the lack of
+    /// one) in the same step as [`BlobStore::write_archive`] does for a mirror.
+    fn write_held(&self, path: &Path, tag: &ArchiveTag) -> io::Result<()> {
+        let (Some(bytes), Some(signature)) = (&tag.bytes, &tag.signature) else {
+            return Err(io::Error::other("an archive written behind without its bytes"));
+        };
+        let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let sig_path = signature_path_of(path);
+        let sig_tmp = hidden_tmp(&sig_path);
+        if let Some(signature) = signature {
+            write_signature_file(&sig_tmp, signature)?;
+        }
+        super::replace(path, Some(tag.mtime), false, |out| out.write_all(bytes)).inspect_err(|_| {
+            let _ = fs::remove_file(&sig_tmp);
+        })?;
+        match signature {
+            Some(_) => fs::rename(&sig_tmp, &sig_path),
+            None => not_found_is_ok(fs::remove_file(&sig_path)),
+        }
     }
 
     fn tags(&self) -> std::sync::MutexGuard<'_, Tags> {
@@ -492,6 +615,7 @@ impl DirBlobs {
 
     /// Removes an arch-repo directory, then its repository's directory if that is empty now.
     fn remove_dir_of(&self, repo: &str, arch: &str) -> io::Result<()> {
+        let _disk = self.disk.lock().unwrap_or_else(|p| p.into_inner());
         let dir = self.repo_dir(repo).join(arch);
         not_found_is_ok(fs::remove_dir_all(&dir))
             .map_err(|e| io::Error::new(e.kind(), format!("removing {}: {e}", dir.display())))?;
@@ -579,6 +703,10 @@ impl BlobStore for DirBlobs {
         }
     }
 
+    /// In the server's layout, the archive replaces what is served from memory at once and reaches its
+    /// file at the next [`DirBlobs::settle`]; in a mirror, its file is replaced (and synced) here.
+    /// Every write of an archive gets a later time than the one before (`mtime`, or a nanosecond
+    /// after the last), so that its tag ([`etag_of`]) is new.
     fn write_archive(
         &self,
         repo: &RepoName,
@@ -588,84 +716,80 @@ impl BlobStore for DirBlobs {
         write: &mut ArchiveWriter<'_>,
     ) -> io::Result<()> {
         let path = self.archive_path(repo, arch, kind);
-        let sig_path = self.archive_signature_path(repo, arch, kind);
-        let sig_tmp = sig_path.with_file_name(format!(
-            ".{}.tmp",
-            sig_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        ));
+        let (previous_len, previous_mtime) =
+            self.tags().by_path.get(&path).map_or((0, None), |t| (t.len as usize, Some(t.mtime)));
+        let mtime = match previous_mtime {
+            Some(before) if mtime <= before => before + std::time::Duration::from_nanos(1),
+            _ => mtime,
+        };
+        if self.layout == Layout::Server {
+            // Room for what the previous archive held, and some (no copying while it grows).
+            let mut bytes = Vec::with_capacity(previous_len + previous_len / 16 + 4096);
+            let signature = write(&mut bytes)?;
+            let len = bytes.len() as u64;
+            let tag = ArchiveTag {
+                len,
+                mtime,
+                etag: etag_of(len, mtime),
+                bytes: Some(Arc::new(bytes)),
+                signature: Some(signature.map(|s| held_signature(s, mtime))),
+                pending: true,
+            };
+            self.tags().by_path.insert(path, tag);
+            return Ok(());
+        }
+        let sig_path = signature_path_of(&path);
+        let sig_tmp = hidden_tmp(&sig_path);
         let mut signed = false;
         let mut listed = BTreeMap::new();
-        let mut copy: Option<Vec<u8>>;
-        let len = {
-            let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir)?;
-            }
-            let mut written = 0;
-            let mirror_db = self.layout == Layout::Mirror && kind == ArchiveKind::Db;
-            // The server's archives are not synced: recovery, which runs before anything is served,
-            // compares each with the store and rewrites it (a publish syncs only the package file and
-            // the store's commit). A mirror is served by other programs, maybe before any recovery.
-            let durable = self.layout == Layout::Mirror;
-            // A copy: the whole db of a mirror (for its links), or to serve from memory.
-            let limit = if mirror_db { usize::MAX } else { IN_MEMORY_MAX };
-            // Room for what the previous archive held, and some (no copying while it grows).
-            let previous = self.tags().by_path.get(&path).map_or(0, |t| t.len as usize);
-            let room = (previous + previous / 16 + 4096).min(limit);
-            copy = (mirror_db || self.layout == Layout::Server).then(|| Vec::with_capacity(room));
-            super::replace(&path, Some(mtime), durable, |out| {
-                let tee = Tee { inner: out, copy: &mut copy, limit };
-                let mut counting = Counting { inner: tee, len: 0 };
-                let signature = write(&mut counting)?;
-                written = counting.len;
-                if let Some(signature) = signature {
-                    // Written before the archive is renamed, renamed right after it. Not synced:
-                    // recovery re-signs every archive at start, so a signature lost in a crash
-                    // costs nothing (and a publish no fsync).
-                    File::create(&sig_tmp)?.write_all(&signature)?;
-                    signed = true;
-                }
-                if mirror_db {
-                    // Before the new db is in place: every file it lists is there.
-                    listed = listed_files(copy.as_deref().unwrap_or_default())?;
-                    self.link_listed(&path, &listed)?;
-                }
-                Ok(())
-            })
-            .map_err(|e| {
-                let _ = fs::remove_file(&sig_tmp);
-                io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
-            })?;
-            if signed {
-                fs::rename(&sig_tmp, &sig_path)?;
-            } else {
-                not_found_is_ok(fs::remove_file(&sig_path))?;
-            }
-            if self.layout == Layout::Mirror {
-                self.link_archive_name(&path, repo, kind)?;
-                self.link_signature_name(repo, arch, kind)?;
+        let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let mirror_db = kind == ArchiveKind::Db;
+        // A copy of the whole db, for its links.
+        let mut copy = mirror_db.then(|| Vec::with_capacity(previous_len + 4096));
+        super::replace(&path, Some(mtime), true, |out| {
+            let tee = Tee { inner: out, copy: &mut copy, limit: usize::MAX };
+            let signature = write(&mut Counting { inner: tee, len: 0 })?;
+            if let Some(signature) = signature {
+                // Written before the archive is renamed, renamed right after it. Not synced:
+                // recovery re-signs every archive at start, so a signature lost in a crash costs
+                // nothing.
+                write_signature_file(&sig_tmp, &held_signature(signature, mtime))?;
+                signed = true;
             }
             if mirror_db {
-                // After: the files it no longer lists go.
-                remove_unlisted(&path, &listed);
+                // Before the new db is in place: every file it lists is there.
+                listed = listed_files(copy.as_deref().unwrap_or_default())?;
+                self.link_listed(&path, &listed)?;
             }
-            written
-        };
-        // The time as the file system keeps it (it may round).
+            Ok(())
+        })
+        .map_err(|e| {
+            let _ = fs::remove_file(&sig_tmp);
+            io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+        })?;
+        if signed {
+            fs::rename(&sig_tmp, &sig_path)?;
+        } else {
+            not_found_is_ok(fs::remove_file(&sig_path))?;
+        }
+        self.link_archive_name(&path, repo, kind)?;
+        self.link_signature_name(repo, arch, kind)?;
+        if mirror_db {
+            // After: the files it no longer lists go.
+            remove_unlisted(&path, &listed);
+        }
         let meta = fs::metadata(&path)?;
-        let (mtime, etag) = (meta.modified()?, tag_of(&meta)?);
-        let mut tags = self.tags();
-        let bytes = match copy {
-            Some(copy) if self.layout == Layout::Server && copy.len() as u64 == len => {
-                tags.keepable(&path, copy)
-            }
-            _ => None,
-        };
-        tags.by_path.insert(path, ArchiveTag { len, mtime, etag, bytes });
+        let etag = etag_of(meta.len(), mtime);
+        let tag = ArchiveTag { len: meta.len(), mtime, etag, bytes: None, signature: None, pending: false };
+        self.tags().by_path.insert(path, tag);
         Ok(())
     }
 
     fn open_archive(&self, repo: &RepoName, arch: &Arch, kind: ArchiveKind) -> io::Result<Option<File>> {
+        self.settle()?;
         match File::open(self.archive_path(repo, arch, kind)) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -680,6 +804,7 @@ impl BlobStore for DirBlobs {
         kind: ArchiveKind,
         signature: Option<&[u8]>,
     ) -> io::Result<()> {
+        self.settle()?;
         let path = self.archive_path(repo, arch, kind);
         let sig_path = self.archive_signature_path(repo, arch, kind);
         let _shared = self.repo_dirs.read().unwrap_or_else(|p| p.into_inner());
@@ -689,9 +814,22 @@ impl BlobStore for DirBlobs {
                 format!("{}: no such archive", path.display()),
             ));
         }
-        match signature {
-            Some(signature) => super::write_atomically(&sig_path, |out| out.write_all(signature))?,
+        // A signature's tag is its length and time: a new one is later than the one it replaces.
+        let before = self.tags().by_path.get(&path).and_then(|t| t.signature.clone()).flatten();
+        let now = SystemTime::now();
+        let modified = match before {
+            Some(b) if now <= b.modified => b.modified + std::time::Duration::from_nanos(1),
+            _ => now,
+        };
+        let held = signature.map(|s| held_signature(s.to_vec(), modified));
+        match &held {
+            Some(signature) => {
+                super::write_atomically_at(&sig_path, Some(modified), |out| out.write_all(&signature.bytes))?
+            }
             None => not_found_is_ok(fs::remove_file(&sig_path))?,
+        }
+        if let Some(tag) = self.tags().by_path.get_mut(&path).filter(|t| t.signature.is_some()) {
+            tag.signature = Some(held);
         }
         if self.layout == Layout::Mirror {
             self.link_signature_name(repo, arch, kind)?;
@@ -710,6 +848,7 @@ impl BlobStore for DirBlobs {
         arch: &Arch,
         kind: ArchiveKind,
     ) -> io::Result<Option<Vec<u8>>> {
+        self.settle()?;
         match fs::read(self.archive_signature_path(repo, arch, kind)) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -722,6 +861,7 @@ impl BlobStore for DirBlobs {
     }
 
     fn archive_dirs(&self) -> io::Result<Vec<ArchiveDir>> {
+        self.settle()?;
         let mut out = Vec::new();
         for repo in fs::read_dir(self.repos_dir())? {
             let repo = repo?;
@@ -750,6 +890,7 @@ impl BlobStore for DirBlobs {
     }
 
     fn clear_temporary(&self) -> io::Result<usize> {
+        self.settle()?;
         let mut removed = 0;
         for entry in fs::read_dir(self.tmp_dir())? {
             if fs::remove_file(entry?.path()).is_ok() {
@@ -774,6 +915,14 @@ impl BlobStore for DirBlobs {
             }
         }
         Ok(removed)
+    }
+
+    fn unsettled(&self) -> bool {
+        self.tags().pending()
+    }
+
+    fn settle(&self) -> io::Result<()> {
+        DirBlobs::settle(self)
     }
 }
 
@@ -937,12 +1086,20 @@ mod tests {
                 w.write_all(b"db").map(|()| Some(b"s".to_vec()))
             })
             .unwrap();
+        // Served from memory at once, written to the files when settled.
+        let held = blobs.archive_signature_in_memory(&r, &a, ArchiveKind::Db).unwrap().unwrap();
+        assert_eq!(held.bytes.as_slice(), b"s");
+        assert!(!server.path().join("repos/r/x86_64/r.db.tar.gz").exists(), "written behind");
+        blobs.settle().unwrap();
+        assert_eq!(fs::read(server.path().join("repos/r/x86_64/r.db.tar.gz")).unwrap(), b"db");
         assert_eq!(fs::read(server.path().join("repos/r/x86_64/r.db.tar.gz.sig")).unwrap(), b"s");
         blobs
             .write_archive(&r, &a, ArchiveKind::Db, SystemTime::now(), &mut |w| {
                 w.write_all(b"db2").map(|()| None)
             })
             .unwrap();
+        assert!(blobs.archive_signature_in_memory(&r, &a, ArchiveKind::Db).unwrap().is_none());
+        blobs.settle().unwrap();
         assert!(
             !server.path().join("repos/r/x86_64/r.db.tar.gz.sig").exists(),
             "unsigned: no signature left"
@@ -1016,6 +1173,7 @@ mod tests {
         let write = |b: &DirBlobs, content: &'static [u8]| {
             b.write_archive(&repo, &arch, ArchiveKind::Db, at, &mut |w| w.write_all(content).map(|()| None))
                 .unwrap();
+            b.settle().unwrap();
         };
         let path = blobs.archive_path(&repo, &arch, ArchiveKind::Db);
         let tag = |b: &DirBlobs| {

@@ -96,4 +96,16 @@ pub trait BlobStore: Send + Sync {
     /// Deletes what an interrupted process left: uploads and half-written archives. Returns how many
     /// uploads it deleted. Called at recovery, before anything else runs.
     fn clear_temporary(&self) -> Result<usize, Self::Error>;
+    /// Whether archives were written to memory only so far (a store that writes them behind, as
+    /// [`crate::fs::DirBlobs`] in the server's layout): what other processes read is then older.
+    fn unsettled(&self) -> bool {
+        false
+    }
+    /// Writes archives held in memory only to where other processes read them. Through this trait
+    /// every archive is seen as written when [`BlobStore::write_archive`] returns; a store that writes
+    /// behind settles before it reads archives back. [`super::Repository`] settles before it deletes
+    /// a package file an archive written behind may still name.
+    fn settle(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }

@@ -85,6 +85,7 @@ pub fn check<S: RepoStore, B: BlobStore>(mut make: impl FnMut() -> (S, B)) {
     recovery_cleans_up(make());
     listings(make());
     package_histories(make());
+    deferred_archives(make());
     for scenario in Scenario::ALL {
         crash_at_every_step(&mut make, scenario, false);
     }
@@ -335,6 +336,7 @@ fn stale_archive_hashes<S: RepoStore, B: BlobStore>(pair: (S, B)) {
     let mut txn = repo.store().begin().expect("a transaction");
     txn.remove_entry(&repo_name("core"), &arch("x86_64"), &pkg_name("b")).expect("removing b's entry");
     txn.commit().expect("committing");
+    repo.store_changed();
     publish(&repo, "core", &package_bytes("g", "1-1", "x86_64", &[])).expect("publishing g");
     assert_eq!(names(repo.blobs(), "core", "x86_64"), ["d", "f", "g"]);
     signatures_hold(&repo, "stale hashes: an entry removed behind the repository's back");
@@ -504,6 +506,36 @@ fn repository<S: RepoStore, B: BlobStore>((store, blobs): (S, B)) -> Repository<
     Repository::new(store, blobs, arch("x86_64"), DbFormat::Current, at)
 }
 
+/// With deferred archives, a publish leaves the archives behind the store until they are read
+/// ([`Repository::current_archives`]) or settled; then they are what the store says. A replaced
+/// package's file is deleted only once no archive names it, and an arch-repo removed while its
+/// archives were behind is not written back.
+fn deferred_archives<S: RepoStore, B: BlobStore>(pair: (S, B)) {
+    let repo = repository(pair).with_deferred_archives();
+    let (r, x86) = (repo_name("extra"), arch("x86_64"));
+    publish(&repo, "extra", &package_bytes("a", "1-1", "x86_64", &[])).expect("publishing a");
+    assert!(repo.archives_stale(&r, &x86) && repo.unsettled(), "deferred");
+    repo.current_archives(&r, &x86).expect("writing the archives");
+    assert!(!repo.archives_stale(&r, &x86), "current once read");
+    assert_eq!(names(repo.blobs(), "extra", "x86_64"), ["a"]);
+    for name in ["c", "b"] {
+        publish(&repo, "extra", &package_bytes(name, "1-1", "x86_64", &[])).expect("publishing");
+    }
+    assert_eq!(names(repo.blobs(), "extra", "x86_64"), ["a"], "behind until read or settled");
+    repo.settle().expect("settling");
+    assert!(!repo.unsettled(), "nothing left to write");
+    assert_eq!(names(repo.blobs(), "extra", "x86_64"), ["a", "b", "c"]);
+    consistent(&repo, "deferred, settled");
+    publish(&repo, "extra", &package_bytes("a", "2-1", "x86_64", &[])).expect("replacing a");
+    assert!(!repo.archives_stale(&r, &x86), "written before the replaced file was deleted");
+    consistent(&repo, "deferred, a package replaced");
+    publish(&repo, "extra", &package_bytes("d", "1-1", "x86_64", &[])).expect("publishing d");
+    assert!(repo.remove(&r, Removal::ArchRepo(&x86)).expect("removing the arch-repo"));
+    repo.settle().expect("settling");
+    consistent(&repo, "deferred, the arch-repo removed while behind");
+    assert!(repo.blobs().archive_dirs().expect("archive dirs").is_empty(), "not written back");
+}
+
 fn publish<S: RepoStore, B: BlobStore>(
     repo: &Repository<S, B>,
     r: &str,
@@ -586,6 +618,19 @@ fn consistent<S: RepoStore, B: BlobStore>(repo: &Repository<S, B>, when: &str) {
                 Some(&expected),
                 "{when}: the {kind:?} archive of {r}/{a} is not what the store says"
             );
+            // Byte for byte the store's members (written from the members the repository keeps).
+            let mut fresh = Vec::new();
+            store
+                .each_member(r, a, kind, &mut |_, member| {
+                    fresh.extend_from_slice(member);
+                    Ok(())
+                })
+                .expect("reading members");
+            crate::db::write_archive(&mut fresh, kind, std::iter::empty()).expect("the archive's end");
+            let mut written = Vec::new();
+            let mut archive = repo.blobs().open_archive(r, a, kind).expect("opening").expect("an archive");
+            archive.read_to_end(&mut written).expect("reading the archive");
+            assert!(written == fresh, "{when}: the {kind:?} archive of {r}/{a} is not the store's members");
         }
     }
     let dirs: BTreeSet<ArchiveDir> =
@@ -1313,5 +1358,12 @@ impl<B: BlobStore> BlobStore for Faulty<B> {
     }
     fn clear_temporary(&self) -> Result<usize, B::Error> {
         self.inner.clear_temporary()
+    }
+    fn unsettled(&self) -> bool {
+        self.inner.unsettled()
+    }
+    fn settle(&self) -> Result<(), B::Error> {
+        self.step()?;
+        self.inner.settle()
     }
 }

@@ -25,6 +25,8 @@ pub mod conformance;
 #[cfg(feature = "repository")]
 mod ingest;
 #[cfg(feature = "repository")]
+mod members;
+#[cfg(feature = "repository")]
 pub mod memory;
 #[cfg(feature = "repository")]
 mod queries;

@@ -199,7 +199,18 @@ pub struct Repository<S, B> {
     pub(super) listings: Mutex<super::queries::Listings>,
     /// The hashes of the start of each signed archive (see [`super::checkpoints`]).
     pub(super) hashes: super::checkpoints::Checkpoints,
+    /// The archive members of the arch-repos written lately (see [`super::members`]).
+    pub(super) members: super::members::Members,
+    /// Whether publishes leave their archives to be written when next read or settled
+    /// ([`Repository::with_deferred_archives`]).
+    deferred: bool,
+    /// The arch-repos whose archives are behind the store (deferred).
+    stale: Mutex<BTreeSet<(RepoName, Arch)>>,
 }
+
+/// How many bytes of archive members [`Repository`] keeps in memory (a 10,000-package arch-repo's
+/// two archives take about 10 MB).
+const MEMBERS_KEPT: usize = 32 << 20;
 
 impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     /// A repository over `store` and `blobs`. `default_arch` is where `any` packages go in a repository
@@ -226,7 +237,21 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             resign_status: Mutex::new(crate::api::ResignStatus::idle()),
             listings: Mutex::default(),
             hashes: Default::default(),
+            members: super::members::Members::new(MEMBERS_KEPT),
+            deferred: false,
+            stale: Mutex::default(),
         }
+    }
+
+    /// This repository, answering a publish once its package is durable and recorded, and writing the
+    /// archives it changed when they are next read ([`Repository::current_archives`], which a server
+    /// calls before it serves one) or settled ([`Repository::settle`], on a timer): a burst of
+    /// publishes into one arch-repo writes its archives a few times, not once per publish. Whoever
+    /// reads archives from the blob store directly must call one of the two first. Removals and the
+    /// other changes still write their archives at once.
+    pub fn with_deferred_archives(mut self) -> Self {
+        self.deferred = true;
+        self
     }
 
     /// This repository, signing every package file it keeps and every archive it writes with
@@ -393,8 +418,13 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 committed = true;
                 // From here on a failure leaves the store ahead of the archives, which the next
                 // change or recovery rewrites; no file they name is deleted.
-                for arch in &put.changed {
-                    self.write_archives(repo, arch)?;
+                if self.deferred {
+                    let mut stale = self.stale_arches();
+                    stale.extend(put.changed.iter().map(|arch| (repo.clone(), arch.clone())));
+                } else {
+                    for arch in &put.changed {
+                        self.write_archives(repo, arch)?;
+                    }
                 }
                 Ok(Locked::Done(put))
             }
@@ -434,6 +464,8 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         let mut unreferenced = Unreferenced::default();
         let mut changed = BTreeSet::new();
         let mut archs_of = Vec::with_capacity(batch.len());
+        // The entries put, by arch-repo, in order: what the kept members follow.
+        let mut put: BTreeMap<Arch, Vec<(&str, &[u8], &[u8])>> = BTreeMap::new();
         for (_, job) in batch {
             let summary = &job.summary;
             let archs = if summary.arch.is_any() {
@@ -466,6 +498,11 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 txn.set_pool_refs(sha, refs + 1).map_err(store_err)?;
                 unreferenced.0.remove(sha);
                 txn.put_entry(repo, arch, &record).map_err(store_err)?;
+                put.entry(arch.clone()).or_default().push((
+                    summary.name.as_str(),
+                    &job.entry.db_member,
+                    &job.entry.files_member,
+                ));
                 txn.put_arch_repo(repo, arch, &arch_record).map_err(store_err)?;
                 txn.push_history(
                     repo,
@@ -479,7 +516,14 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             archs_of.push(archs);
         }
         if !changed.is_empty() {
-            txn.commit().map_err(store_err)?;
+            if let Err(e) = txn.commit() {
+                // Whether it committed is not known: what is kept is read again.
+                changed.iter().for_each(|arch| self.members.forget(repo, arch));
+                return Err(store_err(e));
+            }
+            for (arch, put) in &put {
+                self.members.apply(repo, arch, put);
+            }
             self.listings_changed(repo, &changed);
             let first = batch.iter().map(|(_, job)| job.summary.name.as_str()).min();
             for arch in &changed {
@@ -503,7 +547,9 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
             }
             txn.put_arch_repo(repo, arch, &ArchRecord { last_change: self.clock.now() })
                 .map_err(store_err)?;
-            txn.commit().map_err(store_err)?;
+            let committed = txn.commit();
+            self.members.forget(repo, arch);
+            committed.map_err(store_err)?;
             self.listings_changed(repo, [arch]);
             self.hashes.changed(repo, arch, None);
             self.write_archives(repo, arch)?;
@@ -526,6 +572,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 if self.store.has_arch_repo(repo, arch).map_err(store_err)? {
                     self.write_archives(repo, arch)?;
                 } else {
+                    self.stale_arches().remove(&(repo.clone(), arch.clone()));
                     self.blobs.remove_archives(repo, arch).map_err(blob_err)?;
                 }
             }
@@ -584,7 +631,9 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         }
         // Removing what is not there writes nothing.
         if !changed.is_empty() {
-            txn.commit().map_err(store_err)?;
+            let committed = txn.commit();
+            changed.iter().for_each(|arch| self.members.forget(repo, arch));
+            committed.map_err(store_err)?;
             self.listings_changed(repo, &changed);
             let from = match what {
                 Removal::Package(_, name) => Some(name.as_str()),
@@ -623,10 +672,32 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         kind: ArchiveKind,
         out: &mut dyn Write,
     ) -> io::Result<()> {
-        self.store
-            .each_member(repo, arch, kind, &mut |_, member| out.write_all(member))
-            .map_err(io::Error::other)?;
+        self.each_member(repo, arch, kind, &mut |_, member| out.write_all(member))?;
         crate::db::write_archive(&mut { out }, kind, std::iter::empty())
+    }
+
+    /// [`RepoStore::each_member`], from the members kept in memory when they are (see
+    /// [`super::members`]); else read from the store, and kept.
+    fn each_member(
+        &self,
+        repo: &RepoName,
+        arch: &Arch,
+        kind: ArchiveKind,
+        each: &mut dyn FnMut(&str, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        if let Some(kept) = self.members.get(repo, arch, kind) {
+            return kept.iter().try_for_each(|(name, member)| each(name, member));
+        }
+        let generation = self.members.generation(repo, arch);
+        let mut read = BTreeMap::new();
+        self.store
+            .each_member(repo, arch, kind, &mut |name, member| {
+                read.insert(name.to_owned(), Arc::<[u8]>::from(member));
+                each(name, member)
+            })
+            .map_err(io::Error::other)?;
+        self.members.keep(repo, arch, kind, generation, read);
+        Ok(())
     }
 
     /// Rewrites both archives of an arch-repo from the store, each atomically, with the time of now;
@@ -634,6 +705,46 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     /// the files archive is written on another thread while this one writes the db (each reads the
     /// store, goes through the signer and is written on its own core).
     fn write_archives(&self, repo: &RepoName, arch: &Arch) -> Result<(), RepoError> {
+        // Current from here on (a failure marks them stale again).
+        let was_stale = self.stale_arches().remove(&(repo.clone(), arch.clone()));
+        let written = self.write_both_archives(repo, arch);
+        if written.is_err() && was_stale {
+            self.stale_arches().insert((repo.clone(), arch.clone()));
+        }
+        written
+    }
+
+    fn stale_arches(&self) -> std::sync::MutexGuard<'_, BTreeSet<(RepoName, Arch)>> {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the archives of an arch-repo are behind its store (publishes deferred their writing:
+    /// see [`Repository::with_deferred_archives`]).
+    pub fn archives_stale(&self, repo: &RepoName, arch: &Arch) -> bool {
+        self.stale_arches().contains(&(repo.clone(), arch.clone()))
+    }
+
+    /// Writes the archives of an arch-repo now if publishes deferred them: afterwards the blob store
+    /// holds archives listing every package published before the call.
+    pub fn current_archives(&self, repo: &RepoName, arch: &Arch) -> Result<(), RepoError> {
+        if !self.archives_stale(repo, arch) {
+            return Ok(());
+        }
+        self.with_locks(repo, BTreeSet::from([arch.clone()]), |_| {
+            if !self.archives_stale(repo, arch) {
+                return Ok(Locked::Done(()));
+            }
+            if self.store.has_arch_repo(repo, arch).map_err(store_err)? {
+                self.write_archives(repo, arch)?;
+            } else {
+                // Removed since: its archives went with it.
+                self.stale_arches().remove(&(repo.clone(), arch.clone()));
+            }
+            Ok(Locked::Done(()))
+        })
+    }
+
+    fn write_both_archives(&self, repo: &RepoName, arch: &Arch) -> Result<(), RepoError> {
         let mtime = SystemTime::from(self.clock.now());
         std::thread::scope(|scope| {
             let files = scope.spawn(|| self.write_archive(repo, arch, ArchiveKind::Files, mtime));
@@ -720,7 +831,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         hashing: &mut Resuming,
     ) -> io::Result<()> {
         let mut failed = None;
-        let streamed = self.store.each_member(repo, arch, kind, &mut |name, member| {
+        let streamed = self.each_member(repo, arch, kind, &mut |name, member| {
             out.write_all(member)?;
             hashing
                 .member(name, member)
@@ -729,7 +840,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         if let Some(e) = failed {
             return Err(e);
         }
-        streamed.map_err(io::Error::other)?;
+        streamed?;
         let mut end = Vec::new();
         crate::db::write_archive(&mut end, kind, std::iter::empty())?;
         out.write_all(&end)?;
@@ -740,6 +851,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     /// them): after a crash between an archive and its signature, or when signing was turned on or
     /// off. Returns how many it wrote.
     fn resign_archives(&self, repo: &RepoName, arch: &Arch) -> Result<usize, RepoError> {
+        self.current_archives(repo, arch)?;
         let mut written = 0;
         for kind in [ArchiveKind::Db, ArchiveKind::Files] {
             let signature = match &self.signer {
@@ -777,10 +889,44 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         Ok(true)
     }
 
+    /// Deletes the package files of `unreferenced` that nothing references. Archives the blob store
+    /// holds in memory only go to their files first: a file is never deleted while an archive file
+    /// may still name it (should that fail, the files stay, for recovery to delete).
     fn delete_unreferenced(&self, unreferenced: &Unreferenced) {
+        if unreferenced.0.is_empty() {
+            return;
+        }
+        if let Err(e) = self.settle() {
+            tracing::warn!("package files left for recovery to delete: {e}");
+            return;
+        }
         for sha in &unreferenced.0 {
             self.delete_if_unreferenced(sha);
         }
+    }
+
+    /// Tells the repository that its store was changed by something else than itself (a restore, a
+    /// repair through [`RepoStore::begin`]): what it keeps in memory of the store (archive members,
+    /// see `members.rs`) is dropped, and the next archive of each arch-repo is read from the store.
+    /// Changes made through this repository need no such call.
+    pub fn store_changed(&self) {
+        self.members.forget_all();
+    }
+
+    /// Writes the archives publishes deferred ([`Repository::with_deferred_archives`]), then those the
+    /// blob store holds in memory only to where other processes read them ([`BlobStore::settle`]). A store that writes archives behind needs it called shortly after
+    /// changes (a server: on a timer, and before it stops).
+    pub fn settle(&self) -> Result<(), RepoError> {
+        let stale: Vec<(RepoName, Arch)> = self.stale_arches().iter().cloned().collect();
+        for (repo, arch) in &stale {
+            self.current_archives(repo, arch)?;
+        }
+        self.blobs.settle().map_err(blob_err)
+    }
+
+    /// Whether [`Repository::settle`] has anything to write.
+    pub fn unsettled(&self) -> bool {
+        !self.stale_arches().is_empty() || self.blobs.unsettled()
     }
 
     /// Deletes a package file nothing references. A failure only leaves a file behind, which recovery
@@ -818,6 +964,8 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 report.archives_rewritten += 1;
             }
         }
+        // What was rewritten reaches its files before any package file is deleted.
+        self.settle()?;
         for dir in self.blobs.archive_dirs().map_err(blob_err)? {
             let known = match (RepoName::new(dir.repo.as_str()), Arch::new(dir.arch.as_str())) {
                 (Ok(r), Ok(a)) => live.contains(&(r, a)),

@@ -48,10 +48,22 @@ pub async fn serve(
     // An archive changed within the running second is sent once that second is over (at most twice
     // a second's wait): its Last-Modified can then be that second without hiding a later change in it
     // (see `repo::last_modified`). A 304 needs no wait.
+    // Archives publishes left behind are written before one is served (`Repository::with_deferred_archives`).
+    let archive = matches!(
+        libvieter::repo::download(&repo_name, &file),
+        Some(Download::Archive(_) | Download::ArchiveSignature(_))
+    );
+    if archive && app.repos.archives_stale(&repo_name, &arch_name) {
+        let (app, repo, arch) = (app.clone(), repo_name.clone(), arch_name.clone());
+        tokio::task::spawn_blocking(move || app.repos.current_archives(&repo, &arch))
+            .await
+            .map_err(|e| ApiError::internal("writing archives", e))?
+            .map_err(|e| ApiError::internal("writing archives", e))?;
+    }
     let mut waited = 0;
     let s = loop {
         let servable = match in_memory(&app, &repo_name, &arch_name, &file) {
-            Some(s) => Some(s),
+            Some(s) => s,
             None => {
                 let (app, repo, arch, file) =
                     (app.clone(), repo_name.clone(), arch_name.clone(), file.clone());
@@ -175,18 +187,26 @@ impl AsRef<[u8]> for Shared {
     }
 }
 
-/// An archive this process holds in memory, found without blocking (no file is opened).
-fn in_memory(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Option<Servable> {
-    let Some(Download::Archive(kind)) = libvieter::repo::download(repo, file) else { return None };
-    let held = app.repos.blobs().archive_in_memory(repo, arch, kind)?;
-    Some(Servable {
+/// An archive (or an archive's signature) this process holds in memory, found without blocking (no
+/// file is opened); `Some(None)`: a signature known here not to exist.
+fn in_memory(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Option<Option<Servable>> {
+    let blobs = app.repos.blobs();
+    let (held, content_type) = match libvieter::repo::download(repo, file)? {
+        Download::Archive(kind) => (blobs.archive_in_memory(repo, arch, kind)?, "application/gzip"),
+        Download::ArchiveSignature(kind) => match blobs.archive_signature_in_memory(repo, arch, kind)? {
+            Some(signature) => (signature, "application/pgp-signature"),
+            None => return Some(None),
+        },
+        _ => return None,
+    };
+    Some(Some(Servable {
         len: held.bytes.len() as u64,
         content: Content::Memory(bytes::Bytes::from_owner(Shared(held.bytes))),
         modified: held.modified,
         etag: held.etag,
-        content_type: "application/gzip",
+        content_type,
         rewritten: true,
-    })
+    }))
 }
 
 /// Finds and opens the file behind a URL: an archive name, or a package file name recorded in redb.

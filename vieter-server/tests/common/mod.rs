@@ -96,6 +96,22 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Stops the server as a service manager does (SIGTERM), and waits for its clean exit.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(sent.success(), "SIGTERM to {pid}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the server did not stop within 40 s of SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.success(), "clean exit after SIGTERM: {status}");
+    }
+
     /// Files in the pool.
     pub fn pool_files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.data.join("pool"))

@@ -162,7 +162,9 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
                 txn.put_entry(repo, arch, &record).map_err(store_err)?;
                 changed.insert((*arch).clone());
             }
-            txn.commit().map_err(store_err)?;
+            let committed = txn.commit();
+            changed.iter().for_each(|arch| self.members.forget(repo, arch));
+            committed.map_err(store_err)?;
             self.listings_changed(repo, &changed);
             for arch in &changed {
                 self.hashes.changed(repo, arch, None);
