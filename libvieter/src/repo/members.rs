@@ -20,6 +20,9 @@ pub(super) type Kept = Arc<BTreeMap<String, Arc<[u8]>>>;
 
 type Key = (RepoName, Arch, ArchiveKind);
 
+/// An entry a commit put: its name, its db member and its files member.
+pub(super) type Put<'a> = (&'a str, &'a [u8], &'a [u8]);
+
 /// The members kept, with what they cost and when each was used last.
 pub(super) struct Members {
     state: Mutex<State>,
@@ -108,7 +111,7 @@ impl Members {
 
     /// A committed change of an arch-repo: `put` (name, db member, files member) replaced or added
     /// those entries, in order. Applied to what is kept.
-    pub(super) fn apply(&self, repo: &RepoName, arch: &Arch, put: &[(&str, &[u8], &[u8])]) {
+    pub(super) fn apply(&self, repo: &RepoName, arch: &Arch, put: &[Put<'_>]) {
         let mut state = self.lock();
         *state.generations.entry((repo.clone(), arch.clone())).or_default() += 1;
         for kind in [ArchiveKind::Db, ArchiveKind::Files] {

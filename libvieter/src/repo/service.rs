@@ -465,7 +465,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
         let mut changed = BTreeSet::new();
         let mut archs_of = Vec::with_capacity(batch.len());
         // The entries put, by arch-repo, in order: what the kept members follow.
-        let mut put: BTreeMap<Arch, Vec<(&str, &[u8], &[u8])>> = BTreeMap::new();
+        let mut put: BTreeMap<Arch, Vec<super::members::Put<'_>>> = BTreeMap::new();
         for (_, job) in batch {
             let summary = &job.summary;
             let archs = if summary.arch.is_any() {
