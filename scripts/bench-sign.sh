@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-1024}
 profile=${PROFILE:-release}
-cargo build -q --profile "$profile" -p vieter-server --example sign_file
+cargo build -q --profile "$profile" -p libvieter --example sign_file
 bin="${CARGO_TARGET_DIR:-target}/$([ "$profile" = dev ] && echo debug || echo "$profile")/examples/sign_file"
 dir=$(mktemp -d /tmp/benchsignXXXX)
 trap 'gpgconf --homedir "$dir/gpg" --kill gpg-agent 2>/dev/null; rm -rf "$dir"' EXIT

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use libvieter::repo::Verifier;
-use vieter_server::signing::{parse_public_keys, parse_signature, TrustedKeys};
+use libvieter::repo::openpgp::{parse_public_keys, parse_signature, TrustedKeys};
 
 fn trusted() -> &'static TrustedKeys {
     static KEYS: OnceLock<TrustedKeys> = OnceLock::new();

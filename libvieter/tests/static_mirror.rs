@@ -8,11 +8,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use libvieter::db::Database;
 use libvieter::db::DbFormat;
 use libvieter::fs::{publish_to_dir, FsError};
 use libvieter::name::{Arch, RepoName};
+use libvieter::repo::openpgp::OpenPgpSigner;
+use libvieter::repo::Signer;
 
 /// Serves the files under `root` over HTTP/1.1 on loopback, one request per connection, until the
 /// process ends. Returns the base URL.
@@ -110,7 +113,7 @@ fn a_published_directory_is_a_pacman_mirror() {
     let x86 = Arch::new("x86_64").unwrap();
     let repo = RepoName::new("corpus").unwrap();
     let publish = |packages: &[PathBuf]| -> Result<(), FsError> {
-        publish_to_dir(&mirror, &repo, packages, &x86, DbFormat::Current, chrono::Utc::now).map(drop)
+        publish_to_dir(&mirror, &repo, packages, &x86, DbFormat::Current, None, chrono::Utc::now).map(drop)
     };
 
     // An aarch64 arch-repo first: the corpus' `any` packages then go to both arches.
@@ -186,4 +189,85 @@ fn a_published_directory_is_a_pacman_mirror() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(top.iter().all(|n| n == "corpus" || n.starts_with('.')), "{top:?}");
+}
+
+/// Stops the gpg-agent `pacman-key` started for a temporary keyring.
+struct AgentGuard(PathBuf);
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf").arg("--homedir").arg(&self.0).args(["--kill", "gpg-agent"]).output();
+    }
+}
+
+fn pacman_key(gpgdir: &Path, args: &[&str]) {
+    let out = Command::new("pacman-key").arg("--gpgdir").arg(gpgdir).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pacman-key {args:?}: {text}");
+}
+
+/// With a signer (`embedded-repo --sign KEYFILE`), the mirror carries the signature of every package
+/// and database, files published unsigned before included, and real pacman installs from it with
+/// `SigLevel = Required` after trusting the key; a database signature that does not match is refused.
+#[test]
+fn a_signed_mirror_installs_with_siglevel_required() {
+    if !["pacman", "pacman-key", "gpg", "gpgconf"].into_iter().all(common::require_tool) {
+        return;
+    }
+    let work = tempfile::Builder::new().prefix("sm").tempdir_in("/tmp").unwrap();
+    let mirror = work.path().join("mirror");
+    let pkgs = work.path().join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let x86 = Arch::new("x86_64").unwrap();
+    let repo = RepoName::new("signed").unwrap();
+    let key = OpenPgpSigner::load_or_generate(&work.path().join("key.asc")).unwrap();
+    let (public, fingerprint) = (key.public_key_armored().to_owned(), key.fingerprint().to_owned());
+    let signer: Arc<dyn Signer> = Arc::new(key);
+
+    let plain = package(&pkgs, "plain", "1-1", "x86_64", "plain\n");
+    publish_to_dir(&mirror, &repo, &[plain], &x86, DbFormat::Current, None, chrono::Utc::now).unwrap();
+    let arch_dir = mirror.join("signed/x86_64");
+    assert!(!arch_dir.join("plain-1-1-x86_64.pkg.tar.zst.sig").exists(), "unsigned at first");
+    let greeter = package(&pkgs, "greeter", "1.0-1", "any", "one\n");
+    publish_to_dir(&mirror, &repo, &[greeter], &x86, DbFormat::Current, Some(signer), chrono::Utc::now)
+        .unwrap();
+    for file in [
+        "signed.db.sig",
+        "signed.files.sig",
+        "greeter-1.0-1-any.pkg.tar.zst.sig",
+        "plain-1-1-x86_64.pkg.tar.zst.sig",
+    ] {
+        assert!(arch_dir.join(file).is_file(), "{file} is in the mirror");
+    }
+
+    let gpgdir = work.path().join("gnupg");
+    let _agent = AgentGuard(gpgdir.clone());
+    pacman_key(&gpgdir, &["--init"]);
+    let public_file = work.path().join("signed.asc");
+    std::fs::write(&public_file, public).unwrap();
+    pacman_key(&gpgdir, &["--add", public_file.to_str().unwrap()]);
+    pacman_key(&gpgdir, &["--lsign-key", &fingerprint]);
+
+    let url = static_server(mirror.clone());
+    let conf = work.path().join("pacman");
+    std::fs::create_dir_all(conf.join("root/var/lib/pacman")).unwrap();
+    std::fs::create_dir_all(conf.join("cache")).unwrap();
+    std::fs::write(
+        conf.join("pacman.conf"),
+        format!(
+            "[options]\nArchitecture = x86_64\nSigLevel = Required\nGPGDir = {}\n[signed]\nServer = {url}/$repo/$arch\n",
+            gpgdir.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = pacman(&conf, &["-Sy", "greeter", "plain"]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(conf.join("root/usr/share/greeter/version")).unwrap(), "one\n");
+
+    // The signature of other bytes in place of the db's: pacman refuses the database.
+    let db_sig = std::fs::canonicalize(arch_dir.join("signed.db.sig")).unwrap();
+    std::fs::copy(arch_dir.join("greeter-1.0-1-any.pkg.tar.zst.sig"), &db_sig).unwrap();
+    let (ok, out) = pacman(&conf, &["-Syy"]);
+    assert!(!ok, "a database whose signature does not match is refused: {out}");
+    assert!(out.contains("signature"), "{out}");
 }

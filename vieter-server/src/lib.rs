@@ -94,10 +94,7 @@ fn admin_key(config: &Config) -> Result<String, StartError> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
         .map_err(key_err)?;
     let key = hex::encode(random);
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(key_err)?;
-    file.write_all(key.as_bytes()).and_then(|()| file.sync_all()).map_err(key_err)?;
+    libvieter::fs::write_secret(&path, key.as_bytes()).map_err(key_err)?;
     tracing::warn!("no api_key configured: generated one and stored it in {shown} (mode 0600)");
     Ok(key)
 }
@@ -110,13 +107,12 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
     let admin = admin_key(&config)?;
     let (signer, keyring) = match config.signing_key.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         Some(value) => {
-            let signer = signing::OpenPgpSigner::from_config(value, data_dir)?;
-            let ring = signing::KeyRing::open(data_dir, &signer)?;
+            let (signer, ring) = signing::open(value, data_dir)?;
             let retired: Vec<String> = ring.list().into_iter().skip(1).map(|k| k.fingerprint).collect();
             if !retired.is_empty() {
                 tracing::info!(?retired, "retired signing keys: what they signed is signed again");
             }
-            (Some(Arc::new(signer.retiring(&ring))), Some(Arc::new(ring)))
+            (Some(Arc::new(signer)), Some(Arc::new(ring)))
         }
         None => (None, None),
     };

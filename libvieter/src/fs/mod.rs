@@ -10,7 +10,11 @@
 //! - with the `repository` feature, the directory implementations of the repository ports:
 //!   [`DirBlobs`] (package files by hash, archives, uploads: what the server uses) and [`DirStore`]
 //!   (the metadata in one file, for a single process that wants no database);
-//! - with the `builds` feature, [`LogDir`]: build logs as files (the build service's log store).
+//! - with the `builds` feature, [`LogDir`]: build logs as files (the build service's log store);
+//! - with the `openpgp` feature, keys on disk: a signing key generated once and kept
+//!   (`OpenPgpSigner::load_or_generate`), packagers' keys read from a directory
+//!   (`TrustedKeys::load_dir`) and [`KeyRing`], the current and retired signing keys;
+//! - [`write_secret`]: a generated secret kept with mode 0600.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -22,6 +26,8 @@ use crate::package::{read_package, Package, PackageError, ReadOptions};
 
 #[cfg(feature = "repository")]
 mod blobs;
+#[cfg(feature = "openpgp")]
+mod keys;
 #[cfg(feature = "builds")]
 mod logs;
 #[cfg(feature = "repository")]
@@ -29,6 +35,8 @@ mod store;
 
 #[cfg(feature = "repository")]
 pub use blobs::{DirBlobs, DirUpload};
+#[cfg(feature = "openpgp")]
+pub use keys::{KeyRing, RemoveKeyError};
 #[cfg(feature = "builds")]
 pub use logs::LogDir;
 #[cfg(feature = "repository")]
@@ -81,6 +89,39 @@ pub fn write_atomically_at(
     replace(path, mtime, true, write)
 }
 
+/// The directory of `path` and the hidden temporary name a new `path` is written under in it.
+fn temporary_beside(path: &Path) -> io::Result<(&Path, PathBuf)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((dir, dir.join(format!(".{name}.tmp"))))
+}
+
+/// Writes `bytes` as the new file `path`, readable by its owner only (mode 0600), atomically and
+/// durably (a temporary file synced and renamed, the directory synced): for a secret a program makes
+/// once and keeps (a signing key, an API key). A reader or a crash sees no file or the whole secret.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (dir, tmp) = temporary_beside(path)?;
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// [`write_atomically_at`]; with `durable` false, nothing is synced: a reader sees the old file or the
 /// new one, but after a crash the file may be old, or new and incomplete. For files remade from durable
 /// state at every start (the archives of [`DirBlobs`], which recovery compares and rewrites).
@@ -90,15 +131,7 @@ pub(crate) fn replace(
     durable: bool,
     write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let (dir, tmp) = temporary_beside(path)?;
     let result = (|| {
         let file = File::create(&tmp)?;
         let mut out = BufWriter::with_capacity(1 << 20, &file);
@@ -267,7 +300,10 @@ fn symlink(target: &Path, link: &Path) -> Result<(), FsError> {
 /// it, next to `REPO.db` and `REPO.files`), the metadata a [`DirStore`] in `dir/.vieter/`. An `any`
 /// package goes to every architecture the repository has (and `default_arch`); a package replaces the
 /// one of the same name, whose file is deleted. Every package is read first: one that is refused
-/// changes nothing. `clock` gives the publication times (`chrono::Utc::now`).
+/// changes nothing. With a `signer`, every package file and database gets its detached signature next
+/// to it (`FILE.sig`, and `REPO.db.sig`/`REPO.files.sig`), what pacman's `SigLevel = Required` checks;
+/// files published unsigned earlier are signed too. `clock` gives the publication times
+/// (`chrono::Utc::now`).
 #[cfg(feature = "repository")]
 pub fn publish_to_dir(
     dir: &Path,
@@ -275,6 +311,7 @@ pub fn publish_to_dir(
     packages: &[PathBuf],
     default_arch: &Arch,
     format: DbFormat,
+    signer: Option<std::sync::Arc<dyn crate::repo::Signer>>,
     clock: impl crate::builds::Clock + 'static,
 ) -> Result<Vec<crate::api::PublishResult>, FsError> {
     use crate::repo::{BlobStore, Repository};
@@ -287,7 +324,10 @@ pub fn publish_to_dir(
     let store = DirStore::open(&meta)
         .map_err(|e| FsError::Invalid { path: meta.display().to_string(), reason: e.to_string() })?;
     let blobs = DirBlobs::mirror(dir).map_err(io_err(dir))?;
-    let repository = Repository::new(store, blobs, default_arch.clone(), format, clock);
+    let mut repository = Repository::new(store, blobs, default_arch.clone(), format, clock);
+    if let Some(signer) = signer {
+        repository = repository.with_signer(signer);
+    }
     let failed = |path: &Path| {
         let path = path.display().to_string();
         move |source| FsError::Repository { path, source }

@@ -28,6 +28,8 @@ mod ingest;
 mod members;
 #[cfg(feature = "repository")]
 pub mod memory;
+#[cfg(feature = "openpgp")]
+pub mod openpgp;
 #[cfg(feature = "repository")]
 mod queries;
 #[cfg(feature = "repository")]

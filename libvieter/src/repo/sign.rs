@@ -1,9 +1,9 @@
 //! The signing port of a repository: detached signatures of package files and database archives.
 //!
-//! libvieter knows no OpenPGP: a [`Signer`] is given the bytes (streamed, so a large package or files
-//! archive is never held in memory) and hands back one detached binary signature, the `FILE.sig`
-//! pacman downloads next to `FILE`. The server holds the only implementation with a key; a repository
-//! without a signer is unsigned, exactly as before.
+//! The repository knows no OpenPGP: a [`Signer`] is given the bytes (streamed, so a large package or
+//! files archive is never held in memory) and hands back one detached binary signature, the
+//! `FILE.sig` pacman downloads next to `FILE`. The implementation with a key is `super::openpgp`'s
+//! (feature `openpgp`); a repository without a signer is unsigned.
 
 use std::io::{self, Read, Write};
 use std::time::SystemTime;
@@ -368,11 +368,25 @@ impl Signing for TestSigning {
     }
 }
 
-/// [`TestSigner`]'s [`DataHash`].
-#[derive(Clone)]
-struct TestHash(sha2::Sha256);
+/// A [`DataHash`] that is SHA-256 of the data: the one of signers whose signatures hash with SHA-256
+/// ([`TestSigner`], and `openpgp::OpenPgpSigner`). A signer takes it back with
+/// [`Sha256Hash::from_data_hash`].
+#[derive(Clone, Default)]
+pub struct Sha256Hash(pub sha2::Sha256);
 
-impl Write for TestHash {
+impl Sha256Hash {
+    /// A new hash, boxed as [`Signer::data_hash`] returns it.
+    pub fn boxed() -> Box<dyn DataHash> {
+        Box::new(Sha256Hash::default())
+    }
+
+    /// The SHA-256 state of `hash` if it is one; `None` for another signer's hash.
+    pub fn from_data_hash(hash: Box<dyn DataHash>) -> Option<sha2::Sha256> {
+        hash.into_any().downcast::<Sha256Hash>().ok().map(|h| h.0)
+    }
+}
+
+impl Write for Sha256Hash {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         sha2::Digest::update(&mut self.0, data);
         Ok(data.len())
@@ -382,7 +396,7 @@ impl Write for TestHash {
     }
 }
 
-impl DataHash for TestHash {
+impl DataHash for Sha256Hash {
     fn fork(&self) -> Box<dyn DataHash> {
         Box::new(self.clone())
     }
@@ -413,13 +427,13 @@ impl Signer for TestSigner {
     }
 
     fn data_hash(&self) -> Option<Box<dyn DataHash>> {
-        (!self.streaming_only).then(|| Box::new(TestHash(sha2::Sha256::default())) as Box<dyn DataHash>)
+        (!self.streaming_only).then(Sha256Hash::boxed)
     }
 
     fn sign_hash(&self, hash: Box<dyn DataHash>, _created: SystemTime) -> Result<Vec<u8>, SignError> {
         self.count()?;
-        let hash = hash.into_any().downcast::<TestHash>().map_err(|_| SignError::new("not a test hash"))?;
-        Ok(test_signature(self.key.as_deref(), &sha2::Digest::finalize(hash.0)))
+        let hash = Sha256Hash::from_data_hash(hash).ok_or_else(|| SignError::new("not a SHA-256 hash"))?;
+        Ok(test_signature(self.key.as_deref(), &sha2::Digest::finalize(hash)))
     }
 }
 

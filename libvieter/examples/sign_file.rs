@@ -1,4 +1,4 @@
-//! Signs a file as the server signs a published package: a generated Ed25519 key
+//! Signs a file as a repository signs a published package: a generated Ed25519 key
 //! (`OpenPgpSigner`), the file streamed through `libvieter::repo::sign::sign_reader` exactly as
 //! `Repository::publish` passes its upload. Prints the seconds the signature took (key generation
 //! excluded); writes the signature and the public key when given paths. Used by
@@ -7,7 +7,7 @@
 use std::error::Error;
 use std::time::{Instant, SystemTime};
 
-use vieter_server::signing::OpenPgpSigner;
+use libvieter::repo::openpgp::OpenPgpSigner;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
