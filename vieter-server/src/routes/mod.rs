@@ -205,7 +205,12 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         tracing::debug!(method, path = info.path(), status = info.status().as_u16(), elapsed = ?info.elapsed());
     });
 
-    health
+    // Downloads first: they are most of the requests (pacman's), and each route in front of them is
+    // one more filter tried per request. No other route takes a GET or HEAD of three segments
+    // outside `/api/` and `/ui/`.
+    files
+        .or(health)
+        .unify()
         .or(openapi)
         .unify()
         .or(keys_route)
@@ -227,8 +232,6 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .or(publish_raw)
         .unify()
         .or(delete)
-        .unify()
-        .or(files)
         .unify()
         .recover(error::recover)
         .unify()
