@@ -95,6 +95,17 @@ fn pacman(conf_dir: &Path, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// A pacman root under `work/pacman` whose `pacman.conf` has `options` and the repository `repo` at
+/// `url` (`$repo/$arch` below it). Returns the directory [`pacman`] takes.
+fn pacman_root(work: &Path, options: &str, repo: &RepoName, url: &str) -> PathBuf {
+    let conf = work.join("pacman");
+    std::fs::create_dir_all(conf.join("root/var/lib/pacman")).unwrap();
+    std::fs::create_dir_all(conf.join("cache")).unwrap();
+    let text = format!("[options]\nArchitecture = x86_64\n{options}\n[{repo}]\nServer = {url}/$repo/$arch\n");
+    std::fs::write(conf.join("pacman.conf"), text).unwrap();
+    conf
+}
+
 fn names_in(db: &Path) -> Vec<String> {
     let db = Database::read(std::fs::File::open(db).unwrap()).unwrap();
     db.iter().map(|e| e.entry.dir_name()).collect()
@@ -136,14 +147,7 @@ fn a_published_directory_is_a_pacman_mirror() {
     assert!(mirror.join("corpus/x86_64/greeter-1.0-1-any.pkg.tar.zst").is_file());
 
     let url = static_server(mirror.clone());
-    let conf = work.path().join("pacman");
-    std::fs::create_dir_all(conf.join("root/var/lib/pacman")).unwrap();
-    std::fs::create_dir_all(conf.join("cache")).unwrap();
-    std::fs::write(
-        conf.join("pacman.conf"),
-        format!("[options]\nArchitecture = x86_64\nSigLevel = Never\n[corpus]\nServer = {url}/$repo/$arch\n"),
-    )
-    .unwrap();
+    let conf = pacman_root(work.path(), "SigLevel = Never", &repo, &url);
     let (ok, out) = pacman(&conf, &["-Sy", "greeter", "corpus-tree", "corpus-split-doc"]);
     assert!(ok, "{out}");
     assert_eq!(std::fs::read_to_string(conf.join("root/usr/share/greeter/version")).unwrap(), "one\n");
@@ -249,17 +253,8 @@ fn a_signed_mirror_installs_with_siglevel_required() {
     pacman_key(&gpgdir, &["--lsign-key", &fingerprint]);
 
     let url = static_server(mirror.clone());
-    let conf = work.path().join("pacman");
-    std::fs::create_dir_all(conf.join("root/var/lib/pacman")).unwrap();
-    std::fs::create_dir_all(conf.join("cache")).unwrap();
-    std::fs::write(
-        conf.join("pacman.conf"),
-        format!(
-            "[options]\nArchitecture = x86_64\nSigLevel = Required\nGPGDir = {}\n[signed]\nServer = {url}/$repo/$arch\n",
-            gpgdir.display()
-        ),
-    )
-    .unwrap();
+    let options = format!("SigLevel = Required\nGPGDir = {}", gpgdir.display());
+    let conf = pacman_root(work.path(), &options, &repo, &url);
     let (ok, out) = pacman(&conf, &["-Sy", "greeter", "plain"]);
     assert!(ok, "{out}");
     assert_eq!(std::fs::read_to_string(conf.join("root/usr/share/greeter/version")).unwrap(), "one\n");
