@@ -52,7 +52,7 @@ use std::fmt;
 use crate::aur::{provision_satisfies, AurPackage, MIN_SEARCH_TERM_LEN};
 use crate::db::{Database, DbEntry};
 use crate::depend::Dependency;
-use crate::name::{PkgName, RepoName};
+use crate::name::{Arch, PkgName, RepoName};
 use crate::version::Version;
 
 /// The most AUR packages one closure holds; more is an error rather than an endless resolution
@@ -91,6 +91,48 @@ impl Provider {
         dep.satisfied_by(self.name.as_str(), self.version.as_str())
             || self.provides.iter().any(|p| provision_satisfies(p, dep))
     }
+}
+
+/// The packages of the configured sync databases for one architecture, in the configured order (as
+/// `pacman.conf` lists repositories: an earlier one is preferred).
+#[derive(Debug, Clone, Default)]
+pub struct SyncSet {
+    /// In the configured order: URL and the number of packages read from it.
+    pub dbs: Vec<(String, usize)>,
+    pub providers: Vec<Provider>,
+}
+
+impl SyncSet {
+    /// Adds the entries of the sync database read from `url`, after those added before; the packages
+    /// come from the repository [`sync_db_repo`] names.
+    pub fn add_db(&mut self, url: &str, entries: &[DbEntry]) {
+        let source = Source::Sync(sync_db_repo(url));
+        self.dbs.push((url.to_owned(), entries.len()));
+        self.providers.extend(entries.iter().map(|e| Provider::from_entry(source.clone(), e)));
+    }
+
+    /// What is installable for a build publishing to a repository whose packages are `target`: the
+    /// sync databases first, then the target repository (the AUR comes after both).
+    pub fn available_with(&self, target: Vec<Provider>) -> Available {
+        let mut available = Available::new();
+        for provider in self.providers.iter().cloned().chain(target) {
+            available.add(provider);
+        }
+        available
+    }
+}
+
+/// A sync database URL with `$arch` replaced (pacman's mirrorlist variable).
+pub fn sync_db_url(template: &str, arch: &Arch) -> String {
+    template.replace("$arch", arch.as_str())
+}
+
+/// The repository a sync database URL names: its file name without `.db` (`…/extra.db` and
+/// `…/extra.db.tar.gz` are `extra`); `sync` when that is not a repository name.
+pub fn sync_db_repo(url: &str) -> RepoName {
+    let file = url.rsplit('/').next().unwrap_or_default();
+    let stem = file.split(".db").next().unwrap_or_default();
+    RepoName::new(stem).or_else(|_| RepoName::new("sync")).unwrap_or_else(|_| unreachable!("a valid name"))
 }
 
 /// What is installable already: the packages of sync databases and of the target repository, indexed
@@ -742,5 +784,22 @@ impl fmt::Display for Source {
             Source::Sync(db) => write!(f, "sync db {db}"),
             Source::Target(repo) => write!(f, "repository {repo}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_db_urls_and_their_repositories() {
+        let arch = Arch::new("aarch64").unwrap();
+        assert_eq!(
+            sync_db_url("https://mirror.example/$repo/os/$arch/extra.db", &arch),
+            "https://mirror.example/$repo/os/aarch64/extra.db"
+        );
+        assert_eq!(sync_db_repo("http://m/core/os/x86_64/core.db").as_str(), "core");
+        assert_eq!(sync_db_repo("http://m/x/extra.db.tar.gz").as_str(), "extra");
+        assert_eq!(sync_db_repo("http://m/x/").as_str(), "sync");
     }
 }

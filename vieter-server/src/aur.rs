@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use libvieter::aur::{self, AurError, AurPackage, Backoff, Method, Next, Request};
-use libvieter::name::{Arch, PkgName, RepoName};
-use libvieter::resolve::{self, AurLookup, Available, Closure, Provider, ResolveError, Source};
+use libvieter::name::{Arch, PkgName};
+use libvieter::resolve::{self, AurLookup, Closure, Provider, ResolveError, SyncSet};
 
 /// The largest RPC answer read (an `info` of 150 packages is a few hundred KiB).
 const MAX_RPC_BODY: usize = 16 << 20;
@@ -44,14 +44,6 @@ pub enum AurHttpError {
     },
     #[error("the HTTP client could not be built: {0}")]
     Client(#[source] reqwest::Error),
-}
-
-/// The packages of the configured sync databases for one architecture.
-#[derive(Debug, Clone, Default)]
-pub struct SyncSet {
-    /// In the configured order: URL and the number of packages read from it.
-    pub dbs: Vec<(String, usize)>,
-    pub providers: Vec<Provider>,
 }
 
 /// The AUR client and the sync databases, shared by every request.
@@ -170,7 +162,7 @@ impl Aur {
     pub async fn refresh_sync(&self, arch: &Arch) -> Result<Arc<SyncSet>, AurHttpError> {
         let mut set = SyncSet::default();
         for template in &self.sync_urls {
-            let url = sync_url(template, arch);
+            let url = resolve::sync_db_url(template, arch);
             let response = self
                 .http
                 .get(&url)
@@ -181,7 +173,6 @@ impl Aur {
                 return Err(AurHttpError::Status { url, status: response.status().as_u16() });
             }
             let bytes = Self::body(&url, response, MAX_SYNC_DB).await?;
-            let name = sync_db_name(&url);
             let shown = url.clone();
             let entries =
                 tokio::task::spawn_blocking(move || libvieter::db::read_entries(std::io::Cursor::new(bytes)))
@@ -191,8 +182,7 @@ impl Aur {
                         source: libvieter::db::DbError::Corrupt(std::io::Error::other(e)),
                     })?
                     .map_err(|source| AurHttpError::Db { url: shown, source })?;
-            set.dbs.push((url, entries.len()));
-            set.providers.extend(entries.iter().map(|e| Provider::from_entry(Source::Sync(name.clone()), e)));
+            set.add_db(&url, &entries);
         }
         let set = Arc::new(set);
         self.sync.write().unwrap_or_else(|p| p.into_inner()).insert(arch.clone(), set.clone());
@@ -223,10 +213,7 @@ impl Aur {
         sync: &SyncSet,
         target: Vec<Provider>,
     ) -> Result<Closure, ResolveError<AurHttpError>> {
-        let mut available = Available::new();
-        for provider in sync.providers.iter().cloned().chain(target) {
-            available.add(provider);
-        }
+        let available = sync.available_with(target);
         let mut lookup = Lookup { aur: self, handle };
         resolve::resolve(roots, &available, &mut lookup)
     }
@@ -270,34 +257,5 @@ impl AurLookup for Lookup<'_> {
 
     fn search_provides(&mut self, name: &str) -> Result<Vec<AurPackage>, AurHttpError> {
         self.handle.block_on(self.aur.search_provides(name))
-    }
-}
-
-/// A sync db URL with `$arch` replaced (pacman's mirrorlist variable).
-pub fn sync_url(template: &str, arch: &Arch) -> String {
-    template.replace("$arch", arch.as_str())
-}
-
-/// The repository name of a sync db URL: its file name without `.db` (`…/extra.db` is `extra`).
-fn sync_db_name(url: &str) -> RepoName {
-    let file = url.rsplit('/').next().unwrap_or_default();
-    let stem = file.split(".db").next().unwrap_or_default();
-    stem.parse().unwrap_or_else(|_| "sync".parse().unwrap_or_else(|_| unreachable!("a valid repo name")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sync_urls_and_names() {
-        let arch: Arch = "aarch64".parse().unwrap();
-        assert_eq!(
-            sync_url("https://mirror.example/$repo/os/$arch/extra.db", &arch),
-            "https://mirror.example/$repo/os/aarch64/extra.db"
-        );
-        assert_eq!(sync_db_name("http://m/core/os/x86_64/core.db").as_str(), "core");
-        assert_eq!(sync_db_name("http://m/x/extra.db.tar.gz").as_str(), "extra");
-        assert_eq!(sync_db_name("http://m/x/").as_str(), "sync");
     }
 }
