@@ -445,6 +445,48 @@ pub struct QueueRequest {
     pub force: bool,
 }
 
+/// `POST /api/v1/jobs/{id}/log?agent_id=...`: the agent appending to a job's log (the body is the text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogAppendQuery {
+    pub agent_id: crate::job::AgentId,
+}
+
+/// `GET /api/v1/jobs/{id}/log[?follow=true]`: the whole log, or (`follow`) a stream that ends with the
+/// job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogQuery {
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// `POST /api/v1/aur/resolve`: the dependency closure of AUR packages, resolved as adding an `aur`
+/// target resolves it, without creating anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// AUR package names (a base is named by one of its packages): 1 to [`MAX_RESOLVE_NAMES`].
+    pub names: Vec<PkgName>,
+    /// The repository the builds would publish to: its packages count as installable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<RepoName>,
+    /// The architecture whose sync databases and repository count (absent: the server's default arch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
+}
+
+/// The most names one [`ResolveRequest`] may resolve (the AUR's RPC takes about as many in one `info`).
+pub const MAX_RESOLVE_NAMES: usize = 150;
+
+impl ResolveRequest {
+    /// Refuses a request naming no package or more than [`MAX_RESOLVE_NAMES`].
+    pub fn check(&self) -> Result<(), String> {
+        if self.names.is_empty() || self.names.len() > MAX_RESOLVE_NAMES {
+            return Err(format!("names: give 1 to {MAX_RESOLVE_NAMES} AUR package names"));
+        }
+        Ok(())
+    }
+}
+
 /// An agent as the server last saw it: `GET /api/v1/agents`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInfo {
@@ -768,5 +810,33 @@ impl TargetForm {
             base_image: target.base_image.as_ref().map(|i| i.to_string()).unwrap_or_default(),
             build_timeout_secs: target.build_timeout_secs.map(|t| t.to_string()).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resolve_request_names_one_to_the_maximum_and_nothing_unknown() {
+        let parse = |json: &str| serde_json::from_str::<ResolveRequest>(json);
+        let one = parse(r#"{"names":["yay"]}"#).unwrap();
+        assert_eq!((one.repo.as_ref(), one.arch.as_ref()), (None, None));
+        assert!(one.check().is_ok());
+        assert!(parse(r#"{"names":[]}"#).unwrap().check().unwrap_err().contains("1 to 150"));
+        let many: Vec<String> = (0..=MAX_RESOLVE_NAMES).map(|i| format!("\"p{i}\"")).collect();
+        let many = parse(&format!(r#"{{"names":[{}]}}"#, many.join(","))).unwrap();
+        assert!(many.check().is_err(), "{} names", many.names.len());
+        assert!(parse(r#"{"names":["yay"],"force":true}"#).is_err(), "unknown members are refused");
+        assert!(parse(r#"{"names":["../x"]}"#).is_err(), "names are package names");
+        let full = parse(r#"{"names":["yay"],"repo":"extra","arch":"aarch64"}"#).unwrap();
+        assert_eq!(serde_json::to_value(&full).unwrap()["arch"], "aarch64");
+    }
+
+    #[test]
+    fn log_queries_default_to_the_whole_log() {
+        assert_eq!(LogQuery::default(), LogQuery { follow: false });
+        let q: LogQuery = serde_json::from_str("{}").unwrap();
+        assert!(!q.follow);
     }
 }

@@ -64,6 +64,9 @@ enum Command {
     /// Build agents.
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// The AUR as the server sees it: dependency closures of `aur` targets.
+    #[command(subcommand)]
+    Aur(commands::aur::AurCommand),
     /// The keys that sign the server's packages and databases, and how to make pacman trust them.
     Keys(commands::keys::KeysArgs),
     /// Copy a Vieter 0.6 server's targets and repositories to this server.
@@ -147,6 +150,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Jobs(cmd) => block_on(commands::builds::jobs(&ctx, cmd)),
         Command::Logs { job, follow } => block_on(commands::builds::logs(&ctx, job, follow)),
         Command::Agents(AgentsCommand::List) => block_on(commands::builds::agents(&ctx)),
+        Command::Aur(cmd) => block_on(commands::aur::run(&ctx, cmd)),
         Command::Keys(args) => block_on(commands::keys::run(&ctx, args)),
         Command::Schedule(args) => commands::schedule::run(&ctx, args),
         Command::Config(ConfigCommand::Init { force }) => {

@@ -327,6 +327,47 @@ fn adding_an_aur_target_prints_its_closure() {
 }
 
 #[test]
+fn aur_resolve_prints_the_build_order_without_adding_anything() {
+    use common::aur::{record, with, LocalAur};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let aur = rt.block_on(LocalAur::start(
+        vec![
+            with(record("app", "1.0-1"), serde_json::json!({"Depends": ["libfoo"]})),
+            record("libfoo", "2.0-1"),
+            with(record("broken", "1-1"), serde_json::json!({"Depends": ["nowhere"]})),
+        ],
+        None,
+    ));
+    let s = Server::start(&[("VIETER_AUR_RPC_URL", &aur.rpc())]);
+    let out = vieter(&s, KEY, &["aur", "resolve", "app"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["LAYER", "BASE", "VERSION", "PACKAGES", "NEEDS"], "{text}");
+    assert_eq!(rows[1], ["1", "libfoo", "2.0-1", "libfoo"], "{text}");
+    assert_eq!(rows[2], ["2", "app", "1.0-1", "app", "libfoo"], "{text}");
+    assert!(text.contains("build order: libfoo → app"), "{text}");
+    let report = json(&vieter(&s, KEY, &["--json", "aur", "resolve", "app", "--arch", "x86_64"]));
+    assert_eq!(report["layers"], serde_json::json!([["libfoo"], ["app"]]));
+    // Nothing was added.
+    assert_eq!(json(&vieter(&s, KEY, &["--json", "targets", "list"])), serde_json::json!([]));
+    // The server's refusal, with the chain.
+    let out = vieter(&s, KEY, &["aur", "resolve", "broken"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HTTP 400") && err.contains("broken → nowhere"), "{err}");
+    // A bad name is refused before anything is sent.
+    let out = vieter(&s, KEY, &["aur", "resolve", "Bad/Name"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Bad/Name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(rt);
+}
+
+#[test]
 fn keys_lists_the_signing_key_and_how_to_trust_it() {
     let s = Server::start(&[("VIETER_SIGNING_KEY", "generate")]);
     let keys = json(&vieter(&s, KEY, &["--json", "keys"]));

@@ -6,13 +6,18 @@
 
 use std::path::Path;
 
+#[cfg(feature = "aur")]
+pub mod aur;
+
 use futures_util::TryStreamExt;
 use libvieter::api::{
     AgentInfo, CreatedTarget, Envelope, FinishRequest, HeartbeatRequest, JobFilter, LeasedJob, ListQuery,
-    PackageDetail, PackageSummary, PollRequest, PublishResult, QueueRequest, RepoInfo, TargetFilter,
+    LogAppendQuery, LogQuery, PackageDetail, PackageSummary, PollRequest, PublishResult, QueueRequest,
+    RepoInfo, ResolveRequest, TargetFilter,
 };
 use libvieter::builds::DependencyTree;
 use libvieter::job::{AgentId, Job, JobId, Outcome};
+use libvieter::resolve::ClosureReport;
 use libvieter::target::{NewTarget, Target, TargetId, TargetPatch};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -280,7 +285,7 @@ impl Client {
     /// `GET /api/v1/jobs/{id}/log`: the whole log; with `follow`, a response whose body streams until
     /// the job ends.
     pub async fn log(&self, id: JobId, follow: bool) -> Result<reqwest::Response, ClientError> {
-        let req = self.request(Method::GET, &format!("/api/v1/jobs/{id}/log")).query(&[("follow", follow)]);
+        let req = self.request(Method::GET, &format!("/api/v1/jobs/{id}/log")).query(&LogQuery { follow });
         let resp = req.send().await.map_err(|source| self.connect_error(source))?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -288,6 +293,12 @@ impl Client {
         let status = resp.status();
         let body = resp.bytes().await.map_err(|source| self.connect_error(source))?;
         Err(http_error(status, &body))
+    }
+
+    /// Admin: `POST /api/v1/aur/resolve`: the dependency closure of AUR packages as adding `aur`
+    /// targets would resolve it, without creating anything.
+    pub async fn aur_resolve(&self, request: &ResolveRequest) -> Result<ClosureReport, ClientError> {
+        self.send(self.request(Method::POST, "/api/v1/aur/resolve").json(request)).await
     }
 
     /// `GET /api/v1/agents`.
@@ -327,7 +338,7 @@ impl Client {
     pub async fn append_log(&self, id: JobId, agent: &AgentId, text: Vec<u8>) -> Result<(), ClientError> {
         let req = self
             .request(Method::POST, &format!("/api/v1/jobs/{id}/log"))
-            .query(&[("agent_id", agent.as_str())])
+            .query(&LogAppendQuery { agent_id: agent.clone() })
             .body(text);
         self.send::<serde_json::Value>(req).await.map(|_| ())
     }
@@ -477,6 +488,25 @@ mod tests {
         assert_eq!(e.to_string(), "the server refused the API key (HTTP 401): invalid API key");
         let e = http_error(StatusCode::BAD_GATEWAY, b"upstream down");
         assert_eq!(e.to_string(), "the server answered HTTP 502: upstream down");
+    }
+
+    /// `https://` addresses work in every build of the client (TLS is a default feature, not a gift
+    /// of another crate of the workspace enabling it): the first byte sent is a TLS handshake record.
+    #[tokio::test]
+    async fn https_addresses_speak_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let first = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut byte = [0u8; 1];
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte).await.unwrap();
+            byte[0]
+        });
+        let client = Client::new(&format!("https://127.0.0.1:{port}"), None).unwrap();
+        let err = client.repos().await.unwrap_err();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), first).await;
+        let first = first.unwrap_or_else(|_| panic!("nothing reached the listener: {err}"));
+        assert_eq!(first.unwrap(), 0x16, "a TLS handshake record ({err})");
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub enum StartError {
     #[error("opening the build database: {0}")]
     Builds(String),
     #[error("the AUR client: {0}")]
-    Aur(#[from] aur::AurHttpError),
+    Aur(#[from] aur::AurClientError),
     #[error("{0}")]
     SigningKey(#[from] signing::KeyError),
     #[error("{0}")]

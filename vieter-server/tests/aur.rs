@@ -113,6 +113,16 @@ async fn a_diamond_resolves_against_the_sync_db_the_target_repo_and_the_aur() {
     asked.dedup();
     assert_eq!(asked.len(), total, "a name asked twice: {requests:?}");
 
+    // The client's typed call reads the same report.
+    let client = vieter_client::Client::new(&server.url, Some(KEY.to_owned())).unwrap();
+    let request = libvieter::api::ResolveRequest {
+        names: vec!["app".parse().unwrap()],
+        repo: Some("extra-aur".parse().unwrap()),
+        arch: None,
+    };
+    let report = client.aur_resolve(&request).await.unwrap();
+    assert_eq!(serde_json::to_value(&report).unwrap(), *data);
+
     // Without the target repository libbaz is nowhere: the chain is named.
     let (status, body) = resolve(&server, json!({"names": ["app"]})).await;
     assert_eq!(status, 400, "{body}");

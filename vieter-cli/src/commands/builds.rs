@@ -180,24 +180,31 @@ fn closure_lines(c: &libvieter::api::TargetClosure) -> Vec<String> {
         out.push(format!("dependencies already targets: {}", named(&c.reused)));
     }
     if let Some(r) = &c.resolved {
-        for choice in &r.choices {
-            let candidates: Vec<&str> = choice.candidates.iter().map(|n| n.as_str()).collect();
-            out.push(format!(
-                "{}: provided by {} (chosen among {})",
-                choice.dependency,
-                choice.chosen,
-                candidates.join(", ")
-            ));
-        }
-        for i in &r.installed {
-            let from = if i.source == "sync" { "sync db" } else { "repository" };
-            out.push(format!("{}: {} {} from {from} {}", i.dependency, i.package, i.version, i.repo));
-        }
-        if r.layers.len() > 1 {
-            let layers: Vec<String> =
-                r.layers.iter().map(|l| l.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" ")).collect();
-            out.push(format!("build order: {}", layers.join(" → ")));
-        }
+        out.extend(report_lines(r));
+    }
+    out
+}
+
+/// What a resolution chose and found installable, and the build order.
+pub fn report_lines(r: &libvieter::resolve::ClosureReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for choice in &r.choices {
+        let candidates: Vec<&str> = choice.candidates.iter().map(|n| n.as_str()).collect();
+        out.push(format!(
+            "{}: provided by {} (chosen among {})",
+            choice.dependency,
+            choice.chosen,
+            candidates.join(", ")
+        ));
+    }
+    for i in &r.installed {
+        let from = if i.source == "sync" { "sync db" } else { "repository" };
+        out.push(format!("{}: {} {} from {from} {}", i.dependency, i.package, i.version, i.repo));
+    }
+    if r.layers.len() > 1 {
+        let layers: Vec<String> =
+            r.layers.iter().map(|l| l.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" ")).collect();
+        out.push(format!("build order: {}", layers.join(" → ")));
     }
     out
 }

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod aur;
 pub mod builds;
 pub mod keys;
 pub mod migrate;

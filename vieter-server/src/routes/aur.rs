@@ -3,29 +3,14 @@
 
 use std::sync::Arc;
 
+use libvieter::api::ResolveRequest;
 use libvieter::name::{Arch, PkgName, RepoName};
 use libvieter::resolve::{Closure, ResolveError};
-use serde::Deserialize;
 use warp::http::StatusCode;
 
-use crate::aur::AurHttpError;
+use crate::aur::AurClientError;
 use crate::error::{ok, ApiError};
 use crate::App;
-
-/// The body of a resolve request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResolveRequest {
-    /// AUR package names (a base is named by one of its packages).
-    pub names: Vec<PkgName>,
-    /// The repository the builds would publish to: its packages count as installable.
-    pub repo: Option<RepoName>,
-    /// The architecture whose sync databases and repository count (the server's default arch).
-    pub arch: Option<Arch>,
-}
-
-/// The most names one request may resolve.
-const MAX_ROOTS: usize = 150;
 
 /// Resolves the closure of `names` for `repo` (if any) and `arch`. A sync database that cannot be
 /// read is a failed lookup, like the AUR failing.
@@ -34,7 +19,7 @@ pub async fn closure(
     names: Vec<PkgName>,
     repo: Option<RepoName>,
     arch: Arch,
-) -> Result<Result<Closure, ResolveError<AurHttpError>>, ApiError> {
+) -> Result<Result<Closure, ResolveError<AurClientError>>, ApiError> {
     let sync = match app.aur.sync_set(&arch).await {
         Ok(sync) => sync,
         Err(e) => return Ok(Err(ResolveError::Lookup(e))),
@@ -57,7 +42,7 @@ pub async fn closure(
 
 /// The HTTP answer to a failed resolution: the input's fault (400, with the chain or the cycle) or
 /// the AUR's / a mirror's (502).
-pub fn resolve_error(e: ResolveError<AurHttpError>) -> ApiError {
+pub fn resolve_error(e: ResolveError<AurClientError>) -> ApiError {
     match e {
         ResolveError::Lookup(e) => ApiError::new(StatusCode::BAD_GATEWAY, format!("AUR lookup failed: {e}")),
         other => ApiError::bad_request(other.to_string()),
@@ -67,9 +52,7 @@ pub fn resolve_error(e: ResolveError<AurHttpError>) -> ApiError {
 pub async fn resolve(app: Arc<App>, body: bytes::Bytes) -> Result<warp::reply::Response, ApiError> {
     let req: ResolveRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    if req.names.is_empty() || req.names.len() > MAX_ROOTS {
-        return Err(ApiError::bad_request(format!("names: give 1 to {MAX_ROOTS} AUR package names")));
-    }
+    req.check().map_err(ApiError::bad_request)?;
     let arch = req.arch.unwrap_or_else(|| app.config.default_arch.clone());
     let closure = closure(&app, req.names, req.repo, arch).await?.map_err(resolve_error)?;
     Ok(ok(&closure.report()))

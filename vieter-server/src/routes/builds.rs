@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use libvieter::api::{
-    CreatedTarget, FinishRequest, HeartbeatRequest, PollRequest, QueueRequest, TargetQuery,
+    CreatedTarget, FinishRequest, HeartbeatRequest, LogAppendQuery, LogQuery, PollRequest, QueueRequest,
+    TargetQuery,
 };
 use libvieter::builds::{BuildError, LogError};
-use libvieter::job::{AgentId, JobId};
+use libvieter::job::JobId;
 use libvieter::target::{NewTarget, TargetId, TargetPatch};
-use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use warp::http::StatusCode;
 
@@ -181,26 +181,15 @@ pub async fn finish(
     )
 }
 
-#[derive(Debug, Deserialize)]
-pub struct AppendQuery {
-    agent_id: AgentId,
-}
-
 pub async fn append_log(
     app: Arc<App>,
     caller: Caller,
     id: u64,
-    q: AppendQuery,
+    q: LogAppendQuery,
     body: bytes::Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     blocking(move || app.builds.append_log(JobId(id), &q.agent_id, &caller, &body)).await?;
     Ok(ok(&serde_json::json!({})))
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct LogQuery {
-    #[serde(default)]
-    pub follow: bool,
 }
 
 /// How much of a log is read at once: a reader never holds more than a chunk or two of it.

@@ -12,11 +12,12 @@ use libvieter::job::JobId;
 use warp::filters::BoxedFilter;
 use warp::{Filter, Reply};
 
-use super::builds::{read_log, LogQuery};
+use super::builds::read_log;
 use crate::auth::{self, Role};
 use crate::builds::BuildsError;
 use crate::error::{ok, respond, ApiError};
 use crate::App;
+use libvieter::api::LogQuery;
 
 impl From<CompatError> for ApiError {
     fn from(e: CompatError) -> Self {

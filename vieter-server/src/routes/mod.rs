@@ -419,7 +419,7 @@ fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             .and(warp::post())
             .and(agent.clone())
             .and(app_f.clone())
-            .and(warp::query::<builds::AppendQuery>())
+            .and(warp::query::<libvieter::api::LogAppendQuery>())
             .and(body(kib(8 * 1024)))
             .then(|id, who, app, q, b| async move { respond(builds::append_log(app, who, id, q, b).await) }))
         .unify()
@@ -427,7 +427,7 @@ fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             .and(warp::get())
             .and(admin.clone())
             .and(app_f.clone())
-            .and(warp::query::<builds::LogQuery>())
+            .and(warp::query::<libvieter::api::LogQuery>())
             .then(|id, _, app, q| async move { respond(builds::read_log(app, id, q).await) }))
         .unify();
 

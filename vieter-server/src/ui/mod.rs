@@ -318,7 +318,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
                 if let Err(page) = r.read(Area::Builds) {
                     return (*page).into_response();
                 }
-                let query = crate::routes::builds::LogQuery::default();
+                let query = libvieter::api::LogQuery::default();
                 match crate::routes::builds::read_log(app, id, query).await {
                     Ok(response) => response,
                     Err(e) => r.api_error(e).into_response(),
