@@ -487,6 +487,36 @@ impl ResolveRequest {
     }
 }
 
+/// The answer to `POST /api/v1/jobs/{id}/heartbeat`: the lease, renewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRenewal {
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+/// The answer to `DELETE /api/v1/targets/{id}`: the target removed and the automatic targets (AUR
+/// dependencies) removed with it, needed by nothing else any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRemoved {
+    pub removed: crate::target::TargetId,
+    #[serde(default)]
+    pub automatic: Vec<crate::target::TargetId>,
+}
+
+/// The answer to `DELETE /{repo}[/{arch}[/{pkgname}]]`: what was removed, in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub removed: String,
+}
+
+/// The answer to `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+}
+
 /// An agent as the server last saw it: `GET /api/v1/agents`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInfo {

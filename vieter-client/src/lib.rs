@@ -11,9 +11,9 @@ pub mod aur;
 
 use futures_util::TryStreamExt;
 use libvieter::api::{
-    AgentInfo, CreatedTarget, Envelope, FinishRequest, HeartbeatRequest, JobFilter, LeasedJob, ListQuery,
-    LogAppendQuery, LogQuery, PackageDetail, PackageSummary, PollRequest, PublishResult, QueueRequest,
-    RepoInfo, ResolveRequest, TargetFilter,
+    AgentInfo, CreatedTarget, Envelope, FinishRequest, Health, HeartbeatRequest, JobFilter, LeaseRenewal,
+    LeasedJob, ListQuery, LogAppendQuery, LogQuery, PackageDetail, PackageSummary, PollRequest,
+    PublishResult, QueueRequest, Removed, RepoInfo, ResolveRequest, TargetFilter, TargetRemoved,
 };
 use libvieter::builds::DependencyTree;
 use libvieter::job::{AgentId, Job, JobId, Outcome};
@@ -114,7 +114,7 @@ impl Client {
 
     /// `GET /health`.
     pub async fn health(&self) -> Result<(), ClientError> {
-        self.send::<serde_json::Value>(self.request(Method::GET, "/health")).await.map(|_| ())
+        self.send::<Health>(self.request(Method::GET, "/health")).await.map(|_| ())
     }
 
     /// Uploads a package file to `repo`, streaming it from disk. `progress` is called with the number of
@@ -203,7 +203,7 @@ impl Client {
             path.push('/');
             path.push_str(&encode(part));
         }
-        self.send::<serde_json::Value>(self.request(Method::DELETE, &path)).await.map(|_| ())
+        self.send::<Removed>(self.request(Method::DELETE, &path)).await.map(|_| ())
     }
 
     /// `PUT /api/v1/repos/{repo}/{arch}`: creates the empty arch-repo; returns whether it was created
@@ -248,12 +248,7 @@ impl Client {
 
     /// `DELETE /api/v1/targets/{id}`: returns the automatic targets removed with it.
     pub async fn delete_target(&self, id: TargetId) -> Result<Vec<TargetId>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct Removed {
-            #[serde(default)]
-            automatic: Vec<TargetId>,
-        }
-        self.send::<Removed>(self.request(Method::DELETE, &format!("/api/v1/targets/{id}")))
+        self.send::<TargetRemoved>(self.request(Method::DELETE, &format!("/api/v1/targets/{id}")))
             .await
             .map(|r| r.automatic)
     }
@@ -331,7 +326,7 @@ impl Client {
     pub async fn heartbeat(&self, id: JobId, agent: &AgentId) -> Result<(), ClientError> {
         let body = HeartbeatRequest { agent_id: agent.clone() };
         let req = self.request(Method::POST, &format!("/api/v1/jobs/{id}/heartbeat")).json(&body);
-        self.send::<serde_json::Value>(req).await.map(|_| ())
+        self.send::<LeaseRenewal>(req).await.map(|_| ())
     }
 
     /// Agent: `POST /api/v1/jobs/{id}/log`: appends to the build log.

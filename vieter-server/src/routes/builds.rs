@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use libvieter::api::{
-    CreatedTarget, FinishRequest, HeartbeatRequest, LogAppendQuery, LogQuery, PollRequest, QueueRequest,
-    TargetQuery,
+    CreatedTarget, FinishRequest, HeartbeatRequest, LeaseRenewal, LogAppendQuery, LogQuery, PollRequest,
+    QueueRequest, TargetQuery, TargetRemoved,
 };
 use libvieter::builds::{BuildError, LogError};
 use libvieter::job::JobId;
@@ -116,7 +116,7 @@ pub async fn patch_target(
 
 pub async fn delete_target(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
     let removal = blocking(move || app.builds.service.delete_target(TargetId(id))).await?;
-    Ok(ok(&serde_json::json!({ "removed": id, "automatic": removal.automatic })))
+    Ok(ok(&TargetRemoved { removed: removal.removed, automatic: removal.automatic }))
 }
 
 pub async fn target_deps(app: Arc<App>, id: u64) -> Result<warp::reply::Response, ApiError> {
@@ -164,7 +164,7 @@ pub async fn heartbeat(
     let req: HeartbeatRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid heartbeat: {e}")))?;
     let expiry = blocking(move || app.builds.service.heartbeat(JobId(id), &req.agent_id, &caller)).await?;
-    Ok(ok(&serde_json::json!({ "lease_expires_at": expiry })))
+    Ok(ok(&LeaseRenewal { lease_expires_at: expiry }))
 }
 
 pub async fn finish(

@@ -39,5 +39,5 @@ pub async fn remove(
         return Err(ApiError::not_found(format!("{what} not found")));
     }
     tracing::info!("removed {what}");
-    Ok(ok(&serde_json::json!({ "removed": what })))
+    Ok(ok(&libvieter::api::Removed { removed: what }))
 }

@@ -4,5 +4,5 @@ use crate::error::ok;
 
 /// The health answer: `{"message": "", "data": {"status": "ok", "version": ...}}`.
 pub fn health() -> warp::reply::Response {
-    ok(&serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+    ok(&libvieter::api::Health { status: "ok".to_owned(), version: env!("CARGO_PKG_VERSION").to_owned() })
 }
