@@ -27,7 +27,7 @@ pub enum OpenError {
 /// Opens the data directory (creating its layout) and the database.
 pub fn open(data_dir: &Path, default_arch: Arch, format: DbFormat) -> Result<Repos, OpenError> {
     let blobs = DirBlobs::open(data_dir)?;
-    let store = Store::open(&data_dir.join("vieter.redb"))?;
+    let store = crate::store::open(&data_dir.join("vieter.redb"))?;
     // A publish is answered once durable and recorded; the archives it changed are written when
     // next served or settled (`lib.rs`: a timer, and at shutdown).
     Ok(Repository::new(store, blobs, default_arch, format, chrono::Utc::now).with_deferred_archives())

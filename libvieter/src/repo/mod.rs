@@ -8,7 +8,8 @@
 //! `any` fan-out, pool reference counts, the order of every change and crash recovery, over two ports:
 //! a transactional metadata store ([`RepoStore`]) and a blob store for package files and archives
 //! ([`BlobStore`]). libvieter ships in-memory implementations of both ([`memory`]) and, with `fs`,
-//! plain-directory ones ([`crate::fs::DirStore`], [`crate::fs::DirBlobs`]); the server adds redb.
+//! plain-directory ones ([`crate::fs::DirStore`], [`crate::fs::DirBlobs`]), and the metadata store over
+//! any transactional ordered key-value database ([`kv::KvStore`]: the server's redb store is it).
 //! [`conformance`] checks any pair of implementations, crash ordering included.
 
 use std::collections::BTreeSet;
@@ -24,6 +25,8 @@ mod checkpoints;
 pub mod conformance;
 #[cfg(feature = "repository")]
 mod ingest;
+#[cfg(feature = "repository")]
+pub mod kv;
 #[cfg(feature = "repository")]
 mod members;
 #[cfg(feature = "repository")]
