@@ -56,6 +56,8 @@ pub mod digest;
 pub mod fs;
 #[cfg(feature = "builds")]
 pub mod job;
+#[cfg(feature = "builds")]
+pub mod kv;
 pub mod name;
 pub mod package;
 pub mod pkginfo;

@@ -2,14 +2,13 @@
 //!
 //! Every rule (targets, queueing, leases, retries, agents, retention, filters) is libvieter's
 //! [`BuildService`] (and [`BuildLogs`] for the logs); this module gives it its I/O: `builds.redb`
-//! ([`store`], with the group commit of job records in [`writer`]), the system clock, the log directory
+//! ([`store`]: libvieter's layout and group commit over redb), the system clock, the log directory
 //! `logs/` ([`LogDir`]), long polls ([`agents`]) and the tick's timer ([`tick`]). Routes call [`Builds::service`] for everything that does not wait or touch
 //! a file, and map [`BuildsError`] to HTTP statuses.
 
 mod agents;
 mod store;
 mod tick;
-mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,7 +65,7 @@ impl Builds {
     /// Opens `builds.redb` and `logs/` in `data_dir` and reloads the active jobs and the agents.
     pub fn open(data_dir: &Path, settings: BuildSettings) -> Result<Builds, BuildsError> {
         let logs = BuildLogs::new(LogDir::open(data_dir.join("logs")).map_err(BuildsError::LogDir)?);
-        let store = RedbStore::open(&data_dir.join("builds.redb"))?;
+        let store = store::open(&data_dir.join("builds.redb"))?;
         let wake = Arc::new(tick::Wake::new());
         let service = BuildService::open(store, settings, Utc::now)?.with_wakeups(wake.clone());
         tracing::info!(reloaded = service.active_jobs(), "active jobs reloaded");

@@ -1,6 +1,7 @@
-//! `vieter.redb`: libvieter's repository layout ([`libvieter::repo::kv`], whose module documentation
-//! lists the tables and rows) over redb, the only module that knows redb's side of it. Every table is
-//! `&str → &[u8]`; every change is one write transaction, durable when `commit` returns.
+//! redb as libvieter's key-value port ([`libvieter::kv::Kv`]): every table `&str → &[u8]`, a read
+//! transaction per snapshot, a write transaction per change (durable when `commit` returns). The row
+//! layouts are libvieter's: `vieter.redb` holds the repository's ([`libvieter::repo::kv`]),
+//! `builds.redb` the build service's ([`libvieter::builds::kv`], opened in `builds/store.rs`).
 
 use std::ops::{Bound, ControlFlow};
 use std::path::Path;
@@ -14,57 +15,69 @@ pub type Store = KvStore<RedbKv>;
 /// A failure of the store.
 pub type StoreError = KvError;
 
-type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+pub(crate) type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
-/// How earlier servers typed two tables (`files`: file name → SHA-256, `pool`: SHA-256 → references);
-/// [`open`] moves their rows to the layout's `package_files` and `pool_refs`.
+/// How earlier servers typed two tables of `vieter.redb` (`files`: file name → SHA-256, `pool`:
+/// SHA-256 → references); [`open`] moves their rows to the layout's `package_files` and `pool_refs`.
 const LEGACY_FILES: TableDefinition<&str, &str> = TableDefinition::new("files");
 const LEGACY_POOL: TableDefinition<&str, u64> = TableDefinition::new("pool");
 
-fn db(e: impl Into<redb::Error>) -> KvError {
+pub(crate) fn db(e: impl Into<redb::Error>) -> KvError {
     KvError::storage(e.into())
 }
 
 /// redb as a [`Kv`].
 pub struct RedbKv(redb::Database);
 
-/// Opens (or creates) the database and its tables, moving the rows of the tables earlier servers typed
-/// otherwise (in the same transaction: a crash leaves the old tables or the new ones).
+impl RedbKv {
+    /// Opens (or creates) a database with `tables`; `upgrade` runs in the same write transaction (a
+    /// crash leaves the database as it was or upgraded).
+    pub fn open(
+        path: &Path,
+        tables: &[&'static str],
+        upgrade: impl FnOnce(&redb::WriteTransaction) -> Result<(), KvError>,
+    ) -> Result<RedbKv, KvError> {
+        let database = redb::Database::create(path).map_err(db)?;
+        let txn = database.begin_write().map_err(db)?;
+        for name in tables {
+            txn.open_table(Table::new(name)).map_err(db)?;
+        }
+        upgrade(&txn)?;
+        txn.commit().map_err(db)?;
+        Ok(RedbKv(database))
+    }
+}
+
+/// Moves the rows of a table typed as an earlier server typed it into the layout's table `to`
+/// (`row` makes the new key and value), then deletes it; nothing when there is no such table.
+pub(crate) fn move_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::WriteTransaction,
+    from: TableDefinition<K, V>,
+    to: &'static str,
+    row: impl Fn(K::SelfType<'_>, V::SelfType<'_>) -> (String, Vec<u8>),
+) -> Result<(), KvError> {
+    if !txn.list_tables().map_err(db)?.any(|t| t.name() == from.name()) {
+        return Ok(());
+    }
+    {
+        let (old, mut new) = (txn.open_table(from).map_err(db)?, txn.open_table(Table::new(to)).map_err(db)?);
+        for r in old.iter().map_err(db)? {
+            let (k, v) = r.map_err(db)?;
+            let (key, value) = row(k.value(), v.value());
+            new.insert(key.as_str(), value.as_slice()).map_err(db)?;
+        }
+    }
+    txn.delete_table(from).map_err(db)?;
+    Ok(())
+}
+
+/// Opens (or creates) `vieter.redb`, moving the rows of the tables earlier servers typed otherwise.
 pub fn open(path: &Path) -> Result<Store, KvError> {
-    let database = redb::Database::create(path).map_err(db)?;
-    let txn = database.begin_write().map_err(db)?;
-    for name in TABLES {
-        txn.open_table(Table::new(name)).map_err(db)?;
-    }
-    let existing: Vec<String> = txn.list_tables().map_err(db)?.map(|t| t.name().to_owned()).collect();
-    if existing.iter().any(|t| t == LEGACY_FILES.name()) {
-        {
-            let (old, mut new) = (
-                txn.open_table(LEGACY_FILES).map_err(db)?,
-                txn.open_table(Table::new("package_files")).map_err(db)?,
-            );
-            for row in old.iter().map_err(db)? {
-                let (k, v) = row.map_err(db)?;
-                new.insert(k.value(), v.value().as_bytes()).map_err(db)?;
-            }
-        }
-        txn.delete_table(LEGACY_FILES).map_err(db)?;
-    }
-    if existing.iter().any(|t| t == LEGACY_POOL.name()) {
-        {
-            let (old, mut new) = (
-                txn.open_table(LEGACY_POOL).map_err(db)?,
-                txn.open_table(Table::new("pool_refs")).map_err(db)?,
-            );
-            for row in old.iter().map_err(db)? {
-                let (k, v) = row.map_err(db)?;
-                new.insert(k.value(), v.value().to_le_bytes().as_slice()).map_err(db)?;
-            }
-        }
-        txn.delete_table(LEGACY_POOL).map_err(db)?;
-    }
-    txn.commit().map_err(db)?;
-    Ok(KvStore(RedbKv(database)))
+    let kv = RedbKv::open(path, &TABLES, |txn| {
+        move_rows(txn, LEGACY_FILES, "package_files", |k, v| (k.to_owned(), v.as_bytes().to_vec()))?;
+        move_rows(txn, LEGACY_POOL, "pool_refs", |k, v| (k.to_owned(), v.to_le_bytes().to_vec()))
+    })?;
+    Ok(KvStore(kv))
 }
 
 fn get_in(

@@ -55,6 +55,7 @@ mod error;
 mod graph;
 #[cfg(test)]
 mod graph_tests;
+pub mod kv;
 mod logs;
 mod store;
 #[cfg(test)]
@@ -68,6 +69,7 @@ pub use change::{
 pub use clock::{Clock, ManualClock};
 pub use error::{BuildError, Invalid, Missing};
 pub use graph::{ClosureQuery, ClosureTargets, DependencyTree, Removal};
+pub use kv::KvBuildStore;
 pub use logs::{BuildLogs, LogError, LogStore, MemoryLogs};
 pub use store::{AgentRecord, BuildStore, Durable, MemoryStore, Saved, StoreError};
 pub use views::{PackageBuild, MAX_SCANNED_JOBS};
