@@ -3,7 +3,7 @@
 //! Named tables of `str` keys and byte values, read snapshots and serialized write transactions: what
 //! redb, LMDB or RocksDB give. libvieter writes the row layouts of its stores once over it
 //! ([`crate::repo::kv::KvStore`], [`crate::builds::KvBuildStore`]); an embedder implements [`Kv`] for
-//! its database (the server's redb adapter is about a hundred lines) and gets both.
+//! its database (the server's redb adapter is under two hundred lines) and gets both.
 
 use std::collections::BTreeMap;
 use std::io;

@@ -162,8 +162,12 @@ fn file_hash(
     arch: &Arch,
     filename: &str,
 ) -> Result<Option<String>, KvError> {
-    let sha = kv.get(PACKAGE_FILES, &pkg_key(repo, arch, filename))?;
-    sha.map(|s| String::from_utf8(s).map_err(|e| KvError::damaged(e))).transpose()
+    sha_text(kv.get(PACKAGE_FILES, &pkg_key(repo, arch, filename))?)
+}
+
+/// A `package_files` value.
+fn sha_text(value: Option<Vec<u8>>) -> Result<Option<String>, KvError> {
+    value.map(|s| String::from_utf8(s).map_err(KvError::damaged)).transpose()
 }
 
 fn pool_refs(kv: &impl KvRead, sha256: &str) -> Result<u64, KvError> {
@@ -477,9 +481,7 @@ impl<W: KvWrite> RepoTxn for KvTxn<W> {
         arch: &Arch,
         filename: &str,
     ) -> Result<Option<String>, KvError> {
-        let old = file_hash(&self.0, repo, arch, filename)?;
-        self.0.take(PACKAGE_FILES, &pkg_key(repo, arch, filename))?;
-        Ok(old)
+        sha_text(self.0.take(PACKAGE_FILES, &pkg_key(repo, arch, filename))?)
     }
 
     fn pool_refs(&self, sha256: &str) -> Result<u64, KvError> {
