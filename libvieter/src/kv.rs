@@ -207,3 +207,86 @@ impl Kv for MemoryKv {
         Ok(MemoryKvWrite { kv: self, tables, _serialized: serialized })
     }
 }
+
+/// The promises of a [`Kv`], checked on `kv` with two tables it has (empty): half-open ranges in byte
+/// order, both directions, visitors that stop, own writes seen, dropped transactions undone, snapshots
+/// isolated from later commits, tables independent. Panics on the first broken promise.
+pub fn check<K: Kv>(kv: &K, [a, b]: [&'static str; 2]) {
+    fn rows(
+        r: &impl KvRead,
+        table: &'static str,
+        start: &str,
+        end: Option<&str>,
+        reverse: bool,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        r.scan(table, KeyRange { start, end }, reverse, &mut |k, v| {
+            out.push(format!("{k}={}", String::from_utf8_lossy(v)));
+            ControlFlow::Continue(())
+        })
+        .expect("scan");
+        out
+    }
+    let read = kv.read().expect("read");
+    assert_eq!(read.get(a, "x").expect("get"), None, "a new table is empty");
+    assert!(rows(&read, a, "", None, false).is_empty());
+
+    let mut w = kv.write().expect("write");
+    w.put(a, "k/1", b"1").expect("put");
+    drop(w);
+    assert_eq!(kv.read().expect("read").get(a, "k/1").expect("get"), None, "a dropped write did nothing");
+
+    let mut w = kv.write().expect("write");
+    for (k, v) in
+        [("k/1", "1"), ("k/10", "10"), ("k/2", "2"), ("k/\u{e9}", "e"), ("k0", "next"), ("j", "before")]
+    {
+        w.put(a, k, v.as_bytes()).expect("put");
+    }
+    w.put(b, "k/1", b"other").expect("put");
+    assert_eq!(w.get(a, "k/2").expect("get").as_deref(), Some(&b"2"[..]), "a transaction sees its writes");
+    assert_eq!(rows(&w, a, "k/", Some("k0"), false), ["k/1=1", "k/10=10", "k/2=2", "k/\u{e9}=e"]);
+    w.commit().expect("commit");
+
+    let before = kv.read().expect("read");
+    assert_eq!(
+        rows(&before, a, "k/", Some("k0"), false),
+        ["k/1=1", "k/10=10", "k/2=2", "k/\u{e9}=e"],
+        "byte order"
+    );
+    assert_eq!(
+        rows(&before, a, "k/", Some("k0"), true),
+        ["k/\u{e9}=e", "k/2=2", "k/10=10", "k/1=1"],
+        "reversed"
+    );
+    assert_eq!(rows(&before, a, "k/10", Some("k/2"), false), ["k/10=10"], "start included, end excluded");
+    assert_eq!(rows(&before, a, "k0", None, false), ["k0=next"], "to the end of the table");
+    assert!(rows(&before, a, "k/2", Some("k/1"), false).is_empty(), "an empty range");
+    assert_eq!(rows(&before, b, "", None, false), ["k/1=other"], "tables are independent");
+    let mut first = Vec::new();
+    before
+        .scan(a, KeyRange { start: "", end: None }, true, &mut |k, _| {
+            first.push(k.to_owned());
+            ControlFlow::Break(())
+        })
+        .expect("scan");
+    assert_eq!(first, ["k0"], "a visitor that breaks sees one row");
+
+    let mut w = kv.write().expect("write");
+    assert_eq!(w.take(a, "k/2").expect("take").as_deref(), Some(&b"2"[..]), "take returns the value");
+    assert_eq!(w.take(a, "k/2").expect("take"), None);
+    w.remove_range(a, KeyRange { start: "k/", end: Some("k/2") }).expect("remove_range");
+    w.put(a, "j", b"changed").expect("put");
+    w.commit().expect("commit");
+    assert_eq!(rows(&before, a, "", None, false).len(), 6, "a snapshot does not see later commits");
+    let after = kv.read().expect("read");
+    assert_eq!(rows(&after, a, "", None, false), ["j=changed", "k/\u{e9}=e", "k0=next"]);
+    assert_eq!(rows(&after, b, "", None, false), ["k/1=other"]);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_memory_kv_keeps_the_promises() {
+        super::check(&super::MemoryKv::default(), ["a", "b"]);
+    }
+}

@@ -49,18 +49,23 @@ impl RedbKv {
 }
 
 /// Moves the rows of a table typed as an earlier server typed it into the layout's table `to`
-/// (`row` makes the new key and value), then deletes it; nothing when there is no such table.
+/// (`row` makes the new key and value), then leaves a fence under its name: a table of another type, so
+/// that an earlier server started on the upgraded database fails to open it (`TableTypeMismatch`) instead
+/// of finding it empty (and, for `files`, deleting every pool file as unreferenced).
 pub(crate) fn move_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn: &redb::WriteTransaction,
     from: TableDefinition<K, V>,
     to: &'static str,
     row: impl Fn(K::SelfType<'_>, V::SelfType<'_>) -> (String, Vec<u8>),
 ) -> Result<(), KvError> {
-    if !txn.list_tables().map_err(db)?.any(|t| t.name() == from.name()) {
-        return Ok(());
-    }
     {
-        let (old, mut new) = (txn.open_table(from).map_err(db)?, txn.open_table(Table::new(to)).map_err(db)?);
+        let old = match txn.open_table(from) {
+            Ok(old) => old,
+            // The fence: moved already.
+            Err(redb::TableError::TableTypeMismatch { .. }) => return Ok(()),
+            Err(e) => return Err(db(e)),
+        };
+        let mut new = txn.open_table(Table::new(to)).map_err(db)?;
         for r in old.iter().map_err(db)? {
             let (k, v) = r.map_err(db)?;
             let (key, value) = row(k.value(), v.value());
@@ -68,6 +73,7 @@ pub(crate) fn move_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
         }
     }
     txn.delete_table(from).map_err(db)?;
+    txn.open_table(TableDefinition::<&str, ()>::new(from.name())).map_err(db)?;
     Ok(())
 }
 
@@ -205,6 +211,13 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn redb_keeps_the_promises_of_the_key_value_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = RedbKv::open(&dir.path().join("kv.redb"), &["a", "b"], |_| Ok(())).unwrap();
+        libvieter::kv::check(&kv, ["a", "b"]);
+    }
+
     /// The redb store with the directory blobs keeps every promise of the repository ports, crash
     /// ordering included.
     #[test]
@@ -268,6 +281,8 @@ mod tests {
             let database = redb::Database::create(&path).unwrap();
             let txn = database.begin_write().unwrap();
             txn.delete_table(Table::new("package_files")).unwrap();
+            txn.delete_table(TableDefinition::<&str, ()>::new("files")).unwrap();
+            txn.delete_table(TableDefinition::<&str, ()>::new("pool")).unwrap();
             txn.delete_table(Table::new("pool_refs")).unwrap();
             txn.open_table(LEGACY_FILES)
                 .unwrap()
@@ -283,12 +298,16 @@ mod tests {
         let report = repo.recover().unwrap();
         assert_eq!(report.orphans_removed, 0, "the pool file is still referenced: {report:?}");
         drop(repo);
+        // An earlier server opening the upgraded database fails on the fences, before any recovery.
         let database = redb::Database::create(&path).unwrap();
-        let tables: Vec<String> =
-            database.begin_write().unwrap().list_tables().unwrap().map(|t| t.name().to_owned()).collect();
-        assert!(
-            !tables.iter().any(|t| t == "files" || t == "pool"),
-            "the legacy tables are gone: {tables:?}"
-        );
+        let txn = database.begin_write().unwrap();
+        let refused = txn.open_table(LEGACY_FILES).map(drop).unwrap_err();
+        assert!(matches!(refused, redb::TableError::TableTypeMismatch { .. }), "{refused}");
+        assert!(txn.open_table(LEGACY_POOL).is_err());
+        drop(txn);
+        drop(database);
+        // And the upgraded database opens again (a fence is not moved).
+        let repo = repository(dir.path());
+        assert_eq!(repo.store().file_hash(&r, &a, &filename).unwrap().as_deref(), Some(sha.as_str()));
     }
 }

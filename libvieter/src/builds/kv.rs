@@ -74,10 +74,21 @@ struct StoredAgent {
 
 type Batch = (Vec<(String, Vec<u8>)>, SyncSender<Result<(), String>>);
 
-/// The build service's [`BuildStore`] over `K`.
+/// The build service's [`BuildStore`] over `K`. Dropping it waits for the writer thread to write what
+/// it was handed and end (so `K` is closed when the drop returns).
 pub struct KvBuildStore<K> {
     kv: Arc<K>,
-    writer: Sender<Batch>,
+    writer: Option<Sender<Batch>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<K> Drop for KvBuildStore<K> {
+    fn drop(&mut self) {
+        self.writer = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Job records handed to the writer thread; [`Saved::wait`] returns once they are durable.
@@ -99,7 +110,7 @@ impl<K: Kv + 'static> KvBuildStore<K> {
         let kv = Arc::new(kv);
         let (writer, rx) = channel::<Batch>();
         let thread_kv = kv.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("job-writer".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
@@ -112,7 +123,7 @@ impl<K: Kv + 'static> KvBuildStore<K> {
                 }
             })
             .map_err(err)?;
-        Ok(KvBuildStore { kv, writer })
+        Ok(KvBuildStore { kv, writer: Some(writer), thread: Some(thread) })
     }
 }
 
@@ -246,7 +257,8 @@ impl<K: Kv + 'static> BuildStore for KvBuildStore<K> {
             return Ok(Pending(None));
         }
         let (reply, rx) = sync_channel(1);
-        self.writer.send((records, reply)).map_err(|_| err("the job writer stopped"))?;
+        let writer = self.writer.as_ref().ok_or_else(|| err("the job writer stopped"))?;
+        writer.send((records, reply)).map_err(|_| err("the job writer stopped"))?;
         Ok(Pending(Some(rx)))
     }
 

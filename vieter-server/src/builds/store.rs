@@ -94,5 +94,21 @@ mod tests {
         // Ids go on after the stored counter.
         let next = store.add_target(targets[0].clone(), Utc::now()).unwrap();
         assert_eq!(next.id, TargetId(8));
+        drop(store);
+        // An earlier server opening the upgraded database fails on the fences.
+        let database = redb::Database::create(&path).unwrap();
+        let txn = database.begin_write().unwrap();
+        for refused in [
+            txn.open_table(LEGACY_TARGETS).map(drop),
+            txn.open_table(LEGACY_JOBS).map(drop),
+            txn.open_table(LEGACY_COUNTERS).map(drop),
+            txn.open_table(LEGACY_LAST_RUNS).map(drop),
+        ] {
+            assert!(matches!(refused, Err(redb::TableError::TableTypeMismatch { .. })), "{refused:?}");
+        }
+        drop(txn);
+        drop(database);
+        // The upgraded database opens again with its rows.
+        assert_eq!(open(&path).unwrap().job(JobId(3)).unwrap().map(|j| j.target()), Some(TargetId(7)));
     }
 }
