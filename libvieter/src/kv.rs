@@ -129,39 +129,41 @@ fn scan_rows(tables: &Tables, table: &'static str, range: KeyRange<'_>, reverse:
     let _ = if reverse { rows.rev().try_for_each(&mut visit) } else { rows.try_for_each(&mut visit) };
 }
 
-impl KvRead for MemoryKvRead {
-    fn get(&self, table: &'static str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(get_row(&self.0, table, key))
-    }
-
-    fn scan(
-        &self,
-        table: &'static str,
-        range: KeyRange<'_>,
-        reverse: bool,
-        visit: Visit<'_>,
-    ) -> Result<(), KvError> {
-        scan_rows(&self.0, table, range, reverse, visit);
-        Ok(())
+impl MemoryKvRead {
+    fn tables(&self) -> &Tables {
+        &self.0
     }
 }
 
-impl KvRead for MemoryKvWrite<'_> {
-    fn get(&self, table: &'static str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(get_row(&self.tables, table, key))
-    }
-
-    fn scan(
-        &self,
-        table: &'static str,
-        range: KeyRange<'_>,
-        reverse: bool,
-        visit: Visit<'_>,
-    ) -> Result<(), KvError> {
-        scan_rows(&self.tables, table, range, reverse, visit);
-        Ok(())
+impl MemoryKvWrite<'_> {
+    fn tables(&self) -> &Tables {
+        &self.tables
     }
 }
+
+/// A snapshot and a write transaction read alike: from their `tables()`.
+macro_rules! memory_reads {
+    ($($ty:ty),*) => {$(
+        impl KvRead for $ty {
+            fn get(&self, table: &'static str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+                Ok(get_row(self.tables(), table, key))
+            }
+
+            fn scan(
+                &self,
+                table: &'static str,
+                range: KeyRange<'_>,
+                reverse: bool,
+                visit: Visit<'_>,
+            ) -> Result<(), KvError> {
+                scan_rows(self.tables(), table, range, reverse, visit);
+                Ok(())
+            }
+        }
+    )*};
+}
+
+memory_reads!(MemoryKvRead, MemoryKvWrite<'_>);
 
 impl KvWrite for MemoryKvWrite<'_> {
     fn put(&mut self, table: &'static str, key: &str, value: &[u8]) -> Result<(), KvError> {

@@ -10,11 +10,12 @@ mod agents;
 mod store;
 mod tick;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
-use libvieter::builds::{BuildError, BuildLogs, BuildService};
+use libvieter::builds::{BuildError, BuildLogs, BuildService, LogRead, LogReader};
 use libvieter::fs::LogDir;
 use libvieter::job::{AgentId, JobId};
 
@@ -110,8 +111,46 @@ impl Builds {
         Ok(self.logs.remove(&self.service, id)?)
     }
 
-    /// The log file of a job (it may not exist yet).
-    pub fn log_file(&self, id: JobId) -> PathBuf {
-        self.logs.store().path(id)
+    /// The next bytes of `reader`, at most `max` ([`BuildLogs::read`], on the blocking pool).
+    pub async fn read_log(
+        self: &Arc<Self>,
+        reader: &mut LogReader,
+        max: usize,
+    ) -> Result<LogRead, BuildsError> {
+        let (builds, mut r) = (self.clone(), reader.clone());
+        let (read, r) =
+            tokio::task::spawn_blocking(move || (builds.logs.read(&builds.service, &mut r, max), r))
+                .await
+                .map_err(|e| BuildsError::Task(e.to_string()))?;
+        *reader = r;
+        Ok(read?)
+    }
+
+    /// What a follower of a log waits on between reads.
+    pub fn watch_logs(&self) -> LogWatch {
+        LogWatch { appends: self.appends(), jobs: self.job_changes() }
+    }
+}
+
+/// Log appends and job changes, as a follower of a log waits on them.
+pub struct LogWatch {
+    appends: tokio::sync::watch::Receiver<u64>,
+    jobs: tokio::sync::watch::Receiver<u64>,
+}
+
+impl LogWatch {
+    /// Marks what happened so far as seen: call it before a read, so that no later append is missed.
+    pub fn seen(&mut self) {
+        self.appends.borrow_and_update();
+        self.jobs.borrow_and_update();
+    }
+
+    /// Waits until a log was appended to or a job changed since [`LogWatch::seen`], at most `at_most`.
+    pub async fn changed(&mut self, at_most: Duration) {
+        tokio::select! {
+            _ = self.appends.changed() => {}
+            _ = self.jobs.changed() => {}
+            () = tokio::time::sleep(at_most) => {}
+        }
     }
 }

@@ -142,26 +142,19 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
         global_schedule: config.global_schedule.clone(),
         base_image: config.base_image.clone(),
         default_timeout_secs: config.default_build_timeout,
-        lease: chrono::Duration::seconds(config.lease_secs.clamp(1, 86_400) as i64),
+        lease: builds::BuildSettings::seconds(config.lease_secs),
         retry: libvieter::job::RetryPolicy {
-            max_attempts: config.retry_max_attempts.max(1),
+            max_attempts: config.retry_max_attempts,
             backoff_base_secs: config.retry_backoff_secs,
             ..Default::default()
         },
-        // 0 keeps logs forever.
-        log_retention: i64::try_from(config.max_log_age.min(100 * 365))
-            .ok()
-            .filter(|&d| d > 0)
-            .map(chrono::Duration::days),
+        // 0 keeps logs and agents forever (`BuildSettings::within_limits`).
+        log_retention: Some(builds::BuildSettings::seconds(config.max_log_age.saturating_mul(86_400))),
         default_arch: config.default_arch.clone(),
         max_log_size: config.max_log_size,
         max_agent_capacity: config.max_agent_capacity,
-        // 0 keeps agents forever.
-        agent_expiry: i64::try_from(config.agent_expiry_secs.min(100 * 365 * 86_400))
-            .ok()
-            .filter(|&s| s > 0)
-            .map(chrono::Duration::seconds),
-        max_agents_per_key: usize::try_from(config.max_agents_per_key).unwrap_or(usize::MAX).max(1),
+        agent_expiry: Some(builds::BuildSettings::seconds(config.agent_expiry_secs)),
+        max_agents_per_key: usize::try_from(config.max_agents_per_key).unwrap_or(usize::MAX),
     };
     let builds = builds::Builds::open(data_dir, settings).map_err(|e| StartError::Builds(e.to_string()))?;
     let aur = aur::Aur::new(&config.aur_rpc_url, config.sync_dbs.clone(), Default::default())?;

@@ -133,37 +133,28 @@ pub struct RedbRead(redb::ReadTransaction);
 /// A write transaction of [`RedbKv`].
 pub struct RedbWrite(redb::WriteTransaction);
 
-impl KvRead for RedbRead {
-    fn get(&self, table: &'static str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        get_in(&self.0.open_table(Table::new(table)).map_err(db)?, key)
-    }
+/// A snapshot and a write transaction read alike (both open tables by name).
+macro_rules! redb_reads {
+    ($($ty:ty),*) => {$(
+        impl KvRead for $ty {
+            fn get(&self, table: &'static str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+                get_in(&self.0.open_table(Table::new(table)).map_err(db)?, key)
+            }
 
-    fn scan(
-        &self,
-        table: &'static str,
-        range: KeyRange<'_>,
-        reverse: bool,
-        visit: Visit<'_>,
-    ) -> Result<(), KvError> {
-        scan_in(&self.0.open_table(Table::new(table)).map_err(db)?, range, reverse, visit)
-    }
+            fn scan(
+                &self,
+                table: &'static str,
+                range: KeyRange<'_>,
+                reverse: bool,
+                visit: Visit<'_>,
+            ) -> Result<(), KvError> {
+                scan_in(&self.0.open_table(Table::new(table)).map_err(db)?, range, reverse, visit)
+            }
+        }
+    )*};
 }
 
-impl KvRead for RedbWrite {
-    fn get(&self, table: &'static str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        get_in(&self.0.open_table(Table::new(table)).map_err(db)?, key)
-    }
-
-    fn scan(
-        &self,
-        table: &'static str,
-        range: KeyRange<'_>,
-        reverse: bool,
-        visit: Visit<'_>,
-    ) -> Result<(), KvError> {
-        scan_in(&self.0.open_table(Table::new(table)).map_err(db)?, range, reverse, visit)
-    }
-}
+redb_reads!(RedbRead, RedbWrite);
 
 impl KvWrite for RedbWrite {
     fn put(&mut self, table: &'static str, key: &str, value: &[u8]) -> Result<(), KvError> {

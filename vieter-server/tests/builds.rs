@@ -168,6 +168,11 @@ async fn a_job_runs_from_queue_to_success_with_its_log() {
     )
     .await;
     assert_eq!(status, 409, "only the holder renews a lease");
+    // A follower that starts while the job runs gets every line, and its stream ends when the job does.
+    let following = tokio::spawn({
+        let (http, url) = (http.clone(), format!("{}/api/v1/jobs/{job_id}/log?follow=true", s.url));
+        async move { http.get(url).header("X-Api-Key", KEY).send().await.unwrap().text().await.unwrap() }
+    });
     for line in ["==> vieter: fetch\n", "==> vieter: makepkg\n"] {
         let r = http
             .post(format!("{}/api/v1/jobs/{job_id}/log?agent_id=agent-a", s.url))
@@ -213,6 +218,8 @@ async fn a_job_runs_from_queue_to_success_with_its_log() {
         .await
         .unwrap();
     assert_eq!(follow, log, "following a finished job's log ends");
+    let followed = tokio::time::timeout(std::time::Duration::from_secs(30), following).await;
+    assert_eq!(followed.expect("the follower's stream ends with the job").unwrap(), log);
     let (_, agents) = call(&http, reqwest::Method::GET, format!("{}/api/v1/agents", s.url), KEY, None).await;
     let ids: BTreeSet<&str> =
         agents["data"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();

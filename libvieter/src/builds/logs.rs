@@ -28,6 +28,11 @@ pub trait LogStore: Send + Sync {
     fn written(&self) -> io::Result<Vec<(JobId, DateTime<Utc>)>>;
     /// Deletes job `id`'s log (absent is fine).
     fn remove(&self, id: JobId) -> io::Result<()>;
+    /// Reads job `id`'s log from byte `offset` into `buf`: how many bytes were read (fewer than asked
+    /// is fine; 0 at its end, or when the job has no log).
+    fn read_at(&self, id: JobId, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// The size of job `id`'s log in bytes (0 when it has none).
+    fn size(&self, id: JobId) -> io::Result<u64>;
     /// Whether job `id` has a log (by default, looked up in [`LogStore::written`]).
     fn exists(&self, id: JobId) -> io::Result<bool> {
         Ok(self.written()?.iter().any(|(job, _)| *job == id))
@@ -47,6 +52,64 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Where a reader of one job's log is ([`BuildLogs::whole`], [`LogReader::follow`]); read it with
+/// [`BuildLogs::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogReader {
+    id: JobId,
+    offset: u64,
+    /// A whole read ends here (the log's size when it began); `None` when following.
+    until: Option<u64>,
+    /// Following: the job was seen ended (or gone), so the next read that finds nothing is the end.
+    ended: bool,
+    done: bool,
+}
+
+impl LogReader {
+    /// Follows job `id`'s log from byte `from`: what it has and what is appended, until the job has
+    /// ended and everything it wrote was read.
+    pub fn follow(id: JobId, from: u64) -> LogReader {
+        LogReader { id, offset: from, until: None, ended: false, done: false }
+    }
+
+    /// The job.
+    pub fn job(&self) -> JobId {
+        self.id
+    }
+
+    /// The byte offset of the next read (after a read, the end of what it returned).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// How many bytes a whole read returns in all (a response's Content-Length); `None` when following.
+    pub fn total(&self) -> Option<u64> {
+        self.until
+    }
+}
+
+/// What [`BuildLogs::read`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogRead {
+    /// The next bytes.
+    Bytes(Vec<u8>),
+    /// Following: nothing new and the job still runs; read again after an append or a state change.
+    Pending,
+    /// Nothing more will come.
+    End,
+}
+
+/// The last part of a log ([`BuildLogs::tail`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTail {
+    /// The bytes, from a line start when the log was cut.
+    pub bytes: Vec<u8>,
+    /// Whether bytes before these were left out.
+    pub cut: bool,
+    /// The log's size when it was read (the offset just past `bytes`).
+    pub size: u64,
 }
 
 /// Appends to one job's log are serialised by job id modulo the shards.
@@ -130,6 +193,81 @@ impl<L: LogStore> BuildLogs<L> {
         self.store.exists(id).map_err(|source| LogError::Io { job: id, source })
     }
 
+    /// A reader of job `id`'s whole log as it is now (a running job's later output is for the next
+    /// reader). [`BuildError::NotFound`] when there is no such job; a job without a log reads empty.
+    pub fn whole<S: BuildStore>(&self, service: &BuildService<S>, id: JobId) -> Result<LogReader, LogError> {
+        service.job(id)?;
+        let size = self.store.size(id).map_err(|source| LogError::Io { job: id, source })?;
+        Ok(LogReader { id, offset: 0, until: Some(size), ended: true, done: false })
+    }
+
+    /// The next bytes of `reader`, at most `max`. A whole read returns its bytes, then [`LogRead::End`]
+    /// (an error when the log turns out shorter: deleted meanwhile). A follower gets
+    /// [`LogRead::Pending`] while nothing is new and the job runs; once the job has ended (or is gone)
+    /// the log is read once more, so that what it wrote before it ended is returned, then `End`.
+    pub fn read<S: BuildStore>(
+        &self,
+        service: &BuildService<S>,
+        reader: &mut LogReader,
+        max: usize,
+    ) -> Result<LogRead, LogError> {
+        let job = reader.id;
+        let io = |source| LogError::Io { job, source };
+        loop {
+            let want = match reader.until {
+                Some(until) => usize::try_from(until - reader.offset).unwrap_or(max).min(max),
+                None => max,
+            };
+            if reader.done || (reader.until.is_some() && want == 0) {
+                reader.done = true;
+                return Ok(LogRead::End);
+            }
+            let mut buf = vec![0; want];
+            let n = self.store.read_at(job, reader.offset, &mut buf).map_err(io)?;
+            if n > 0 {
+                buf.truncate(n);
+                reader.offset += n as u64;
+                return Ok(LogRead::Bytes(buf));
+            }
+            if reader.until.is_some() {
+                reader.done = true;
+                let short = io::Error::new(io::ErrorKind::UnexpectedEof, "the log is shorter than announced");
+                return Err(io(short));
+            }
+            if reader.ended {
+                reader.done = true;
+                return Ok(LogRead::End);
+            }
+            // Nothing new: once the job has ended, one more read returns what it wrote before.
+            reader.ended = service.find_job(job)?.is_none_or(|j| j.state().is_final());
+            if !reader.ended {
+                return Ok(LogRead::Pending);
+            }
+        }
+    }
+
+    /// The end of job `id`'s log: at most `max` bytes, from a line start when earlier bytes are left
+    /// out (a page shows the tail of a long log).
+    pub fn tail(&self, id: JobId, max: u64) -> Result<LogTail, LogError> {
+        let io = |source| LogError::Io { job: id, source };
+        let size = self.store.size(id).map_err(io)?;
+        let start = size.saturating_sub(max);
+        let mut bytes = vec![0; usize::try_from(size - start).unwrap_or(0)];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            match self.store.read_at(id, start + filled as u64, &mut bytes[filled..]).map_err(io)? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        bytes.truncate(filled);
+        if start > 0 {
+            let from = bytes.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1);
+            bytes.drain(..from);
+        }
+        Ok(LogTail { bytes, cut: start > 0, size: start + filled as u64 })
+    }
+
     /// The jobs that have a log.
     pub fn with_logs(&self) -> io::Result<std::collections::BTreeSet<JobId>> {
         Ok(self.store.written()?.into_iter().map(|(id, _)| id).collect())
@@ -205,6 +343,20 @@ impl LogStore for MemoryLogs {
     fn remove(&self, id: JobId) -> io::Result<()> {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         Ok(())
+    }
+
+    fn read_at(&self, id: JobId, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let log = logs.get(&id).map_or(&[][..], |(log, _)| log);
+        let rest = usize::try_from(offset).ok().and_then(|o| log.get(o..)).unwrap_or(&[]);
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+
+    fn size(&self, id: JobId) -> io::Result<u64> {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(logs.get(&id).map_or(0, |(log, _)| log.len() as u64))
     }
 }
 
@@ -338,5 +490,78 @@ mod tests {
         assert!(logs.with_logs().unwrap().is_empty());
         assert!(!logs.remove(&service, id).unwrap(), "it has none any more");
         assert_eq!(service.job(id).unwrap().state(), crate::job::JobState::Succeeded, "the job stays");
+    }
+
+    fn read_all(
+        logs: &BuildLogs<MemoryLogs>,
+        service: &BuildService<MemoryStore>,
+        r: &mut LogReader,
+    ) -> Vec<LogRead> {
+        let mut out = Vec::new();
+        loop {
+            let read = logs.read(service, r, 3).unwrap();
+            let stop = !matches!(read, LogRead::Bytes(_));
+            out.push(read);
+            if stop {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn a_whole_read_returns_the_log_as_it_was_in_chunks_then_ends() {
+        let (service, _, id) = running();
+        let logs = BuildLogs::new(MemoryLogs::default());
+        let a1 = AgentId::new("a1").unwrap();
+        let mut empty = logs.whole(&service, id).unwrap();
+        assert_eq!((empty.total(), read_all(&logs, &service, &mut empty)), (Some(0), vec![LogRead::End]));
+        logs.append(&service, id, &a1, &Key, b"abcd").unwrap();
+        let mut r = logs.whole(&service, id).unwrap();
+        logs.append(&service, id, &a1, &Key, b"ef").unwrap();
+        assert_eq!(r.total(), Some(4), "the size when the read began");
+        let chunks = read_all(&logs, &service, &mut r);
+        assert_eq!(chunks, [LogRead::Bytes(b"abc".to_vec()), LogRead::Bytes(b"d".to_vec()), LogRead::End]);
+        assert_eq!((r.job(), r.offset()), (id, 4));
+        assert_eq!(logs.read(&service, &mut r, 3).unwrap(), LogRead::End, "and stays ended");
+        assert!(matches!(logs.whole(&service, JobId(999)), Err(LogError::Build(BuildError::NotFound(_)))));
+        // Deleted under a reader: an error, not a short log passed off as whole.
+        let mut r = logs.whole(&service, id).unwrap();
+        logs.store().remove(id).unwrap();
+        assert!(matches!(logs.read(&service, &mut r, 3), Err(LogError::Io { .. })));
+    }
+
+    #[test]
+    fn a_follower_waits_while_the_job_runs_and_ends_after_its_last_bytes() {
+        let (service, _, id) = running();
+        let logs = BuildLogs::new(MemoryLogs::default());
+        let a1 = AgentId::new("a1").unwrap();
+        let mut r = LogReader::follow(id, 0);
+        assert_eq!(r.total(), None);
+        assert_eq!(logs.read(&service, &mut r, 3).unwrap(), LogRead::Pending, "no log yet, the job runs");
+        logs.append(&service, id, &a1, &Key, b"ab").unwrap();
+        assert_eq!(logs.read(&service, &mut r, 3).unwrap(), LogRead::Bytes(b"ab".to_vec()));
+        assert_eq!(logs.read(&service, &mut r, 3).unwrap(), LogRead::Pending);
+        // The last output and the end come together: the output is read before the end is said.
+        logs.append(&service, id, &a1, &Key, b"cdefg").unwrap();
+        service.finish(id, &a1, Outcome::Succeeded { versions: vec![], revision: None }, &Key).unwrap();
+        let rest = read_all(&logs, &service, &mut r);
+        assert_eq!(rest, [LogRead::Bytes(b"cde".to_vec()), LogRead::Bytes(b"fg".to_vec()), LogRead::End]);
+        // A follower that starts after the end reads from its offset and ends.
+        let mut late = LogReader::follow(id, 5);
+        assert_eq!(read_all(&logs, &service, &mut late), [LogRead::Bytes(b"fg".to_vec()), LogRead::End]);
+        // A job that does not exist has nothing more to say.
+        assert_eq!(read_all(&logs, &service, &mut LogReader::follow(JobId(999), 0)), [LogRead::End]);
+    }
+
+    #[test]
+    fn the_tail_of_a_long_log_starts_at_a_line() {
+        let logs = BuildLogs::new(MemoryLogs::default());
+        let id = JobId(3);
+        logs.store().append(id, &mut |_| b"line1\nline2\nline3".to_vec()).unwrap();
+        let cut = logs.tail(id, 8).unwrap();
+        assert_eq!(cut, LogTail { bytes: b"line3".to_vec(), cut: true, size: 17 });
+        let whole = logs.tail(id, 100).unwrap();
+        assert_eq!(whole, LogTail { bytes: b"line1\nline2\nline3".to_vec(), cut: false, size: 17 });
+        assert_eq!(logs.tail(JobId(4), 8).unwrap(), LogTail { bytes: vec![], cut: false, size: 0 });
     }
 }

@@ -70,7 +70,7 @@ pub use clock::{Clock, ManualClock};
 pub use error::{BuildError, Invalid, Missing};
 pub use graph::{ClosureQuery, ClosureTargets, DependencyTree, Removal};
 pub use kv::KvBuildStore;
-pub use logs::{BuildLogs, LogError, LogStore, MemoryLogs};
+pub use logs::{BuildLogs, LogError, LogRead, LogReader, LogStore, LogTail, MemoryLogs};
 pub use store::{AgentRecord, BuildStore, Durable, MemoryStore, Saved, StoreError};
 pub use views::{PackageBuild, MAX_SCANNED_JOBS};
 
@@ -149,7 +149,29 @@ impl BuildSettings {
             max_agents_per_key: 256,
         }
     }
+
+    /// The settings within the limits the service keeps ([`BuildService::open`] applies them): a lease
+    /// of 1 s to 1 day (a shorter one would expire before the first heartbeat, a longer one hides a
+    /// lost agent), at least one attempt, at least one agent per key, and a retention or an expiry of zero or less meaning none (kept forever), at most a century.
+    pub fn within_limits(mut self) -> Self {
+        self.lease = self.lease.clamp(Duration::seconds(1), Duration::days(1));
+        self.retry.max_attempts = self.retry.max_attempts.max(1);
+        self.max_agents_per_key = self.max_agents_per_key.max(1);
+        let forever = |d: Option<Duration>| d.filter(|d| *d > Duration::zero()).map(|d| d.min(CENTURY));
+        self.log_retention = forever(self.log_retention);
+        self.agent_expiry = forever(self.agent_expiry);
+        self
+    }
+
+    /// `secs` seconds as a duration of these settings, at most a century: `0` stays zero (which
+    /// [`BuildSettings::within_limits`] reads as "none" for a retention or an expiry).
+    pub fn seconds(secs: u64) -> Duration {
+        i64::try_from(secs).ok().and_then(Duration::try_seconds).map_or(CENTURY, |d| d.min(CENTURY))
+    }
 }
+
+/// The longest retention, expiry or lease the settings hold.
+const CENTURY: Duration = Duration::days(100 * 365);
 
 /// Who speaks for an agent id: the digest of the key the request presented, and which keys the
 /// embedder accepts now (a binding to a key no longer accepted is stale and may be taken over).
@@ -256,6 +278,7 @@ impl<S: BuildStore> BuildService<S> {
     /// leases) and the agents. A waiting job whose dependency ended without its record saying so is
     /// released, failed or cancelled now (and stored).
     pub fn open(store: S, settings: BuildSettings, clock: impl Clock + 'static) -> Result<Self, BuildError> {
+        let settings = settings.within_limits();
         let mut queue = JobQueue::new(settings.retry.clone(), settings.lease);
         let mut max_id = 0;
         let mut active = Vec::new();

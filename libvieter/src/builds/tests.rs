@@ -683,3 +683,27 @@ fn next_runs_follow_the_tick_and_package_builds_name_the_job() {
     let other = w.builds.package_builds(&RepoName::new("core").unwrap(), &names).unwrap();
     assert!(other.is_empty(), "only the targets of the repository count");
 }
+
+#[test]
+fn the_service_keeps_its_settings_within_limits() {
+    let mut wild = settings(chrono_tz::UTC);
+    wild.lease = Duration::zero();
+    wild.retry.max_attempts = 0;
+    wild.max_agents_per_key = 0;
+    wild.log_retention = Some(Duration::zero());
+    wild.agent_expiry = Some(Duration::seconds(-5));
+    let clock = ManualClock::new(utc(2025, 1, 1, 0, 0, 0));
+    let service = BuildService::open(MemoryStore::default(), wild, clock).unwrap();
+    let s = service.settings();
+    assert_eq!(s.lease, Duration::seconds(1), "a lease that expires at once is no lease");
+    assert_eq!((s.retry.max_attempts, s.max_agents_per_key), (1, 1));
+    assert_eq!((s.log_retention, s.agent_expiry), (None, None), "zero means kept forever");
+    let mut long = settings(chrono_tz::UTC);
+    long.lease = Duration::days(30);
+    long.log_retention = Some(BuildSettings::seconds(u64::MAX));
+    let long = long.within_limits();
+    assert_eq!(long.lease, Duration::days(1));
+    assert_eq!(long.log_retention, Some(Duration::days(36_500)), "at most a century");
+    assert_eq!(BuildSettings::seconds(90), Duration::seconds(90));
+    assert_eq!(BuildSettings::seconds(0), Duration::zero());
+}

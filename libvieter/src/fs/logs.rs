@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::builds::LogStore;
 use crate::job::JobId;
 
-/// A directory of build logs, one file per job. Readers may stream a file while it grows
-/// ([`LogDir::path`]).
+/// A directory of build logs, one file per job, read while they grow.
 #[derive(Debug, Clone)]
 pub struct LogDir {
     dir: PathBuf,
@@ -69,6 +68,23 @@ impl LogStore for LogDir {
         }
     }
 
+    fn read_at(&self, id: JobId, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        match fs::File::open(self.path(id)) {
+            Ok(file) => file.read_at(buf, offset),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn size(&self, id: JobId) -> io::Result<u64> {
+        match fs::metadata(self.path(id)) {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     fn exists(&self, id: JobId) -> io::Result<bool> {
         self.path(id).try_exists()
     }
@@ -96,6 +112,12 @@ mod tests {
         fs::write(logs.dir().join("x.log"), "x").unwrap();
         let ids: Vec<JobId> = logs.written().unwrap().into_iter().map(|(id, _)| id).collect();
         assert_eq!(ids, [JobId(7)]);
+        assert_eq!(logs.size(JobId(7)).unwrap(), 5);
+        let mut buf = [0; 4];
+        assert_eq!(logs.read_at(JobId(7), 2, &mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"cde");
+        assert_eq!(logs.read_at(JobId(7), 5, &mut buf).unwrap(), 0, "at the end");
+        assert_eq!((logs.size(JobId(8)).unwrap(), logs.read_at(JobId(8), 0, &mut buf).unwrap()), (0, 0));
         logs.remove(JobId(7)).unwrap();
         logs.remove(JobId(7)).unwrap();
         assert!(!logs.path(JobId(7)).exists());

@@ -6,14 +6,13 @@ use libvieter::api::{
     CreatedTarget, FinishRequest, HeartbeatRequest, LeaseRenewal, LogAppendQuery, LogQuery, PollRequest,
     QueueRequest, TargetQuery, TargetRemoved,
 };
-use libvieter::builds::{BuildError, LogError};
+use libvieter::builds::{BuildError, LogError, LogRead, LogReader};
 use libvieter::job::JobId;
 use libvieter::target::{NewTarget, TargetId, TargetPatch};
-use tokio::io::AsyncReadExt;
 use warp::http::StatusCode;
 
 use crate::auth::Caller;
-use crate::builds::{Builds, BuildsError, JobFilter, TargetFilter};
+use crate::builds::{BuildsError, JobFilter, TargetFilter};
 use crate::error::{ok, ApiError};
 use crate::App;
 
@@ -195,106 +194,36 @@ pub async fn append_log(
 /// How much of a log is read at once: a reader never holds more than a chunk or two of it.
 const LOG_CHUNK: usize = 64 * 1024;
 
-/// What a log stream reads from.
-struct LogReader {
-    builds: Arc<Builds>,
-    id: JobId,
-    path: std::path::PathBuf,
-    file: Option<tokio::fs::File>,
-    /// Bytes still to send (the length announced in Content-Length); `None` when following.
-    left: Option<u64>,
-    /// Following: the job was seen ended, so the next read that finds nothing ends the stream.
-    ended: bool,
-    buf: Vec<u8>,
-}
-
-impl LogReader {
-    /// The next chunk; `None` at the end.
-    async fn next(&mut self) -> Option<std::io::Result<bytes::Bytes>> {
+/// The whole log, or with `follow=true` a stream that ends when the job does
+/// ([`libvieter::builds::BuildLogs::read`]). Either way it is streamed in chunks of [`LOG_CHUNK`], never
+/// read whole; the whole log has its Content-Length (its size when the request came: a running job's
+/// later output is for the next read).
+pub async fn read_log(app: Arc<App>, id: u64, q: LogQuery) -> Result<warp::reply::Response, ApiError> {
+    let builds = app.builds.clone();
+    let reader = blocking(move || {
+        let (logs, service) = (builds.logs(), &builds.service);
+        if q.follow {
+            service.job(JobId(id)).map(|_| LogReader::follow(JobId(id), 0)).map_err(BuildsError::from)
+        } else {
+            logs.whole(service, JobId(id)).map_err(BuildsError::from)
+        }
+    })
+    .await?;
+    let length = reader.total();
+    let start = (app.builds.clone(), reader, app.builds.watch_logs());
+    let stream = futures_util::stream::unfold(Some(start), |state| async move {
+        let (builds, mut reader, mut watch) = state?;
         loop {
-            if self.left == Some(0) {
-                return None;
-            }
-            if self.file.is_none() {
-                match tokio::fs::File::open(&self.path).await {
-                    Ok(f) => self.file = Some(f),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.left.is_none() => {}
-                    Err(e) => return Some(Err(e)),
-                }
-            }
-            if let Some(f) = self.file.as_mut() {
-                let want = self
-                    .left
-                    .map_or(LOG_CHUNK, |left| usize::try_from(left).unwrap_or(LOG_CHUNK).min(LOG_CHUNK));
-                self.buf.resize(want, 0);
-                match f.read(&mut self.buf[..want]).await {
-                    Ok(0) if self.left.is_some() => {
-                        return Some(Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "the log is shorter than announced",
-                        )));
-                    }
-                    Ok(0) => {}
-                    Ok(n) => {
-                        if let Some(left) = self.left.as_mut() {
-                            *left -= n as u64;
-                        }
-                        return Some(Ok(bytes::Bytes::copy_from_slice(&self.buf[..n])));
-                    }
-                    Err(e) => return Some(Err(e)),
-                }
-            }
-            // Following and nothing new: end once the job has ended and a last read found nothing (what
-            // was appended before it ended is sent first).
-            if self.ended {
-                return None;
-            }
-            let (builds, id) = (self.builds.clone(), self.id);
-            let state = tokio::task::spawn_blocking(move || builds.service.find_job(id)).await;
-            self.ended = match state {
-                Ok(Ok(job)) => job.is_none_or(|j| j.state().is_final()),
-                _ => true,
-            };
-            if !self.ended {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            watch.seen();
+            match builds.read_log(&mut reader, LOG_CHUNK).await {
+                Ok(LogRead::Bytes(bytes)) => return Some((Ok(bytes.into()), Some((builds, reader, watch)))),
+                Ok(LogRead::Pending) => watch.changed(std::time::Duration::from_secs(1)).await,
+                Ok(LogRead::End) => return None,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
             }
         }
-    }
-}
-
-/// The whole log, or with `follow=true` a stream that ends when the job does. Either way the file is
-/// streamed in chunks of [`LOG_CHUNK`], never read whole; the whole log has its Content-Length (its size
-/// when the request came: a running job's later output is for the next read).
-pub async fn read_log(app: Arc<App>, id: u64, q: LogQuery) -> Result<warp::reply::Response, ApiError> {
-    let builds_app = app.clone();
-    blocking(move || builds_app.builds.service.job(JobId(id))).await?;
-    let path = app.builds.log_file(JobId(id));
-    let mut reader = LogReader {
-        builds: app.builds.clone(),
-        id: JobId(id),
-        path,
-        file: None,
-        left: None,
-        ended: false,
-        buf: Vec::new(),
-    };
-    let mut length = None;
-    if !q.follow {
-        let len = match tokio::fs::File::open(&reader.path).await {
-            Ok(f) => {
-                let len = f.metadata().await.map_err(|e| ApiError::internal("reading a log", e))?.len();
-                reader.file = Some(f);
-                len
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(ApiError::internal("reading a log", e)),
-        };
-        reader.left = Some(len);
-        length = Some(len);
-    }
-    let stream =
-        futures_util::stream::unfold(reader, |mut r| async move { r.next().await.map(|item| (item, r)) });
-    let mut response = warp::reply::stream(stream).into_response();
+    });
+    let mut response = warp::reply::stream::<_, bytes::Bytes, std::io::Error>(stream).into_response();
     let headers = response.headers_mut();
     headers.insert("content-type", warp::http::HeaderValue::from_static("text/plain; charset=utf-8"));
     if let Some(len) = length {

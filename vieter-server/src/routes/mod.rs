@@ -21,7 +21,7 @@ use warp::filters::BoxedFilter;
 use warp::{Filter, Reply};
 
 use crate::auth::{self, Role};
-use crate::error::{self, respond};
+use crate::error::{self, respond, ApiError};
 use crate::App;
 
 /// A path segment, percent-decoded (`%2B` is `+`): pacman sends file names raw, other clients encode
@@ -261,54 +261,51 @@ fn body(
         })
 }
 
-fn too_large(limit: u64) -> crate::error::ApiError {
-    crate::error::ApiError::new(
-        warp::http::StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the body is larger than {limit} bytes"),
-    )
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(warp::http::StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes"))
 }
 
 /// The next chunk of a request body, or 408 when none arrives within `idle`.
-pub async fn next_chunk<S, B, E>(
-    stream: &mut S,
-    idle: Duration,
-) -> Result<Option<Result<B, E>>, crate::error::ApiError>
+pub async fn next_chunk<S, B, E>(stream: &mut S, idle: Duration) -> Result<Option<Result<B, E>>, ApiError>
 where
     S: Stream<Item = Result<B, E>> + Unpin,
 {
     tokio::time::timeout(idle, stream.next()).await.map_err(|_| {
-        crate::error::ApiError::new(
+        ApiError::new(
             warp::http::StatusCode::REQUEST_TIMEOUT,
             format!("the request body stalled: no byte arrived for {} s", idle.as_secs()),
         )
     })
 }
 
+/// The next bytes of a request body (`None` at its end): 408 when none arrive within `idle`, 400 when
+/// the body was interrupted.
+pub async fn next_bytes<S, B, E>(stream: &mut S, idle: Duration) -> Result<Option<bytes::Bytes>, ApiError>
+where
+    S: Stream<Item = Result<B, E>> + Unpin,
+    B: Buf,
+    E: std::fmt::Display,
+{
+    match next_chunk(stream, idle).await? {
+        None => Ok(None),
+        Some(Ok(mut chunk)) => Ok(Some(chunk.copy_to_bytes(chunk.remaining()))),
+        Some(Err(e)) => Err(ApiError::bad_request(format!("the request body was interrupted: {e}"))),
+    }
+}
+
 /// Reads a whole body of at most `limit` bytes (see [`body`]).
-async fn collect_body<S, B, E>(
-    mut stream: S,
-    limit: u64,
-    idle: Duration,
-) -> Result<bytes::Bytes, crate::error::ApiError>
+async fn collect_body<S, B, E>(mut stream: S, limit: u64, idle: Duration) -> Result<bytes::Bytes, ApiError>
 where
     S: Stream<Item = Result<B, E>> + Unpin,
     B: Buf,
     E: std::fmt::Display,
 {
     let mut out = bytes::BytesMut::new();
-    while let Some(chunk) = next_chunk(&mut stream, idle).await? {
-        let mut chunk = chunk.map_err(|e| {
-            crate::error::ApiError::bad_request(format!("the request body was interrupted: {e}"))
-        })?;
-        if out.len() as u64 + chunk.remaining() as u64 > limit {
+    while let Some(bytes) = next_bytes(&mut stream, idle).await? {
+        if (out.len() + bytes.len()) as u64 > limit {
             return Err(too_large(limit));
         }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            let n = part.len();
-            out.extend_from_slice(part);
-            chunk.advance(n);
-        }
+        out.extend_from_slice(&bytes);
     }
     Ok(out.freeze())
 }

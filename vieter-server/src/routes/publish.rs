@@ -36,19 +36,12 @@ where
         .map_err(|e| ApiError::internal("opening an upload", e))?;
     let mut received: u64 = 0;
     let idle = std::time::Duration::from_secs(app.config.body_idle_timeout.max(1));
-    while let Some(chunk) = super::next_chunk(&mut body, idle).await? {
-        let mut chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
-        received += chunk.remaining() as u64;
+    while let Some(bytes) = super::next_bytes(&mut body, idle).await? {
+        received += bytes.len() as u64;
         if received > limit {
             return Err(too_large(limit));
         }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            let n = part.len();
-            file.write_all(part).await.map_err(|e| ApiError::internal("writing an upload", e))?;
-            chunk.advance(n);
-        }
+        file.write_all(&bytes).await.map_err(|e| ApiError::internal("writing an upload", e))?;
     }
     if let Some(expected) = expected {
         if received != expected {
@@ -131,20 +124,13 @@ async fn read_signature(app: &App, part: warp::multipart::Part) -> Result<Vec<u8
     let idle = std::time::Duration::from_secs(app.config.body_idle_timeout.max(1));
     let mut stream = part.stream().boxed();
     let mut signature = Vec::new();
-    while let Some(chunk) = super::next_chunk(&mut stream, idle).await? {
-        let mut chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
-        if signature.len() + chunk.remaining() > MAX_UPLOADED_SIGNATURE_LEN {
+    while let Some(bytes) = super::next_bytes(&mut stream, idle).await? {
+        if signature.len() + bytes.len() > MAX_UPLOADED_SIGNATURE_LEN {
             return Err(ApiError::bad_request(format!(
                 "the signature (field sig) is larger than {MAX_UPLOADED_SIGNATURE_LEN} bytes"
             )));
         }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            signature.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
+        signature.extend_from_slice(&bytes);
     }
     Ok(signature)
 }

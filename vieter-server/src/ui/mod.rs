@@ -19,17 +19,18 @@ use libvieter::access::{Area, ReadPolicy, Role};
 use libvieter::api::{
     FilesQuery, JobFilter, ListQuery, PackageSort, PackageSummary, TargetFilter, TargetForm, MAX_PAGE,
 };
+use libvieter::builds::{LogRead, LogReader, LogTail};
 use libvieter::depend::Dependency;
 use libvieter::job::{Job, JobId, JobState};
 use libvieter::name::{Arch, PkgName, RepoName};
 use libvieter::resolve::{Available, Source};
 use libvieter::target::{Target, TargetId, TargetPatch};
 use maud::Markup;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use warp::{Filter, Reply};
 
+use crate::builds::{BuildsError, LogWatch};
 use crate::error::ApiError;
 use crate::routes::builds::blocking;
 use crate::routes::Seg;
@@ -842,25 +843,6 @@ async fn jobs_page(r: Reader, app: Arc<App>, q: HashMap<String, String>) -> Page
     }
 }
 
-/// The end of a log file from a line start: at most [`LOG_TAIL`] bytes before `len`. Returns the bytes
-/// and whether the log was cut.
-async fn log_tail(path: &std::path::Path, len: u64) -> std::io::Result<(Vec<u8>, bool)> {
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
-        Err(e) => return Err(e),
-    };
-    let start = len.saturating_sub(LOG_TAIL);
-    file.seek(std::io::SeekFrom::Start(start)).await?;
-    let mut bytes = Vec::new();
-    file.take(len - start).read_to_end(&mut bytes).await?;
-    if start > 0 {
-        let from = bytes.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1);
-        bytes.drain(..from);
-    }
-    Ok((bytes, start > 0))
-}
-
 async fn job_page(id: u64, r: Reader, app: Arc<App>) -> Page {
     if let Err(page) = r.read(Area::Builds) {
         return *page;
@@ -876,11 +858,11 @@ async fn job_page(id: u64, r: Reader, app: Arc<App>) -> Page {
         Ok(found) => found,
         Err(e) => return r.api_error(e),
     };
-    let path = app.builds.log_file(JobId(id));
-    let len = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
-    let (mut bytes, cut) = match log_tail(&path, len).await {
+    let builds = app.builds.clone();
+    let tail = blocking(move || builds.logs().tail(JobId(id), LOG_TAIL).map_err(BuildsError::from)).await;
+    let LogTail { mut bytes, cut, size: len } = match tail {
         Ok(tail) => tail,
-        Err(e) => return r.api_error(ApiError::internal("reading a log", e)),
+        Err(e) => return r.api_error(e),
     };
     // A running job's page shows whole lines; the live stream continues at the next line.
     let live_from = if job.state().is_final() {
@@ -904,15 +886,12 @@ async fn job_page(id: u64, r: Reader, app: Arc<App>) -> Page {
 /// What a live log stream keeps between events.
 struct Follow {
     app: Arc<App>,
-    id: JobId,
-    offset: u64,
-    file: Option<tokio::fs::File>,
+    reader: LogReader,
     ansi: ansi::AnsiHtml,
-    appends: tokio::sync::watch::Receiver<u64>,
+    watch: LogWatch,
     /// The job as last sent (its state, lease and agent), to send a new head when it changes.
     last: Option<(JobState, Option<chrono::DateTime<chrono::Utc>>)>,
     done: bool,
-    buf: Vec<u8>,
 }
 
 impl Follow {
@@ -922,22 +901,22 @@ impl Follow {
             return None;
         }
         loop {
-            // Marks what was appended so far as seen before reading, so no append is missed.
-            self.appends.borrow_and_update();
-            match self.read().await {
-                Ok(Some(html)) => {
-                    return Some(
-                        warp::sse::Event::default().event("log").id(self.offset.to_string()).data(html),
-                    )
+            self.watch.seen();
+            let ended = match self.app.builds.read_log(&mut self.reader, LOG_EVENT).await {
+                Ok(LogRead::Bytes(bytes)) => {
+                    let html = self.ansi.push(&bytes);
+                    let offset = self.reader.offset().to_string();
+                    return Some(warp::sse::Event::default().event("log").id(offset).data(html));
                 }
-                Ok(None) => {}
+                Ok(LogRead::Pending) => false,
+                Ok(LogRead::End) => true,
                 Err(e) => {
-                    tracing::warn!(job = %self.id, "following a log: {e}");
+                    tracing::warn!(job = %self.reader.job(), "following a log: {e}");
                     self.done = true;
                     return Some(warp::sse::Event::default().event("end").data("error"));
                 }
-            }
-            let (app, id) = (self.app.clone(), self.id);
+            };
+            let (app, id) = (self.app.clone(), self.reader.job());
             let job = tokio::task::spawn_blocking(move || {
                 let job = app.builds.service.find_job(id).ok().flatten();
                 let target = job.as_ref().and_then(|j| app.builds.service.target(j.target()).ok());
@@ -954,36 +933,14 @@ impl Follow {
                 let head = pages::job_head(&job, target.as_ref()).into_string();
                 return Some(warp::sse::Event::default().event("state").data(head));
             }
-            if job.state().is_final() {
-                // Everything appended before it ended was read above.
+            if ended {
+                // Everything it wrote before it ended was read.
                 self.done = true;
                 let tail = self.ansi.finish();
                 return Some(warp::sse::Event::default().event("end").data(tail));
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.appends.changed()).await;
+            self.watch.changed(Duration::from_secs(1)).await;
         }
-    }
-
-    /// New bytes of the log as HTML (`None`: nothing new).
-    async fn read(&mut self) -> std::io::Result<Option<String>> {
-        if self.file.is_none() {
-            match tokio::fs::File::open(self.app.builds.log_file(self.id)).await {
-                Ok(mut f) => {
-                    f.seek(std::io::SeekFrom::Start(self.offset)).await?;
-                    self.file = Some(f);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-        let Some(file) = self.file.as_mut() else { return Ok(None) };
-        self.buf.resize(LOG_EVENT, 0);
-        let n = file.read(&mut self.buf).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        self.offset += n as u64;
-        Ok(Some(self.ansi.push(&self.buf[..n])))
     }
 }
 
@@ -1000,15 +957,12 @@ async fn job_events(
     // A reconnecting browser says where it was (the last event's id); a new one where its page ended.
     let offset = last_id.or_else(|| q.get("from").and_then(|f| f.parse().ok())).unwrap_or(0);
     let follow = Follow {
-        appends: app.builds.appends(),
+        watch: app.builds.watch_logs(),
         app,
-        id: JobId(id),
-        offset,
-        file: None,
+        reader: LogReader::follow(JobId(id), offset),
         ansi: ansi::AnsiHtml::new(),
         last: None,
         done: false,
-        buf: Vec::new(),
     };
     // The follower runs as its own task; the response streams what it sends and, when the browser goes
     // away, the closed channel ends the task.
