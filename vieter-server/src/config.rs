@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use libvieter::builds::BuildSettings;
 use libvieter::db::DbFormat;
 use libvieter::name::Arch;
 use serde::Deserialize;
@@ -92,32 +93,38 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The defaults; the build system's are libvieter's ([`BuildSettings::new`]), stated once.
     fn default() -> Self {
+        let default_arch = Arch::new("x86_64").unwrap_or_else(|_| unreachable!("x86_64 is a valid arch"));
+        let global_schedule: libvieter::schedule::Schedule =
+            "0 3".parse().unwrap_or_else(|_| unreachable!("a valid schedule"));
+        let builds = BuildSettings::new(default_arch.clone(), global_schedule.clone());
+        let secs = |d: Option<chrono::Duration>| d.map_or(0, |d| u64::try_from(d.num_seconds()).unwrap_or(0));
         Config {
             address: SocketAddr::from(([127, 0, 0, 1], 8000)),
             data_dir: PathBuf::from("./data"),
             api_key: None,
             agent_key: None,
-            default_arch: Arch::new("x86_64").unwrap_or_else(|_| unreachable!("x86_64 is a valid arch")),
+            default_arch,
             log_level: "info".to_owned(),
             max_upload_size: 4 << 30,
             db_format: DbFormat::Current,
             metrics_auth: false,
-            timezone: chrono_tz::UTC,
-            global_schedule: "0 3".parse().unwrap_or_else(|_| unreachable!("a valid schedule")),
-            base_image: "archlinux:base-devel".to_owned(),
-            default_build_timeout: 3600,
-            lease_secs: 60,
-            retry_max_attempts: 3,
-            retry_backoff_secs: 30,
-            max_log_age: 30,
+            timezone: builds.tz,
+            global_schedule,
+            base_image: builds.base_image,
+            default_build_timeout: builds.default_timeout_secs,
+            lease_secs: secs(Some(builds.lease)),
+            retry_max_attempts: builds.retry.max_attempts,
+            retry_backoff_secs: builds.retry.backoff_base_secs,
+            max_log_age: secs(builds.log_retention) / 86_400,
             header_read_timeout: 10,
             body_idle_timeout: 30,
             max_connections: 0,
-            max_log_size: 64 << 20,
-            max_agent_capacity: 64,
-            agent_expiry_secs: 7 * 86_400,
-            max_agents_per_key: 256,
+            max_log_size: builds.max_log_size,
+            max_agent_capacity: builds.max_agent_capacity,
+            agent_expiry_secs: secs(builds.agent_expiry),
+            max_agents_per_key: u64::try_from(builds.max_agents_per_key).unwrap_or(u64::MAX),
             aur_rpc_url: libvieter::aur::DEFAULT_RPC_URL.to_owned(),
             sync_dbs: Vec::new(),
             sync_db_refresh_secs: 6 * 3600,
@@ -193,6 +200,12 @@ mod tests {
         assert_eq!(c.address.to_string(), "127.0.0.1:8000");
         assert_eq!(c.default_arch.as_str(), "x86_64");
         assert!(c.api_key.is_none());
+        // The build system's defaults, from libvieter's, as README states them.
+        assert_eq!((c.base_image.as_str(), c.default_build_timeout), ("archlinux:base-devel", 3600));
+        assert_eq!((c.lease_secs, c.retry_max_attempts, c.retry_backoff_secs), (60, 3, 30));
+        assert_eq!((c.max_log_age, c.max_log_size), (30, 64 << 20));
+        assert_eq!((c.max_agent_capacity, c.agent_expiry_secs, c.max_agents_per_key), (64, 604_800, 256));
+        assert_eq!(c.timezone, chrono_tz::UTC);
     }
 
     #[test]

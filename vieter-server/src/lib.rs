@@ -60,8 +60,8 @@ pub enum StartError {
     Bind { address: SocketAddr, source: std::io::Error },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("opening the build database: {0}")]
-    Builds(String),
+    #[error("opening the build system: {0}")]
+    Builds(#[from] builds::BuildsError),
     #[error("the AUR client: {0}")]
     Aur(#[from] aur::AurClientError),
     #[error("{0}")]
@@ -156,7 +156,7 @@ pub fn open(config: Config) -> Result<Arc<App>, StartError> {
         agent_expiry: Some(builds::BuildSettings::seconds(config.agent_expiry_secs)),
         max_agents_per_key: usize::try_from(config.max_agents_per_key).unwrap_or(usize::MAX),
     };
-    let builds = builds::Builds::open(data_dir, settings).map_err(|e| StartError::Builds(e.to_string()))?;
+    let builds = builds::Builds::open(data_dir, settings)?;
     let aur = aur::Aur::new(&config.aur_rpc_url, config.sync_dbs.clone(), Default::default())?;
     Ok(Arc::new(App {
         config,
