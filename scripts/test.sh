@@ -3,9 +3,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each phase says how long it took (CI has a time budget: see README).
+phase_start=$SECONDS
+phase() {
+  echo "=== phase done in $((SECONDS - phase_start)) s (total $SECONDS s): $1" >&2
+  phase_start=$SECONDS
+}
+
 scripts/setup-test-env.sh
+phase "setting up the test environment"
 scripts/build-corpus.sh target/corpus
+phase "building the package corpus"
 scripts/make-builder-image.sh localhost/vieter-builder:test
+phase "making the builder image"
 export VIETER_TEST_IMAGE=localhost/vieter-builder:test
 export VIETER_CORPUS="$PWD/target/corpus"
 # A one-off build gains nothing from incremental caches, which would double the target directory on disk.
@@ -15,11 +25,15 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+phase "formatting and clippy"
 # libvieter without default features is the formats only: it builds, and pulls no chrono, toml or tokio.
 cargo clippy -p libvieter --no-default-features --lib -- -D warnings
 if cargo tree -p libvieter --no-default-features -e normal | grep -E '(chrono|chrono-tz|toml|tokio) v'; then
   echo "libvieter --no-default-features depends on one of the crates above" >&2
   exit 1
 fi
+phase "libvieter without default features"
 cargo test --workspace --all-targets
+phase "the tests"
 cargo test --workspace --doc
+phase "the doc tests"

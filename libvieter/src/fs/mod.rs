@@ -9,7 +9,9 @@
 //!   databases: the repository service over [`DirStore`] and [`DirBlobs::mirror`];
 //! - with the `repository` feature, the directory implementations of the repository ports:
 //!   [`DirBlobs`] (package files by hash, archives, uploads: what the server uses) and [`DirStore`]
-//!   (the metadata in one file, for a single process that wants no database);
+//!   (the metadata in one file, for a single process that wants no database), and the downloads of
+//!   an arch-repo in that layout opened with what HTTP sends along ([`Opened`]:
+//!   `Repository::open_download`, `Repository::held_download`);
 //! - with the `builds` feature, [`LogDir`]: build logs as files (the build service's log store);
 //! - with the `openpgp` feature, keys on disk: a signing key generated once and kept
 //!   (`OpenPgpSigner::load_or_generate`), packagers' keys read from a directory
@@ -26,6 +28,8 @@ use crate::package::{read_package, Package, PackageError, ReadOptions};
 
 #[cfg(feature = "repository")]
 mod blobs;
+#[cfg(feature = "repository")]
+mod download;
 #[cfg(feature = "openpgp")]
 mod keys;
 #[cfg(feature = "builds")]
@@ -35,6 +39,8 @@ mod store;
 
 #[cfg(feature = "repository")]
 pub use blobs::{DirBlobs, DirUpload};
+#[cfg(feature = "repository")]
+pub use download::{Content, Opened};
 #[cfg(feature = "openpgp")]
 pub use keys::{KeyRing, RemoveKeyError};
 #[cfg(feature = "builds")]

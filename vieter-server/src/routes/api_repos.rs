@@ -6,26 +6,16 @@ use std::sync::Arc;
 
 use libvieter::api::{ArchRepoCreated, FilesQuery, ListQuery};
 use libvieter::name::{Arch, PkgName, RepoName};
-use libvieter::repo::RepoError;
 
 use warp::http::StatusCode;
 use warp::Reply;
 
+use super::{blocking, repo_error};
 use crate::error::{ok, ApiError};
 use crate::App;
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a blocking task", e))?
-}
-
-fn failed(context: &'static str) -> impl FnOnce(RepoError) -> ApiError {
-    move |e| ApiError::internal(context, e)
-}
-
 pub async fn list_repos(app: Arc<App>) -> Result<warp::reply::Response, ApiError> {
-    Ok(ok(&blocking(move || app.repos.repos().map_err(failed("listing repos"))).await?))
+    Ok(ok(&blocking(move || app.repos.repos().map_err(repo_error("listing repos"))).await?))
 }
 
 pub async fn list_packages(
@@ -36,7 +26,8 @@ pub async fn list_packages(
 ) -> Result<warp::reply::Response, ApiError> {
     let not_found = ApiError::not_found(format!("repository {repo}/{arch} not found"));
     let (Ok(repo), Ok(arch)) = (RepoName::new(repo), Arch::new(arch)) else { return Err(not_found) };
-    let page = blocking(move || app.repos.packages(&repo, &arch, &query).map_err(failed("listing packages")));
+    let page =
+        blocking(move || app.repos.packages(&repo, &arch, &query).map_err(repo_error("listing packages")));
     Ok(ok(&page.await?.ok_or(not_found)?))
 }
 
@@ -51,8 +42,9 @@ pub async fn package(
     let (Ok(repo), Ok(arch), Ok(name)) = (RepoName::new(repo), Arch::new(arch), PkgName::new(name)) else {
         return Err(not_found);
     };
-    let detail =
-        blocking(move || app.repos.package(&repo, &arch, &name, &query).map_err(failed("reading a package")));
+    let detail = blocking(move || {
+        app.repos.package(&repo, &arch, &name, &query).map_err(repo_error("reading a package"))
+    });
     Ok(ok(&detail.await?.ok_or(not_found)?))
 }
 
@@ -66,16 +58,9 @@ pub async fn create_arch_repo(
     let bad = |e: libvieter::name::NameError| ApiError::bad_request(e.to_string());
     let (repo, arch) = (RepoName::new(repo).map_err(bad)?, Arch::new(arch).map_err(bad)?);
     let (r, a) = (repo.clone(), arch.clone());
-    let created = blocking(move || {
-        app.repos.create_arch_repo(&r, &a).map_err(|e| {
-            if e.is_invalid_input() {
-                ApiError::bad_request(e.to_string())
-            } else {
-                ApiError::internal("creating an arch-repo", e)
-            }
-        })
-    })
-    .await?;
+    let created =
+        blocking(move || app.repos.create_arch_repo(&r, &a).map_err(repo_error("creating an arch-repo")))
+            .await?;
     if created {
         tracing::info!("created the arch-repo {repo}/{arch}");
     }
@@ -85,7 +70,7 @@ pub async fn create_arch_repo(
 
 pub async fn metrics(app: Arc<App>) -> Result<warp::reply::Response, ApiError> {
     let text = blocking(move || {
-        let repos = app.repos.repos().map_err(failed("listing repos"))?;
+        let repos = app.repos.repos().map_err(repo_error("listing repos"))?;
         app.metrics.reset_repos();
         for repo in &repos {
             for a in &repo.archs {

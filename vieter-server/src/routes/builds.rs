@@ -11,6 +11,7 @@ use libvieter::job::JobId;
 use libvieter::target::{NewTarget, TargetId, TargetPatch};
 use warp::http::StatusCode;
 
+use super::blocking;
 use crate::auth::Caller;
 use crate::builds::{BuildsError, JobFilter, TargetFilter};
 use crate::error::{ok, ApiError};
@@ -40,16 +41,6 @@ impl From<BuildsError> for ApiError {
             BuildsError::Task(e) => ApiError::internal("a blocking task", e),
         }
     }
-}
-
-/// Runs build-service work on the blocking pool (also the web interface's).
-pub(crate) async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
-    f: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal("a blocking task", e))?
-        .map_err(Into::into)
 }
 
 fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {

@@ -12,6 +12,7 @@ use libvieter::job::JobId;
 use warp::filters::BoxedFilter;
 use warp::{Filter, Reply};
 
+use super::blocking;
 use super::builds::read_log;
 use crate::auth::{self, Role};
 use crate::builds::BuildsError;
@@ -62,12 +63,6 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             .then(|id, _, app| async move { respond(content(app, id).await) }))
         .unify()
         .boxed()
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a blocking task", e))?
 }
 
 /// `POST /api/v1/jobs/queue?target=&arch=&force`: `POST /api/v1/jobs` with query parameters.

@@ -23,18 +23,15 @@ pub async fn remove(
         (Some(a), None) => format!("{repo}/{a}"),
         _ => format!("repository {repo}"),
     };
-    let app2 = app.clone();
-    let found = tokio::task::spawn_blocking(move || {
+    let found = super::blocking(move || {
         let removal = match (&arch, &name) {
             (Some(a), Some(n)) => Removal::Package(a, n),
             (Some(a), None) => Removal::ArchRepo(a),
             _ => Removal::Repo,
         };
-        app2.repos.remove(&repo, removal)
+        app.repos.remove(&repo, removal).map_err(super::repo_error("removing"))
     })
-    .await
-    .map_err(|e| ApiError::internal("removing", e))?
-    .map_err(|e| ApiError::internal("removing", e))?;
+    .await?;
     if !found {
         return Err(ApiError::not_found(format!("{what} not found")));
     }

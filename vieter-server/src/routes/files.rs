@@ -1,37 +1,19 @@
 //! `GET|HEAD /{repo}/{arch}/{file}`: repository databases and package files, as pacman downloads them.
 //!
 //! Conditional requests (`If-None-Match`, `If-Modified-Since`) answer 304; a single byte range answers
-//! 206 (or 416). Files are streamed from disk. Names are validated and looked up in redb: nothing from the
-//! URL is ever joined into a path unchecked.
+//! 206 (or 416). Files are streamed from disk. What a name opens, and its tag, time and media type, are
+//! libvieter's (`Repository::open_download`): nothing from the URL is ever joined into a path unchecked.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use libvieter::fs::Content;
 use libvieter::name::{Arch, RepoName};
-use libvieter::repo::{Download, RepoStore};
 use warp::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use warp::Reply;
 
 use crate::error::ApiError;
 use crate::App;
-
-/// What a response's body comes from.
-enum Content {
-    File(std::fs::File),
-    /// An archive held in memory (`DirBlobs::archive_in_memory`).
-    Memory(bytes::Bytes),
-}
-
-/// What to send and how to describe it: an open file (or bytes in memory), its length, time and tag.
-struct Servable {
-    content: Content,
-    len: u64,
-    modified: SystemTime,
-    etag: String,
-    content_type: &'static str,
-    /// An archive, rewritten in place (see `libvieter::repo::last_modified`); else an immutable pool file.
-    rewritten: bool,
-}
 
 pub async fn serve(
     app: Arc<App>,
@@ -47,36 +29,26 @@ pub async fn serve(
     };
     // An archive changed within the running second is sent once that second is over (at most twice
     // a second's wait): its Last-Modified can then be that second without hiding a later change in it
-    // (see `repo::last_modified`). A 304 needs no wait.
-    // Archives publishes left behind are written before one is served (`Repository::with_deferred_archives`).
-    let archive = matches!(
-        libvieter::repo::download(&repo_name, &file),
-        Some(Download::Archive(_) | Download::ArchiveSignature(_))
-    );
-    if archive && app.repos.archives_stale(&repo_name, &arch_name) {
-        let (app, repo, arch) = (app.clone(), repo_name.clone(), arch_name.clone());
-        tokio::task::spawn_blocking(move || app.repos.current_archives(&repo, &arch))
-            .await
-            .map_err(|e| ApiError::internal("writing archives", e))?
-            .map_err(|e| ApiError::internal("writing archives", e))?;
-    }
+    // (see `libvieter::repo::last_modified`). A 304 needs no wait.
     let mut waited = 0;
     let s = loop {
-        let servable = match in_memory(&app, &repo_name, &arch_name, &file) {
-            Some(s) => s,
+        let opened = match app.repos.held_download(&repo_name, &arch_name, &file) {
+            Some(held) => held,
             None => {
                 let (app, repo, arch, file) =
                     (app.clone(), repo_name.clone(), arch_name.clone(), file.clone());
-                tokio::task::spawn_blocking(move || locate(&app, &repo, &arch, &file))
-                    .await
-                    .map_err(|e| ApiError::internal("locating a file", e))??
+                super::blocking(move || {
+                    app.repos
+                        .open_download(&repo, &arch, &file)
+                        .map_err(|e| ApiError::internal("opening a file", e))
+                })
+                .await?
             }
         };
-        let Some(s) = servable else { return Err(not_found()) };
+        let Some(s) = opened else { return Err(not_found()) };
         let now = SystemTime::now();
-        let fresh = s.rewritten && libvieter::repo::changed_this_second(s.modified, now);
         let cached = not_modified(&headers, &format!("\"{}\"", s.etag), s.modified);
-        if !fresh || cached || waited == 2 {
+        if !s.changed_this_second(now) || cached || waited == 2 {
             break s;
         }
         waited += 1;
@@ -86,9 +58,7 @@ pub async fn serve(
     };
     let (len, modified) = (s.len, s.modified);
     let etag = format!("\"{}\"", s.etag);
-    let announced =
-        if s.rewritten { libvieter::repo::last_modified(modified, SystemTime::now()) } else { modified };
-    let last_modified = httpdate::fmt_http_date(announced);
+    let last_modified = httpdate::fmt_http_date(s.last_modified(SystemTime::now()));
 
     let mut builder = Response::builder()
         .header(header::ETAG, &etag)
@@ -128,7 +98,7 @@ pub async fn serve(
         (true, _) => builder.body(Vec::new()).map(Reply::into_response),
         (false, Content::Memory(bytes)) => {
             let (start, end) = (start as usize, (start + count) as usize);
-            builder.body(bytes.slice(start..end)).map(Reply::into_response)
+            builder.body(bytes::Bytes::from_owner(Shared(bytes)).slice(start..end)).map(Reply::into_response)
         }
         (false, Content::File(file)) => {
             let mut r = warp::reply::stream(read_range(file, start, count)).into_response();
@@ -185,106 +155,6 @@ impl AsRef<[u8]> for Shared {
     fn as_ref(&self) -> &[u8] {
         &self.0
     }
-}
-
-/// An archive (or an archive's signature) this process holds in memory, found without blocking (no
-/// file is opened); `Some(None)`: a signature known here not to exist.
-fn in_memory(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Option<Option<Servable>> {
-    let blobs = app.repos.blobs();
-    let (held, content_type) = match libvieter::repo::download(repo, file)? {
-        Download::Archive(kind) => (blobs.archive_in_memory(repo, arch, kind)?, "application/gzip"),
-        Download::ArchiveSignature(kind) => match blobs.archive_signature_in_memory(repo, arch, kind)? {
-            Some(signature) => (signature, "application/pgp-signature"),
-            None => return Some(None),
-        },
-        _ => return None,
-    };
-    Some(Some(Servable {
-        len: held.bytes.len() as u64,
-        content: Content::Memory(bytes::Bytes::from_owner(Shared(held.bytes))),
-        modified: held.modified,
-        etag: held.etag,
-        content_type,
-        rewritten: true,
-    }))
-}
-
-/// Finds and opens the file behind a URL: an archive name, or a package file name recorded in redb.
-/// Archives are tagged by inode, length and time (`DirBlobs::archive_etag`); package files by their SHA-256.
-fn locate(app: &App, repo: &RepoName, arch: &Arch, file: &str) -> Result<Option<Servable>, ApiError> {
-    let open = |path: &std::path::Path| -> Result<Option<(std::fs::File, u64, SystemTime)>, ApiError> {
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(ApiError::internal("opening a file", e)),
-        };
-        let meta = file.metadata().map_err(|e| ApiError::internal("reading file metadata", e))?;
-        Ok(Some((file, meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))))
-    };
-    let signature_of = |path: &std::path::Path, rewritten| -> Result<Option<Servable>, ApiError> {
-        let Some((file, len, modified)) = open(path)? else { return Ok(None) };
-        let nanos = modified.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let etag = format!("sig-{len:x}-{nanos:x}");
-        let content = Content::File(file);
-        Ok(Some(Servable {
-            content,
-            len,
-            modified,
-            etag,
-            content_type: "application/pgp-signature",
-            rewritten,
-        }))
-    };
-    let archive = match libvieter::repo::download(repo, file) {
-        None => return Ok(None),
-        Some(Download::Archive(kind)) => Some(kind),
-        Some(Download::ArchiveSignature(kind)) => {
-            // Rewritten with its archive, in the same step: served as the archive is.
-            return signature_of(&app.repos.blobs().archive_signature_path(repo, arch, kind), true);
-        }
-        Some(Download::FileSignature(name)) => {
-            let sha = app
-                .repos
-                .store()
-                .file_hash(repo, arch, name)
-                .map_err(|e| ApiError::internal("looking up a file", e))?;
-            let Some(sha) = sha else { return Ok(None) };
-            return signature_of(&app.repos.blobs().package_signature_path(&sha), false);
-        }
-        Some(Download::File(_)) => None,
-    };
-    if let Some(kind) = archive {
-        let path = app.repos.blobs().archive_path(repo, arch, kind);
-        let Some((file, len, modified)) = open(&path)? else { return Ok(None) };
-        let etag = app
-            .repos
-            .blobs()
-            .archive_etag(&path, &file, len, modified)
-            .map_err(|e| ApiError::internal("reading an archive", e))?;
-        return Ok(Some(Servable {
-            content: Content::File(file),
-            len,
-            modified,
-            etag,
-            content_type: "application/gzip",
-            rewritten: true,
-        }));
-    }
-    let sha = app
-        .repos
-        .store()
-        .file_hash(repo, arch, file)
-        .map_err(|e| ApiError::internal("looking up a file", e))?;
-    let Some(sha) = sha else { return Ok(None) };
-    let Some((file, len, modified)) = open(&app.repos.blobs().package_path(&sha))? else { return Ok(None) };
-    Ok(Some(Servable {
-        content: Content::File(file),
-        len,
-        modified,
-        etag: sha,
-        content_type: "application/octet-stream",
-        rewritten: false,
-    }))
 }
 
 fn whole_secs(t: SystemTime) -> u64 {

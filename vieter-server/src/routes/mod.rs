@@ -261,6 +261,28 @@ fn body(
         })
 }
 
+/// Runs store and service work on the blocking pool (also the web interface's).
+pub(crate) async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("a blocking task", e))?
+        .map_err(Into::into)
+}
+
+/// The HTTP answer to a failure of the repository: 400 for what the client sent wrong, else 500
+/// (logged with `context`).
+pub(crate) fn repo_error(context: &'static str) -> impl FnOnce(libvieter::repo::RepoError) -> ApiError {
+    move |e| {
+        if e.is_invalid_input() {
+            ApiError::bad_request(e.to_string())
+        } else {
+            ApiError::internal(context, e)
+        }
+    }
+}
+
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(warp::http::StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes"))
 }

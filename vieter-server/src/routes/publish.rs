@@ -77,19 +77,13 @@ async fn add(
     tmp: DirUpload,
     signed: UploadSignature,
 ) -> Result<warp::reply::Response, ApiError> {
-    let started = std::time::Instant::now();
-    let result =
-        tokio::task::spawn_blocking(move || app.repos.publish_with(&repo, tmp, &signed).map(|r| (r, app)))
-            .await
-            .map_err(|e| ApiError::internal("publishing", e))?;
-    match result {
-        Ok((published, app)) => {
-            app.metrics.observe_upload(started.elapsed());
-            Ok(ok(&published))
-        }
-        Err(e) if e.is_invalid_input() => Err(ApiError::bad_request(e.to_string())),
-        Err(e) => Err(ApiError::internal("publishing", e)),
-    }
+    let (started, publisher) = (std::time::Instant::now(), app.clone());
+    let published = super::blocking(move || {
+        publisher.repos.publish_with(&repo, tmp, &signed).map_err(super::repo_error("publishing"))
+    })
+    .await?;
+    app.metrics.observe_upload(started.elapsed());
+    Ok(ok(&published))
 }
 
 /// The raw-body form.

@@ -32,7 +32,7 @@ use warp::{Filter, Reply};
 
 use crate::builds::{BuildsError, LogWatch};
 use crate::error::ApiError;
-use crate::routes::builds::blocking;
+use crate::routes::blocking;
 use crate::routes::Seg;
 use crate::App;
 use pages::Ctx;
