@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Each phase says how long it took (CI has a time budget: see README).
+# Each phase says how long it took (CI has a time budget: see README); cargo writes where the compile
+# time went to target/cargo-timings/.
 phase_start=$SECONDS
 phase() {
   echo "=== phase done in $((SECONDS - phase_start)) s (total $SECONDS s): $1" >&2
@@ -24,7 +25,7 @@ if [ "${CI:-}" = "true" ]; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --timings -- -D warnings
 phase "formatting and clippy"
 # libvieter without default features is the formats only: it builds, and pulls no chrono, toml or tokio.
 cargo clippy -p libvieter --no-default-features --lib -- -D warnings
@@ -33,7 +34,7 @@ if cargo tree -p libvieter --no-default-features -e normal | grep -E '(chrono|ch
   exit 1
 fi
 phase "libvieter without default features"
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets --timings
 phase "the tests"
 cargo test --workspace --doc
 phase "the doc tests"

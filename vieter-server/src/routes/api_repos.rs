@@ -77,7 +77,7 @@ pub async fn metrics(app: Arc<App>) -> Result<warp::reply::Response, ApiError> {
                 app.metrics.set_repo(&repo.name, a.arch.as_str(), a.packages, a.size);
             }
         }
-        Ok(app.metrics.render())
+        Ok::<_, ApiError>(app.metrics.render())
     })
     .await?;
     warp::http::Response::builder()

@@ -85,7 +85,7 @@ async fn logs(app: Arc<App>, params: HashMap<String, String>) -> Result<warp::re
                 ControlFlow::Continue(())
             })
             .map_err(|e| ApiError::internal("build database", e))?;
-        Ok(filter.page_of(matching))
+        Ok::<_, ApiError>(filter.page_of(matching))
     })
     .await?;
     Ok(ok(&logs))
