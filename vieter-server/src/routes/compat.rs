@@ -31,38 +31,40 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let admin = auth::require(app.keys.clone(), Role::Admin);
     let app_f = super::with_app(app);
     let params = warp::query::<HashMap<String, String>>();
-    warp::path!("api" / "v1" / "jobs" / "queue")
-        .and(warp::post())
-        .and(admin.clone())
-        .and(app_f.clone())
-        .and(params)
-        .then(|_, app, p| async move { respond(queue(app, p).await) })
-        .or(warp::path!("api" / "v1" / "logs")
+    super::first_of(vec![
+        warp::path!("api" / "v1" / "jobs" / "queue")
+            .and(warp::post())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .and(params)
+            .then(|_, app, p| async move { respond(queue(app, p).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "logs")
             .and(warp::get())
             .and(admin.clone())
             .and(app_f.clone())
             .and(params)
-            .then(|_, app, p| async move { respond(logs(app, p).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "logs" / u64)
+            .then(|_, app, p| async move { respond(logs(app, p).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "logs" / u64)
             .and(warp::get())
             .and(admin.clone())
             .and(app_f.clone())
-            .then(|id, _, app| async move { respond(log(app, id).await.map(|l| ok(&l))) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "logs" / u64)
+            .then(|id, _, app| async move { respond(log(app, id).await.map(|l| ok(&l))) })
+            .boxed(),
+        warp::path!("api" / "v1" / "logs" / u64)
             .and(warp::delete())
             .and(admin.clone())
             .and(app_f.clone())
-            .then(|id, _, app| async move { respond(delete(app, id).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "logs" / u64 / "content")
+            .then(|id, _, app| async move { respond(delete(app, id).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "logs" / u64 / "content")
             .and(warp::get())
             .and(admin)
             .and(app_f)
-            .then(|id, _, app| async move { respond(content(app, id).await) }))
-        .unify()
-        .boxed()
+            .then(|id, _, app| async move { respond(content(app, id).await) })
+            .boxed(),
+    ])
 }
 
 /// `POST /api/v1/jobs/queue?target=&arch=&force`: `POST /api/v1/jobs` with query parameters.

@@ -52,21 +52,22 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::get())
         .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response());
 
-    let keys_route = warp::path!("api" / "v1" / "keys")
+    let keys_list = warp::path!("api" / "v1" / "keys")
         .and(warp::get())
         .and(with_app(app.clone()))
         .map(|app: Arc<App>| keys::list(&app))
-        .or(warp::path!("api" / "v1" / "keys" / "resign")
-            .and(warp::get())
-            .and(with_app(app.clone()))
-            .map(|app: Arc<App>| keys::resign(&app)))
-        .unify()
-        .or(warp::path!("api" / "v1" / "keys" / String)
-            .and(warp::delete())
-            .and(auth::require(keys.clone(), Role::Admin))
-            .and(with_app(app.clone()))
-            .map(|fingerprint: String, _role, app: Arc<App>| respond(keys::remove(&app, &fingerprint))))
-        .unify();
+        .boxed();
+    let keys_resign = warp::path!("api" / "v1" / "keys" / "resign")
+        .and(warp::get())
+        .and(with_app(app.clone()))
+        .map(|app: Arc<App>| keys::resign(&app))
+        .boxed();
+    let keys_remove = warp::path!("api" / "v1" / "keys" / String)
+        .and(warp::delete())
+        .and(auth::require(keys.clone(), Role::Admin))
+        .and(with_app(app.clone()))
+        .map(|fingerprint: String, _role, app: Arc<App>| respond(keys::remove(&app, &fingerprint)))
+        .boxed();
 
     let metrics_auth = app.config.metrics_auth;
     let metrics = warp::path!("api" / "v1" / "metrics")
@@ -80,34 +81,35 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             Ok::<_, warp::Rejection>(respond(api_repos::metrics(app).await))
         });
 
-    let repos_api = warp::path!("api" / "v1" / "repos")
+    let repos = warp::path!("api" / "v1" / "repos")
         .and(warp::get())
         .and(with_app(app.clone()))
         .then(|app| async move { respond(api_repos::list_repos(app).await) })
-        .or(warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages")
-            .and(warp::get())
-            .and(warp::query::<libvieter::api::ListQuery>())
-            .and(with_app(app.clone()))
-            .then(|repo: Seg, arch: Seg, q, app| async move {
-                respond(api_repos::list_packages(app, repo.0, arch.0, q).await)
-            }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages" / Seg)
-            .and(warp::get())
-            .and(warp::query::<libvieter::api::FilesQuery>())
-            .and(with_app(app.clone()))
-            .then(|repo: Seg, arch: Seg, name: Seg, q, app| async move {
-                respond(api_repos::package(app, repo.0, arch.0, name.0, q).await)
-            }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "repos" / Seg / Seg)
-            .and(warp::put())
-            .and(auth::require(keys.clone(), Role::Admin))
-            .and(with_app(app.clone()))
-            .then(|repo: Seg, arch: Seg, _caller, app| async move {
-                respond(api_repos::create_arch_repo(app, repo.0, arch.0).await)
-            }))
-        .unify();
+        .boxed();
+    let packages = warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages")
+        .and(warp::get())
+        .and(warp::query::<libvieter::api::ListQuery>())
+        .and(with_app(app.clone()))
+        .then(|repo: Seg, arch: Seg, q, app| async move {
+            respond(api_repos::list_packages(app, repo.0, arch.0, q).await)
+        })
+        .boxed();
+    let package = warp::path!("api" / "v1" / "repos" / Seg / Seg / "packages" / Seg)
+        .and(warp::get())
+        .and(warp::query::<libvieter::api::FilesQuery>())
+        .and(with_app(app.clone()))
+        .then(|repo: Seg, arch: Seg, name: Seg, q, app| async move {
+            respond(api_repos::package(app, repo.0, arch.0, name.0, q).await)
+        })
+        .boxed();
+    let create_arch_repo = warp::path!("api" / "v1" / "repos" / Seg / Seg)
+        .and(warp::put())
+        .and(auth::require(keys.clone(), Role::Admin))
+        .and(with_app(app.clone()))
+        .then(|repo: Seg, arch: Seg, _caller, app| async move {
+            respond(api_repos::create_arch_repo(app, repo.0, arch.0).await)
+        })
+        .boxed();
 
     let publish_multipart = warp::path!(Seg / "publish")
         .and(warp::post())
@@ -205,39 +207,41 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         tracing::debug!(method, path = info.path(), status = info.status().as_u16(), elapsed = ?info.elapsed());
     });
 
-    // Downloads first: they are most of the requests (pacman's), and each route in front of them is
-    // one more filter tried per request. No other route takes a GET or HEAD of three segments
-    // outside `/api/` and `/ui/`.
-    files
-        .or(health)
-        .unify()
-        .or(openapi)
-        .unify()
-        .or(keys_route)
-        .unify()
-        .or(metrics)
-        .unify()
-        .or(repos_api)
-        .unify()
-        .or(build_routes)
-        .unify()
-        .or(aur_resolve)
-        .unify()
-        .or(compat::routes(app.clone()))
-        .unify()
-        .or(crate::ui::routes(app.clone()))
-        .unify()
-        .or(publish_multipart)
-        .unify()
-        .or(publish_raw)
-        .unify()
-        .or(delete)
-        .unify()
-        .recover(error::recover)
-        .unify()
-        .with(log)
-        .map(Reply::into_response)
-        .boxed()
+    // Downloads first, and not boxed: they are most of the requests (pacman's), and each route or box
+    // in front of them is one more filter tried per request. No other route takes a GET or HEAD of
+    // three segments outside `/api/` and `/ui/`.
+    let others = first_of(vec![
+        health.boxed(),
+        openapi.boxed(),
+        keys_list,
+        keys_resign,
+        keys_remove,
+        metrics.boxed(),
+        repos,
+        packages,
+        package,
+        create_arch_repo,
+        build_routes,
+        aur_resolve.boxed(),
+        compat::routes(app.clone()),
+        crate::ui::routes(app.clone()),
+        publish_multipart.boxed(),
+        publish_raw.boxed(),
+        delete.boxed(),
+    ]);
+    files.or(others).unify().recover(error::recover).unify().with(log).map(Reply::into_response).boxed()
+}
+
+/// The routes tried in order, as one filter. Each is boxed on its own: one long chain of `or`s makes
+/// a type the compiler takes minutes on. The first is reached through one box, the last through all.
+pub(crate) fn first_of(
+    routes: Vec<BoxedFilter<(warp::reply::Response,)>>,
+) -> BoxedFilter<(warp::reply::Response,)> {
+    let mut routes = routes.into_iter().rev();
+    let last = routes
+        .next()
+        .unwrap_or_else(|| warp::any().and_then(|| async { Err(warp::reject::not_found()) }).boxed());
+    routes.fold(last, |rest, route| route.or(rest).unify().boxed())
 }
 
 /// A request body of at most `limit` bytes, counted as the bytes arrive (with or without
@@ -341,120 +345,121 @@ fn build_routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let app_f = with_app(app);
     let kib = |n: u64| n * 1024;
 
-    let targets = warp::path!("api" / "v1" / "targets")
-        .and(warp::post())
-        .and(admin.clone())
-        .and(app_f.clone())
-        .and(warp::query::<libvieter::api::TargetQuery>())
-        .and(body(kib(64)))
-        .then(|_, app, q, b| async move { respond(builds::create_target(app, q, b).await) })
-        .or(warp::path!("api" / "v1" / "targets")
+    first_of(vec![
+        warp::path!("api" / "v1" / "targets")
+            .and(warp::post())
+            .and(admin.clone())
+            .and(app_f.clone())
+            .and(warp::query::<libvieter::api::TargetQuery>())
+            .and(body(kib(64)))
+            .then(|_, app, q, b| async move { respond(builds::create_target(app, q, b).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "targets")
             .and(warp::get())
             .and(admin.clone())
             .and(app_f.clone())
             .and(warp::query::<crate::builds::TargetFilter>())
-            .then(|_, app, f| async move { respond(builds::list_targets(app, f).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "targets" / u64)
+            .then(|_, app, f| async move { respond(builds::list_targets(app, f).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "targets" / u64)
             .and(warp::get())
             .and(admin.clone())
             .and(app_f.clone())
-            .then(|id, _, app| async move { respond(builds::get_target(app, id).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "targets" / u64)
+            .then(|id, _, app| async move { respond(builds::get_target(app, id).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "targets" / u64)
             .and(warp::patch())
             .and(admin.clone())
             .and(app_f.clone())
             .and(warp::query::<libvieter::api::TargetQuery>())
             .and(body(kib(64)))
-            .then(|id, _, app, q, b| async move { respond(builds::patch_target(app, id, q, b).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "targets" / u64 / "deps")
+            .then(|id, _, app, q, b| async move { respond(builds::patch_target(app, id, q, b).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "targets" / u64 / "deps")
             .and(warp::get())
             .and(admin.clone())
             .and(app_f.clone())
-            .then(|id, _, app| async move { respond(builds::target_deps(app, id).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "targets" / u64)
+            .then(|id, _, app| async move { respond(builds::target_deps(app, id).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "targets" / u64)
             .and(warp::delete())
             .and(admin.clone())
             .and(app_f.clone())
-            .then(|id, _, app| async move { respond(builds::delete_target(app, id).await) }))
-        .unify();
-
-    let jobs = warp::path!("api" / "v1" / "jobs" / "poll")
-        .and(warp::post())
-        .and(agent.clone())
-        .and(app_f.clone())
-        .and(body(kib(16)))
-        .then(|caller, app, b| async move { respond(builds::poll(app, caller, b).await) })
-        .or(warp::path!("api" / "v1" / "jobs")
+            .then(|id, _, app| async move { respond(builds::delete_target(app, id).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs" / "poll")
+            .and(warp::post())
+            .and(agent.clone())
+            .and(app_f.clone())
+            .and(body(kib(16)))
+            .then(|caller, app, b| async move { respond(builds::poll(app, caller, b).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs")
             .and(warp::post())
             .and(admin.clone())
             .and(app_f.clone())
             .and(body(kib(16)))
-            .then(|_, app, b| async move { respond(builds::queue_job(app, b).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "jobs")
+            .then(|_, app, b| async move { respond(builds::queue_job(app, b).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs")
             .and(warp::get())
             .and(admin.clone())
             .and(app_f.clone())
             .and(warp::query::<crate::builds::JobFilter>())
-            .then(|_, app, f| async move { respond(builds::list_jobs(app, f).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "jobs" / u64)
+            .then(|_, app, f| async move { respond(builds::list_jobs(app, f).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs" / u64)
             .and(warp::get())
             .and(admin.clone())
             .and(app_f.clone())
-            .then(|id, _, app| async move { respond(builds::get_job(app, id).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "jobs" / u64 / "cancel")
+            .then(|id, _, app| async move { respond(builds::get_job(app, id).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs" / u64 / "cancel")
             .and(warp::post())
             .and(admin.clone())
             .and(app_f.clone())
-            .then(|id, _, app| async move { respond(builds::cancel_job(app, id).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "jobs" / u64 / "retry")
+            .then(|id, _, app| async move { respond(builds::cancel_job(app, id).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs" / u64 / "retry")
             .and(warp::post())
             .and(admin.clone())
             .and(app_f.clone())
-            .then(|id, _, app| async move { respond(builds::retry_job(app, id).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "jobs" / u64 / "heartbeat")
+            .then(|id, _, app| async move { respond(builds::retry_job(app, id).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs" / u64 / "heartbeat")
             .and(warp::post())
             .and(agent.clone())
             .and(app_f.clone())
             .and(body(kib(16)))
-            .then(|id, caller, app, b| async move { respond(builds::heartbeat(app, caller, id, b).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "jobs" / u64 / "finish")
+            .then(|id, caller, app, b| async move { respond(builds::heartbeat(app, caller, id, b).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs" / u64 / "finish")
             .and(warp::post())
             .and(agent.clone())
             .and(app_f.clone())
             .and(body(kib(256)))
-            .then(|id, caller, app, b| async move { respond(builds::finish(app, caller, id, b).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "jobs" / u64 / "log")
+            .then(|id, caller, app, b| async move { respond(builds::finish(app, caller, id, b).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs" / u64 / "log")
             .and(warp::post())
             .and(agent.clone())
             .and(app_f.clone())
             .and(warp::query::<libvieter::api::LogAppendQuery>())
             .and(body(kib(8 * 1024)))
-            .then(|id, who, app, q, b| async move { respond(builds::append_log(app, who, id, q, b).await) }))
-        .unify()
-        .or(warp::path!("api" / "v1" / "jobs" / u64 / "log")
+            .then(|id, who, app, q, b| async move { respond(builds::append_log(app, who, id, q, b).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "jobs" / u64 / "log")
             .and(warp::get())
             .and(admin.clone())
             .and(app_f.clone())
             .and(warp::query::<libvieter::api::LogQuery>())
-            .then(|id, _, app, q| async move { respond(builds::read_log(app, id, q).await) }))
-        .unify();
-
-    let agents = warp::path!("api" / "v1" / "agents")
-        .and(warp::get())
-        .and(admin)
-        .and(app_f)
-        .then(|_, app| async move { respond(builds::agents(app).await) });
-
-    targets.or(jobs).unify().or(agents).unify().boxed()
+            .then(|id, _, app, q| async move { respond(builds::read_log(app, id, q).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "agents")
+            .and(warp::get())
+            .and(admin)
+            .and(app_f)
+            .then(|_, app| async move { respond(builds::agents(app).await) })
+            .boxed(),
+    ])
 }

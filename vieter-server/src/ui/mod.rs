@@ -353,7 +353,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         },
     );
 
-    // Each route boxed on its own: one long chain of `or`s makes a type the compiler takes minutes on.
+    // Each route boxed on its own (see `routes::first_of`).
     let all: Vec<BoxedFilter<(warp::reply::Response,)>> = vec![
         root.boxed(),
         style.boxed(),
@@ -379,11 +379,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         job_action.map(Reply::into_response).boxed(),
         agents.map(Reply::into_response).boxed(),
     ];
-    let mut routes = all.into_iter();
-    let first = routes
-        .next()
-        .unwrap_or_else(|| warp::any().and_then(|| async { Err(warp::reject::not_found()) }).boxed());
-    routes.fold(first, |acc, route| acc.or(route).unify().boxed())
+    crate::routes::first_of(all)
 }
 
 // ---- signing in ----
