@@ -393,7 +393,7 @@ impl DirBlobs {
     }
 
     /// The tag of the archive at `path` whose open handle is `file`, of length `len` and modification
-    /// time `mtime` ([`etag_of`] them): as kept when it was written or, after a restart, from
+    /// time `mtime` (`etag_of` them): as kept when it was written or, after a restart, from
     /// the file on first use, which also loads it into memory when it is small (see
     /// [`DirBlobs::archive_in_memory`]).
     pub fn archive_etag(&self, path: &Path, file: &File, len: u64, mtime: SystemTime) -> io::Result<String> {
@@ -706,7 +706,7 @@ impl BlobStore for DirBlobs {
     /// In the server's layout, the archive replaces what is served from memory at once and reaches its
     /// file at the next [`DirBlobs::settle`]; in a mirror, its file is replaced (and synced) here.
     /// Every write of an archive gets a later time than the one before (`mtime`, or a nanosecond
-    /// after the last), so that its tag ([`etag_of`]) is new.
+    /// after the last), so that its tag (`etag_of`) is new.
     fn write_archive(
         &self,
         repo: &RepoName,

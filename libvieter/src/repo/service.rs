@@ -270,7 +270,7 @@ impl<S: RepoStore, B: BlobStore> Repository<S, B> {
     }
 
     /// This repository, keeping a copy of each signed archive's hash every `bytes` bytes of members
-    /// (default 512 KiB; see [`super::checkpoints`]): a smaller interval hashes less of an archive
+    /// (default 512 KiB; see `repo::checkpoints`): a smaller interval hashes less of an archive
     /// after a change near its end, and keeps more copies (about 200 bytes each).
     pub fn with_hash_checkpoints_every(mut self, bytes: u64) -> Self {
         self.hashes.every = bytes.max(1);
