@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::name::{Arch, RepoName};
+use crate::repo::{blob_err, store_err};
 use crate::repo::{Download, RepoError, RepoStore, Repository};
 
 use super::DirBlobs;
@@ -63,10 +64,6 @@ impl Opened {
 const ARCHIVE_TYPE: &str = "application/gzip";
 const SIGNATURE_TYPE: &str = "application/pgp-signature";
 const PACKAGE_TYPE: &str = "application/octet-stream";
-
-fn blob_err(e: io::Error) -> RepoError {
-    RepoError::Blob(Box::new(e))
-}
 
 /// The file at `path` opened, with its length and time; `None` when there is none.
 fn open(path: &Path) -> Result<Option<(File, u64, SystemTime)>, RepoError> {
@@ -146,7 +143,7 @@ impl<S: RepoStore> Repository<S, DirBlobs> {
             }
             Download::File(name) | Download::FileSignature(name) => {
                 let hash = self.store().file_hash(repo, arch, name);
-                let Some(sha) = hash.map_err(|e| RepoError::Store(Box::new(e)))? else { return Ok(None) };
+                let Some(sha) = hash.map_err(store_err)? else { return Ok(None) };
                 if matches!(download, Download::FileSignature(_)) {
                     return signature(&self.blobs().package_signature_path(&sha), false);
                 }

@@ -45,6 +45,8 @@ mod store;
 #[cfg(feature = "repository")]
 pub use blob::{ArchiveDir, ArchiveWriter, BlobStore};
 #[cfg(feature = "repository")]
+pub(crate) use service::{blob_err, store_err};
+#[cfg(feature = "repository")]
 pub use service::{RecoveryReport, Removal, RepoError, Repository};
 #[cfg(feature = "repository")]
 pub use sign::{

@@ -95,11 +95,11 @@ impl RepoError {
     }
 }
 
-pub(super) fn store_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError {
+pub(crate) fn store_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError {
     RepoError::Store(Box::new(e))
 }
 
-fn blob_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError {
+pub(crate) fn blob_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError {
     RepoError::Blob(Box::new(e))
 }
 
