@@ -23,6 +23,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::db::{ArchiveKind, Database, DbError, DbFormat, StoredEntry};
+#[cfg(feature = "repository")]
 use crate::name::Arch;
 use crate::package::{read_package, Package, PackageError, ReadOptions};
 

@@ -44,7 +44,7 @@ mod store;
 
 #[cfg(feature = "repository")]
 pub use blob::{ArchiveDir, ArchiveWriter, BlobStore};
-#[cfg(feature = "repository")]
+#[cfg(all(feature = "repository", feature = "fs"))]
 pub(crate) use service::{blob_err, store_err};
 #[cfg(feature = "repository")]
 pub use service::{RecoveryReport, Removal, RepoError, Repository};
