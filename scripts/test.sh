@@ -39,6 +39,9 @@ if cargo tree -p libvieter --no-default-features -e normal | grep -E '(chrono|ch
   exit 1
 fi
 phase "libvieter without default features"
+# The fuzz targets (run with nightly by cargo-fuzz, see BENCHMARKS.md) still build against libvieter.
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+phase "the fuzz targets"
 cargo test --workspace --all-targets --timings
 phase "the tests"
 cargo test --workspace --doc
