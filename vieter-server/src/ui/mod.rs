@@ -898,7 +898,26 @@ impl Follow {
         }
         loop {
             self.watch.seen();
-            let ended = match self.app.builds.read_log(&mut self.reader, LOG_EVENT).await {
+            // One trip to the blocking pool per wake-up: the read and, when it brought nothing, the job.
+            let (app, mut reader) = (self.app.clone(), self.reader.clone());
+            let step = tokio::task::spawn_blocking(move || {
+                let read = app.builds.logs().read(&app.builds.service, &mut reader, LOG_EVENT);
+                let head = matches!(read, Ok(LogRead::Pending | LogRead::End)).then(|| {
+                    let job = app.builds.service.find_job(reader.job()).ok().flatten();
+                    let target = job.as_ref().and_then(|j| app.builds.service.target(j.target()).ok());
+                    (job, target)
+                });
+                (read, head, reader)
+            })
+            .await;
+            let (read, head) = match step {
+                Ok((read, head, reader)) => {
+                    self.reader = reader;
+                    (read.map_err(|e| e.to_string()), head)
+                }
+                Err(e) => (Err(e.to_string()), None),
+            };
+            let ended = match read {
                 Ok(LogRead::Bytes(bytes)) => {
                     let html = self.ansi.push(&bytes);
                     let offset = self.reader.offset().to_string();
@@ -912,14 +931,7 @@ impl Follow {
                     return Some(warp::sse::Event::default().event("end").data("error"));
                 }
             };
-            let (app, id) = (self.app.clone(), self.reader.job());
-            let job = tokio::task::spawn_blocking(move || {
-                let job = app.builds.service.find_job(id).ok().flatten();
-                let target = job.as_ref().and_then(|j| app.builds.service.target(j.target()).ok());
-                (job, target)
-            })
-            .await;
-            let Ok((Some(job), target)) = job else {
+            let Some((Some(job), target)) = head else {
                 self.done = true;
                 return Some(warp::sse::Event::default().event("end").data("gone"));
             };
