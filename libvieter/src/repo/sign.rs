@@ -128,6 +128,16 @@ pub enum Uploader {
     Agent,
 }
 
+/// Who uploads, by the key's role: the admin key is a packager, an agent key an agent.
+impl From<crate::access::Role> for Uploader {
+    fn from(role: crate::access::Role) -> Self {
+        match role {
+            crate::access::Role::Admin => Uploader::User,
+            crate::access::Role::Agent => Uploader::Agent,
+        }
+    }
+}
+
 /// What a publish was given besides the package file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadSignature {
@@ -515,6 +525,17 @@ mod tests {
         data: &[u8],
     ) -> Result<Option<Verified>, UploadSignatureError> {
         check_upload(policy, &UploadSignature { uploader, signature }, &mut &data[..])
+    }
+
+    /// With `require_signed`, an unsigned upload with the admin key is refused, one with an agent key
+    /// is not (the server signs what agents built).
+    #[test]
+    fn the_key_s_role_decides_who_uploads() {
+        use crate::access::Role;
+        let policy = policy(true, Some(&["k"]));
+        let unsigned = |role: Role| check(&policy, role.into(), None, b"package");
+        assert!(matches!(unsigned(Role::Admin), Err(UploadSignatureError::Unsigned)));
+        assert!(matches!(unsigned(Role::Agent), Ok(None)));
     }
 
     #[test]

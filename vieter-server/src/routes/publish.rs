@@ -13,7 +13,7 @@ use warp::http::StatusCode;
 use libvieter::fs::DirUpload;
 use libvieter::name::RepoName;
 use libvieter::repo::sign::MAX_UPLOADED_SIGNATURE_LEN;
-use libvieter::repo::{BlobStore, UploadSignature, Uploader};
+use libvieter::repo::{BlobStore, UploadSignature};
 
 use crate::auth::Role;
 
@@ -62,14 +62,6 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
-/// Who uploads, by the key's role: the admin key is a user (a packager), an agent key an agent.
-fn uploader(role: Role) -> Uploader {
-    match role {
-        Role::Admin => Uploader::User,
-        Role::Agent => Uploader::Agent,
-    }
-}
-
 /// Parses and adds the received file.
 async fn add(
     app: Arc<App>,
@@ -110,7 +102,7 @@ where
         return Err(ApiError::bad_request("the body is empty: send the package file"));
     }
     let tmp = receive(&app, body, Some(length)).await?;
-    add(app, repo, tmp, UploadSignature::unsigned(uploader(role))).await
+    add(app, repo, tmp, UploadSignature::unsigned(role.into())).await
 }
 
 /// Reads the `sig` part whole, refusing one over [`MAX_UPLOADED_SIGNATURE_LEN`].
@@ -153,5 +145,5 @@ pub async fn multipart(
         }
     }
     let tmp = package.ok_or_else(|| ApiError::bad_request("the multipart body has no file part"))?;
-    add(app, repo, tmp, UploadSignature { uploader: uploader(role), signature }).await
+    add(app, repo, tmp, UploadSignature { uploader: role.into(), signature }).await
 }
