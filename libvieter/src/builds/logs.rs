@@ -52,6 +52,9 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
+    /// The log store could not list its logs.
+    #[error("listing the build logs: {0}")]
+    List(#[source] io::Error),
 }
 
 /// Where a reader of one job's log is ([`BuildLogs::whole`], [`LogReader::follow`]); read it with
@@ -273,6 +276,36 @@ impl<L: LogStore> BuildLogs<L> {
         Ok(self.store.written()?.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// Vieter 0.6's `GET /api/v1/logs`: the logs of the ended jobs that `filter` keeps, in id order,
+    /// paged ([`crate::compat::LogFilter`]).
+    pub fn compat_list<S: BuildStore>(
+        &self,
+        service: &BuildService<S>,
+        filter: &crate::compat::LogFilter,
+    ) -> Result<Vec<crate::compat::BuildLog>, LogError> {
+        let with_logs = self.with_logs().map_err(LogError::List)?;
+        let mut matching = Vec::new();
+        service
+            .store()
+            .scan_jobs(&mut |job| {
+                matching.extend(filter.keep(&job, |id| with_logs.contains(&id)));
+                std::ops::ControlFlow::Continue(())
+            })
+            .map_err(BuildError::Store)?;
+        Ok(filter.page_of(matching))
+    }
+
+    /// Vieter 0.6's build log `id`: `None` unless job `id` ran, ended and its log is kept.
+    pub fn compat_log<S: BuildStore>(
+        &self,
+        service: &BuildService<S>,
+        id: JobId,
+    ) -> Result<Option<crate::compat::BuildLog>, LogError> {
+        let Some(job) = service.find_job(id)? else { return Ok(None) };
+        let has_log = self.exists(id)?;
+        Ok(crate::compat::BuildLog::of(&job, |_| has_log))
+    }
+
     /// Deletes the logs older than the retention; returns the jobs whose logs were deleted. A log that
     /// cannot be deleted is left for the next call.
     pub fn remove_old<S: BuildStore>(&self, service: &BuildService<S>) -> io::Result<Vec<JobId>> {
@@ -406,6 +439,27 @@ mod tests {
         let req = PollRequest { agent_id: agent, arch: x86, capacity: 1, wait: None };
         assert_eq!(service.poll(&req, &Key).unwrap().len(), 1);
         (service, clock, id_of(&job[0]))
+    }
+
+    /// Vieter 0.6's logs are those of jobs that ran and ended with a log: not a running job's, not one
+    /// whose log was deleted.
+    #[test]
+    fn vieter_s_log_list_has_ended_jobs_with_a_log() {
+        let (service, _, id) = running();
+        let logs = BuildLogs::new(MemoryLogs::default());
+        let a1 = AgentId::new("a1").unwrap();
+        logs.append(&service, id, &a1, &Key, b"built\n").unwrap();
+        let all = crate::compat::LogFilter::default();
+        assert!(logs.compat_list(&service, &all).unwrap().is_empty(), "running: no log yet");
+        assert_eq!(logs.compat_log(&service, id).unwrap(), None);
+        service.finish(id, &a1, Outcome::Succeeded { versions: vec![], revision: None }, &Key).unwrap();
+        let listed = logs.compat_list(&service, &all).unwrap();
+        assert_eq!((listed.len(), listed[0].id, listed[0].exit_code), (1, id.0, 0));
+        assert_eq!(logs.compat_log(&service, id).unwrap().as_ref(), listed.first());
+        assert!(logs.remove(&service, id).unwrap());
+        assert!(logs.compat_list(&service, &all).unwrap().is_empty(), "its log deleted");
+        assert_eq!(logs.compat_log(&service, id).unwrap(), None);
+        assert_eq!(logs.compat_log(&service, JobId(999)).unwrap(), None, "no such job");
     }
 
     #[test]

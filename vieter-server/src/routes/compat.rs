@@ -3,10 +3,8 @@
 //! `/api/v1/logs/{id}/content`, `DELETE /api/v1/logs/{id}`. Admin key, like every route of Vieter's API.
 
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use libvieter::builds::BuildStore;
 use libvieter::compat::{queue_request, BuildLog, CompatError, LogFilter};
 use libvieter::job::JobId;
 use warp::filters::BoxedFilter;
@@ -77,31 +75,17 @@ async fn queue(app: Arc<App>, params: HashMap<String, String>) -> Result<warp::r
 async fn logs(app: Arc<App>, params: HashMap<String, String>) -> Result<warp::reply::Response, ApiError> {
     let filter = LogFilter::from_params(&params)?;
     let logs = blocking(move || {
-        let with_logs = app.builds.logs().with_logs().map_err(|e| ApiError::internal("the build logs", e))?;
-        let mut matching = Vec::new();
-        app.builds
-            .service
-            .store()
-            .scan_jobs(&mut |job| {
-                matching.extend(filter.keep(&job, |id| with_logs.contains(&id)));
-                ControlFlow::Continue(())
-            })
-            .map_err(|e| ApiError::internal("build database", e))?;
-        Ok::<_, ApiError>(filter.page_of(matching))
-    })
-    .await?;
-    Ok(ok(&logs))
+        app.builds.logs().compat_list(&app.builds.service, &filter).map_err(BuildsError::from)
+    });
+    Ok(ok(&logs.await?))
 }
 
 /// The build log of job `id`: 404 unless it ran, ended and its log is kept.
 async fn log(app: Arc<App>, id: u64) -> Result<BuildLog, ApiError> {
     let found = blocking(move || {
-        let Some(job) = app.builds.service.find_job(JobId(id))? else { return Ok(None) };
-        let has_log = app.builds.logs().exists(JobId(id)).map_err(BuildsError::from)?;
-        Ok::<_, ApiError>(BuildLog::of(&job, |_| has_log))
-    })
-    .await?;
-    found.ok_or_else(|| {
+        app.builds.logs().compat_log(&app.builds.service, JobId(id)).map_err(BuildsError::from)
+    });
+    found.await?.ok_or_else(|| {
         ApiError::not_found(format!("no build log {id}: no job {id} that ran and ended with a log"))
     })
 }
