@@ -2,9 +2,10 @@
 //!
 //! Every rule (targets, queueing, leases, retries, agents, retention, filters) is libvieter's
 //! [`BuildService`] (and [`BuildLogs`] for the logs); this module gives it its I/O: `builds.redb`
-//! ([`store`]: libvieter's layout and group commit over redb), the system clock, the log directory
-//! `logs/` ([`LogDir`]), long polls ([`agents`]) and the tick's timer ([`tick`]). Routes call [`Builds::service`] for everything that does not wait or touch
-//! a file, and map [`BuildsError`] to HTTP statuses.
+//! (`store.rs`: libvieter's layout and group commit over redb), the system clock, the log directory
+//! `logs/` ([`LogDir`]), long polls (`agents.rs`) and the tick's timer (`tick.rs`). Routes call
+//! [`Builds::service`] for everything that does not wait or touch a file, and map [`BuildsError`] to
+//! HTTP statuses.
 
 mod agents;
 mod store;

@@ -12,7 +12,7 @@
 //! - on shutdown the listener closes and requests in flight finish.
 //!
 //! Bodies are read by the handlers, which enforce their own idle timeout and size limits (see
-//! [`crate::routes::body`]).
+//! `routes::body`).
 
 use std::future::Future;
 use std::sync::Arc;

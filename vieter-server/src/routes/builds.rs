@@ -186,7 +186,7 @@ pub async fn append_log(
 const LOG_CHUNK: usize = 64 * 1024;
 
 /// The whole log, or with `follow=true` a stream that ends when the job does
-/// ([`libvieter::builds::BuildLogs::read`]). Either way it is streamed in chunks of [`LOG_CHUNK`], never
+/// ([`libvieter::builds::BuildLogs::read`]). Either way it is streamed in chunks of `LOG_CHUNK`, never
 /// read whole; the whole log has its Content-Length (its size when the request came: a running job's
 /// later output is for the next read).
 pub async fn read_log(app: Arc<App>, id: u64, q: LogQuery) -> Result<warp::reply::Response, ApiError> {
