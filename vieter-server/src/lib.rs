@@ -1,6 +1,6 @@
 //! vieter-server: pacman repositories over HTTP (and, later, build targets and jobs).
 //!
-//! `main.rs` only parses arguments; [`open`] and [`serve`] wire the configuration, the store and the routes. The only
+//! `main.rs` only parses arguments; [`open`] and [`serve()`] wire the configuration, the store and the routes. The only
 //! crate that knows warp ([`routes`]) and redb ([`store`]).
 
 pub mod aur;
