@@ -1,7 +1,7 @@
-//! vieter-server: pacman repositories over HTTP (and, later, build targets and jobs).
+//! vieter-server: pacman repositories and the build system's scheduling over HTTP.
 //!
-//! `main.rs` only parses arguments; [`open`] and [`serve()`] wire the configuration, the store and the routes. The only
-//! crate that knows warp ([`routes`]) and redb ([`store`]).
+//! `main.rs` only parses arguments; [`open`] and [`serve()`] wire the configuration, the store and the
+//! routes. The only crate that knows warp ([`routes`]) and redb ([`store`]).
 
 pub mod aur;
 pub mod auth;
