@@ -46,3 +46,6 @@ cargo test --workspace --all-targets --timings
 phase "the tests"
 cargo test --workspace --doc
 phase "the doc tests"
+# The documentation builds without a warning (a link to a private or a removed item is one).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+phase "the documentation"

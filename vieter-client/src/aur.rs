@@ -159,7 +159,7 @@ impl Aur {
             .map_err(|source| AurClientError::Aur { url: request.url(&self.rpc_url), source })
     }
 
-    /// Downloads and reads every sync database for `arch` and keeps them for [`Aur::available`].
+    /// Downloads and reads every sync database for `arch` and keeps them for [`Aur::sync_set`].
     /// A database that fails is reported and the previous copy for that arch stays in use.
     pub async fn refresh_sync(&self, arch: &Arch) -> Result<Arc<SyncSet>, AurClientError> {
         let mut set = SyncSet::default();
